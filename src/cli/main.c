@@ -1,0 +1,29 @@
+/* sealgate: dispatch to a subcommand. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const struct sg_cli_command sg_cli_commands[] = {
+	{ "serve", cmd_serve, "run the gateway (SMTP/LMTP filter)" },
+	{ "version", cmd_version, "print the version" },
+	{ "help", cmd_help, "list the subcommands, or explain one" },
+	{ NULL, NULL, NULL },
+};
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		cmd_help(1, argv);
+		return SG_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return cmd_help(argc - 1, argv + 1);
+	if (strcmp(argv[1], "--version") == 0)
+		return cmd_version(argc - 1, argv + 1);
+	for (const struct sg_cli_command *c = sg_cli_commands; c->name != NULL; c++)
+		if (strcmp(argv[1], c->name) == 0)
+			return c->run(argc - 1, argv + 1);
+	fprintf(stderr, "sealgate: unknown command '%s' (try 'sealgate help')\n", argv[1]);
+	return SG_EXIT_USAGE;
+}
