@@ -796,8 +796,11 @@ static void log_disconnect(struct session *s)
 		ok += s->n_ok[i];
 		all += s->n_all[i];
 	}
-	sg_log_info("disconnect from unknown[%s]%s commands=%u%s%u", s->addr, sg_buf_str(&b), ok,
-		    ok == all ? "" : "/", ok == all ? ok : all);
+	if (ok == all)
+		sg_log_info("disconnect from unknown[%s]%s commands=%u", s->addr, sg_buf_str(&b), ok);
+	else
+		sg_log_info("disconnect from unknown[%s]%s commands=%u/%u", s->addr, sg_buf_str(&b),
+			    ok, all);
 	sg_buf_free(&b);
 }
 
@@ -1134,10 +1137,13 @@ void sg_smtp_txn_finish(struct sg_smtp_txn *txn, const struct sg_reply *replies,
 		sg_panic("smtp: sg_smtp_txn_finish with %zu replies, want %zu", n, want);
 	for (size_t i = 0; i < n; i++) {
 		send_reply(s, &replies[i]);
-		sg_log_info("%s: %s%s%s status=%d %s", txn->env.queue_id,
-			    n > 1 ? "to=<" : "", n > 1 ? txn->env.rcpts[i].addr : "",
-			    n > 1 ? ">," : "", replies[i].code,
-			    replies[i].text != NULL ? replies[i].text : "");
+		if (txn->env.lmtp)
+			sg_log_info("%s: to=<%s>, status=%d %s", txn->env.queue_id,
+				    txn->env.rcpts[i].addr, replies[i].code,
+				    replies[i].text != NULL ? replies[i].text : "");
+		else
+			sg_log_info("%s: status=%d %s", txn->env.queue_id, replies[i].code,
+				    replies[i].text != NULL ? replies[i].text : "");
 	}
 	end_txn(s);
 	if (!s->in_loop) {
