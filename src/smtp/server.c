@@ -27,6 +27,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
@@ -915,7 +916,12 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		close_check(s);
 		return;
 	}
-	if (!s->quit && !s->closing)
+	if (s->state == ST_TLS) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+		const char *why = e != 0 ? ERR_reason_error_string(e) : NULL;
+		sg_log_info("TLS handshake failed from unknown[%s]: %s", s->addr,
+			    why != NULL ? why : "connection closed");
+	} else if (!s->quit && !s->closing)
 		sg_log_info("lost connection from unknown[%s]%s", s->addr,
 			    s->state == ST_WAIT ? " while the message was processed" : "");
 	session_free(s);
