@@ -62,6 +62,8 @@ int sg_parse_hostport(const char *s, char **host_r, char **port_r, struct sg_err
 	size_t host_len;
 	int ret = -1;
 
+	*host_r = NULL;
+	*port_r = NULL;
 	if (split(s, &host, &host_len, &port, err) < 0)
 		goto out;
 	if (host_len == 0) {
