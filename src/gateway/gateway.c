@@ -45,12 +45,14 @@ struct job {
 	struct sg_gateway *gw;
 	struct listener *lst;
 	struct sg_smtp_txn *txn;     /* NULL once the client is gone */
-	const struct sg_envelope *env; /* borrowed from txn */
+	const struct sg_envelope *env; /* borrowed from txn: NULL once answered */
+	size_t n_rcpts;                /* env->n_rcpts, for after the answer */
 	struct sg_spool *msg;          /* borrowed from txn */
 	struct timespec start;
 	struct event *budget;          /* the post-DATA time budget */
 	bool in_worker;                /* a worker owns the job until its done() runs */
 	bool answered;                 /* replies given (or the client is gone) */
+	bool budget_expired;
 	/* transform result */
 	int transform_ret;
 	struct sg_error transform_err;
@@ -78,7 +80,7 @@ static double elapsed(const struct job *job)
 
 static void job_free(struct job *job)
 {
-	size_t n = job->env != NULL ? job->env->n_rcpts : 0;
+	size_t n = job->n_rcpts;
 
 	if (job->prev != NULL)
 		job->prev->next = job->next;
@@ -158,7 +160,9 @@ static void job_answer(struct job *job)
 				    "(use a recipient limit of 1, or LMTP)", env->queue_id, worst->code);
 		sg_smtp_txn_finish(job->txn, worst, 1);
 	}
+	/* finish freed the transaction, and the envelope with it */
 	job->txn = NULL;
+	job->env = NULL;
 }
 
 static void job_done(struct job *job)
@@ -194,6 +198,15 @@ static void on_relay_done(void *ctx, const struct sg_relay_result *res)
 		job_done(job);
 }
 
+/* Every recipient gets 451: the post-DATA time budget ran out. */
+static void budget_fail(struct job *job)
+{
+	for (size_t i = 0; i < job->n_rcpts; i++)
+		sg_reply_clear(&job->replies[i]);
+	fail_all(job, 451, "4.4.7 Error: processing time budget exceeded, try again later");
+	job_done(job);
+}
+
 /* Back on the loop after the transform: relay each group. */
 static void after_transform(void *arg)
 {
@@ -201,9 +214,13 @@ static void after_transform(void *arg)
 	const struct sg_envelope *env = job->env;
 
 	job->in_worker = false;
-	if (job->txn == NULL || job->answered) {
-		/* The client left, or the time budget ran out, meanwhile. */
+	if (job->answered) {
+		/* The client left meanwhile. */
 		job_free(job);
+		return;
+	}
+	if (job->budget_expired) {
+		budget_fail(job);
 		return;
 	}
 	if (job->transform_ret < 0) {
@@ -291,6 +308,9 @@ static void on_budget(evutil_socket_t fd, short what, void *arg)
 		return;
 	sg_log_warn("%s: time budget of %us exceeded; answering 451", job->env->queue_id,
 		    job->gw->cfg->transaction_time_budget);
+	job->budget_expired = true;
+	if (job->in_worker)
+		return; /* the worker reads the message: after_transform() answers */
 	/* Drop the next-hop connections before their DATA completes, so the
 	 * next hop does not keep a message we answer 4xx for. */
 	for (size_t i = 0; i < job->n_sends; i++) {
@@ -299,13 +319,7 @@ static void on_budget(evutil_socket_t fd, short what, void *arg)
 			job->sends[i].req = NULL;
 		}
 	}
-	for (size_t i = 0; i < job->env->n_rcpts; i++)
-		sg_reply_clear(&job->replies[i]);
-	fail_all(job, 451, "4.4.7 Error: processing time budget exceeded, try again later");
-	job_answer(job);
-	if (!job->in_worker)
-		job_free(job);
-	/* else after_transform() frees it */
+	budget_fail(job);
 }
 
 static void on_data(void *ctx, struct sg_smtp_txn *txn)
@@ -319,6 +333,7 @@ static void on_data(void *ctx, struct sg_smtp_txn *txn)
 	job->lst = lst;
 	job->txn = txn;
 	job->env = env;
+	job->n_rcpts = env->n_rcpts;
 	job->msg = sg_smtp_txn_spool(txn);
 	clock_gettime(CLOCK_MONOTONIC, &job->start);
 	job->replies = sg_calloc(env->n_rcpts, sizeof(*job->replies));

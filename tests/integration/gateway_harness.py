@@ -65,6 +65,12 @@ class Gateway:
                                      stderr=subprocess.STDOUT)
         wait_port(self.smtp_port, proc=self.proc)
         wait_port(self.lmtp_port, proc=self.proc)
+        # Listening comes before dropping privileges: "started" comes after.
+        deadline = time.monotonic() + 10
+        while " started: " not in self.log():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("sealgate did not start:\n" + self.log())
+            time.sleep(0.02)
 
     def log(self):
         return open(self.logpath, "rb").read().decode("utf-8", "replace")

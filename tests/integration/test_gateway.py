@@ -42,9 +42,15 @@ def env(sealgate_bin, tmp_path):
         return gw, sink
 
     yield start
+    problems = []
     for gw, sink in made:
-        gw.stop()
+        code = gw.stop()
         sink.stop()
+        log = gw.log()
+        # Under ASan/UBSan a report lands in the log; a clean stop exits 0.
+        if "Sanitizer" in log or "runtime error:" in log or code != 0:
+            problems.append(f"exit {code}:\n" + log[-3000:])
+    assert not problems, problems[0]
 
 
 def dot_stuff(msg):
