@@ -41,8 +41,16 @@ static const struct setting settings[] = {
 	  "SMTP filter listener ADDR:PORT (empty: off)" },
 	{ "lmtp_listen", T_HOSTPORT, "", 0, 0, F(lmtp_listen), NULL,
 	  "LMTP filter listener ADDR:PORT (empty: off); recommended with Postfix" },
+	{ "submission_listen", T_HOSTPORT, "", 0, 0, F(submission_listen), NULL,
+	  "LMTP listener for mail from authenticated submission (outbound role; empty: off)" },
+	{ "deliver_listen", T_HOSTPORT, "", 0, 0, F(deliver_listen), NULL,
+	  "LMTP listener for local delivery, sealing at rest (empty: off)" },
 	{ "relay", T_HOSTPORT, "127.0.0.1:10026", 0, 0, F(relay), NULL,
 	  "next hop HOST:PORT: Postfix's reinjection listener" },
+	{ "relay_tls_only", T_HOSTPORT, "", 0, 0, F(relay_tls_only), NULL,
+	  "next hop for the TLS-only treatment: a reinjection listener whose transport enforces TLS" },
+	{ "deliver_lmtp", T_HOSTPORT, "", 0, 0, F(deliver_lmtp), NULL,
+	  "the mailbox server's LMTP HOST:PORT (Dovecot) for sealed local delivery" },
 	{ "relay_protocol", T_ENUM, "smtp", 0, 0, F(relay_protocol), "smtp|lmtp",
 	  "protocol the next hop speaks" },
 	{ "xforward", T_BOOL, "yes", 0, 0, F(xforward), NULL,
@@ -376,8 +384,9 @@ out:
 
 int sg_config_check(const struct sg_config *cfg, struct sg_error *err)
 {
-	if (cfg->listen[0] == '\0' && cfg->lmtp_listen[0] == '\0') {
-		sg_error_set(err, "neither listen nor lmtp_listen is set: nothing to serve");
+	if (cfg->listen[0] == '\0' && cfg->lmtp_listen[0] == '\0' &&
+	    cfg->submission_listen[0] == '\0' && cfg->deliver_listen[0] == '\0') {
+		sg_error_set(err, "no listener is set (listen, lmtp_listen, submission_listen, deliver_listen): nothing to serve");
 		return -1;
 	}
 	if (cfg->relay[0] == '\0') {

@@ -17,7 +17,11 @@ struct sg_config {
 	char *user;
 	char *listen;           /* SMTP filter listener, "" = off */
 	char *lmtp_listen;      /* LMTP filter listener, "" = off */
+	char *submission_listen; /* LMTP listener for authenticated submission, "" = off */
+	char *deliver_listen;   /* LMTP listener for local delivery (at rest), "" = off */
 	char *relay;            /* next hop */
+	char *relay_tls_only;   /* next hop that enforces TLS, "" = none */
+	char *deliver_lmtp;     /* the mailbox server's LMTP (Dovecot), "" = none */
 	char *relay_protocol;   /* "smtp" or "lmtp" */
 	bool xforward;
 	size_t max_message_size;
