@@ -825,6 +825,15 @@ static void used_key(rnp_op_verify_t op, struct op_ctx *c, struct sg_key *const 
 static int decrypt_failed(rnp_result_t r, rnp_op_verify_t op, struct op_ctx *c,
 			  enum sg_crypto_status *status_r, struct sg_error *err)
 {
+	rnp_recipient_handle_t used = NULL;
+
+	/* librnp reports a failed MDC check as a read error once the session
+	 * key was recovered: with a recipient used, it is tampering. */
+	if (r == RNP_ERROR_READ && rnp_op_verify_get_used_recipient(op, &used) == RNP_SUCCESS && used != NULL) {
+		set_status(status_r, SG_CRYPTO_TAMPERED);
+		sg_error_set(err, "integrity check failed: message was modified");
+		return -1;
+	}
 	switch (r) {
 	case RNP_ERROR_DECRYPT_FAILED:
 	case RNP_ERROR_NO_SUITABLE_KEY:
