@@ -205,7 +205,8 @@ int sg_x509_key_load_mem(const void *data, size_t len, const char *passphrase,
 		key_clear(k);
 		free(k);
 		return fail(status_r, r == 0 ? SG_CRYPTO_MALFORMED : SG_CRYPTO_BAD_KEY, err,
-			    r == 0 ? "x509: no certificate found" : "x509: cannot read key");
+			    r == 0 ? "x509: no certificate found"
+			    : "x509: cannot read key (wrong passphrase, or legacy PKCS#12 encryption such as RC2: re-export with AES)");
 	}
 	ERR_clear_error();
 	k->fpr = fingerprint_of(k->cert);
