@@ -99,7 +99,14 @@ void sg_cms_verify_info_clear(struct sg_cms_verify_info *info);
 /* ---- Message level (src/mime/smime-mime.c) ---- */
 
 /* Same contract as sg_seal/sg_unseal (mime/seal.h) for SG_SEAL_SMIME;
- * recipients/keys hold sg_key handles of kind SG_KEY_X509. */
+ * recipients/keys hold sg_key handles of kind SG_KEY_X509 (others are
+ * skipped when unsealing). Unseal peels every S/MIME layer (decrypt, then
+ * verify what is inside) before anything reaches out. Signature verdicts
+ * go to res->sig and return 1; with SG_SIG_BAD nothing is written to out.
+ * res->authenticated is true only for AuthEnvelopedData (AES-GCM); AES-CBC
+ * EnvelopedData also gets a res->warning saying it has no integrity.
+ * Decrypt failures: WRONG_KEY (no RecipientInfo for our certificates),
+ * TAMPERED (GCM tag / content), MALFORMED (not CMS, truncated, bad base64). */
 int sg_smime_seal(const unsigned char *msg, size_t len, const struct sg_seal_req *req,
 		  struct sg_buf *out, enum sg_seal_outcome *outcome_r,
 		  enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;

@@ -11,10 +11,6 @@
 #include <strings.h>
 #include <sys/random.h>
 
-/* Provided by crypto/key.c (the sg_key dispatcher, pgp branch); declared
- * here until that lands. NULL when the key is not an X.509 one. */
-struct sg_x509_key *sg_key_x509(const struct sg_key *key);
-
 #define SMIME_MAX (256u * 1024u * 1024u) /* working buffers; the spool caps messages earlier */
 #define MAX_NESTING 4                    /* signed inside encrypted inside ... */
 
@@ -405,19 +401,15 @@ static int do_decrypt(struct unseal_ctx *c, const struct sg_buf *der, struct sg_
 	return 1;
 }
 
-/* Record a verdict; a BAD signature stops unsealing (content changed). */
-static int take_verdict(struct unseal_ctx *c, struct sg_cms_verify_info *vi,
-			enum sg_crypto_status *status_r, struct sg_error *err)
+/* Record a verdict. A BAD signature stops unsealing: the content was
+ * changed, so none of it reaches out (peel returns 2). */
+static int take_verdict(struct unseal_ctx *c, struct sg_cms_verify_info *vi)
 {
 	c->res->sig = vi->sig;
 	free(c->res->signer);
 	c->res->signer = vi->signer;
 	vi->signer = NULL;
-	if (vi->sig != SG_SIG_BAD)
-		return 1;
-	*status_r = SG_CRYPTO_TAMPERED;
-	sg_error_prefix(err, "signature does not verify");
-	return -1;
+	return vi->sig == SG_SIG_BAD ? 2 : 1;
 }
 
 static int do_verify_opaque(struct unseal_ctx *c, const struct sg_buf *der, struct sg_buf *next,
@@ -427,7 +419,7 @@ static int do_verify_opaque(struct unseal_ctx *c, const struct sg_buf *der, stru
 	int r = sg_cms_verify(der->data, der->len, NULL, 0, c->anchors, c->n_anchors, c->now,
 			      next, &vi, status_r, err);
 	if (r > 0)
-		r = take_verdict(c, &vi, status_r, err);
+		r = take_verdict(c, &vi);
 	sg_cms_verify_info_clear(&vi);
 	return r;
 }
@@ -458,13 +450,12 @@ static int do_verify_detached(struct unseal_ctx *c, const struct sg_msg_view *v,
 	    entity_der(&sv, &der, err) < 0)
 		goto out;
 	if (sg_cms_verify(der.data, der.len, body + parts[0].off, parts[0].len, c->anchors,
-			  c->n_anchors, c->now, NULL, &vi, status_r, err) < 0 ||
-	    take_verdict(c, &vi, status_r, err) < 0)
+			  c->n_anchors, c->now, NULL, &vi, status_r, err) < 0)
 		goto out;
+	ret = take_verdict(c, &vi);
 	*status_r = SG_CRYPTO_INTERNAL;
-	if (put(next, body + parts[0].off, parts[0].len, err) < 0)
-		goto out;
-	ret = 1;
+	if (ret == 1 && put(next, body + parts[0].off, parts[0].len, err) < 0)
+		ret = -1;
 out:
 	sg_cms_verify_info_clear(&vi);
 	sg_buf_free(&der);
@@ -477,7 +468,8 @@ static bool is_pkcs7(const struct sg_msg_ctype *ct, const char *sub)
 	return sg_msg_ctype_is(ct, "application", sub);
 }
 
-/* Peel one S/MIME layer off cur into next: 1 done, 0 cur is not S/MIME. */
+/* Peel one S/MIME layer off cur into next: 1 done, 0 cur is not S/MIME,
+ * 2 a signature is BAD (stop, release nothing). */
 static int peel(struct unseal_ctx *c, const struct sg_buf *cur, struct sg_buf *next,
 		enum sg_crypto_status *status_r, struct sg_error *err)
 {
@@ -571,7 +563,9 @@ static int unseal_layers(struct unseal_ctx *c, const struct sg_msg_view *v, stru
 		goto out;
 	*status_r = SG_CRYPTO_MALFORMED;
 	/* all layers checked: only now does anything reach out */
-	if (layers == 0)
+	if (r == 2)
+		r = 1;
+	else if (layers == 0)
 		r = put(out, v->data, v->len, err);
 	else
 		r = rebuild(v, &cur, out, err);

@@ -8,9 +8,8 @@ import subprocess
 import pytest
 
 import smime_pki as pki
-from conftest import SOURCE_DIR
+from conftest import SEALGATE_BIN
 
-TOOL = os.environ.get("SMIME_TOOL", os.path.join(SOURCE_DIR, "build", "tests", "smime-tool"))
 
 MSG = (b"From: Alice <alice@a.test>\r\n"
        b"To: Bob <bob@b.test>\r\n"
@@ -55,19 +54,46 @@ def p(tmp_path_factory):
     return P
 
 
-def tool(verb, args, data):
-    r = subprocess.run([TOOL, verb, *args], input=data, capture_output=True, timeout=60)
-    line = r.stderr.decode(errors="replace").strip().splitlines()[-1]
-    info = dict(re.findall(r'(\w+)=("[^"]*"|\S+)', line))
+EXIT = {0: "OK", 2: "NO_KEY", 3: "BAD_KEY", 4: "KEY_EXPIRED", 5: "KEY_REVOKED", 6: "WRONG_KEY",
+        7: "TAMPERED", 8: "UNKNOWN_SIGNER", 9: "BAD_SIGNATURE", 10: "UNSUPPORTED", 65: "MALFORMED"}
+
+
+def run_cli(args, data):
+    r = subprocess.run([SEALGATE_BIN, *args], input=data, capture_output=True, timeout=60)
+    err = r.stderr.decode(errors="replace")
+    info = {"status": EXIT.get(r.returncode, str(r.returncode)), "error": err}
+    m = re.search(r"sealgate unseal: (encrypted: .*)", err)
+    if m:
+        summary, _, info["warning"] = m.group(1).partition("; warning: ")
+        for part in summary.split("; "):
+            k, _, v = part.partition(": ")
+            info[k] = v
+        sig = info.get("signature", "")
+        info["sig"], _, info["signer"] = sig.partition(" by ")
     return r.returncode, r.stdout, info
 
 
-def seal(args, data=MSG):
-    return tool("seal", args, data)
+def seal(to=(), sign=None, gcm=False, opaque=False, subject=None, data=MSG):
+    """sealgate seal --smime: recipients and signer are Idents; their files
+    are handed over with --key and picked by address."""
+    args = ["seal", "--smime"]
+    for i in to:
+        args += ["--to", i.email, "--key", i.crt]
+    if sign is not None:
+        args += ["--sign-as", sign.email, "--key", sign.pem]
+    args += (["--gcm"] if gcm else []) + (["--opaque"] if opaque else [])
+    args += ["--subject", subject] if subject is not None else []
+    return run_cli(args, data)
 
 
-def unseal(args, data):
-    return tool("unseal", args, data)
+def unseal(data, keys=(), trust=(), passfile=None):
+    args = ["unseal"]
+    for k in keys:
+        args += ["--key", k]
+    for t in trust:
+        args += ["--verify-key", t]
+    args += ["--passphrase-file", passfile] if passfile else []
+    return run_cli(args, data)
 
 
 def openssl(args, data):
@@ -100,9 +126,8 @@ def outer_without_content(msg):
 @pytest.mark.parametrize("who,gcm", [("alice", False), ("alice", True), ("bob", False), ("bob", True)])
 def test_seal_openssl_decrypts(p, who, gcm):
     ident = getattr(p, who)
-    rc, out, info = seal(["--to", ident.crt] + (["--gcm"] if gcm else []))
+    rc, out, info = seal(to=[ident], gcm=gcm)
     assert rc == 0, info
-    assert info["outcome"] == "sealed"
     ctype = pki.field(out, "Content-Type")
     assert "application/pkcs7-mime" in ctype
     assert ("smime-type=authEnveloped-data" if gcm else "smime-type=enveloped-data") in ctype
@@ -119,7 +144,7 @@ def test_seal_openssl_decrypts(p, who, gcm):
 
 
 def test_seal_two_recipients(p):
-    rc, out, info = seal(["--to", p.alice.crt, "--to", p.bob.crt])
+    rc, out, info = seal(to=[p.alice, p.bob])
     assert rc == 0, info
     for ident in (p.alice, p.bob):
         r = openssl(["cms", "-decrypt", "-recip", ident.pem, "-binary"], out)
@@ -128,20 +153,20 @@ def test_seal_two_recipients(p):
     assert r.returncode != 0
 
 
-def test_seal_roundtrip_restores_message(p):
-    for gcm in ([], ["--gcm"]):
-        rc, out, _ = seal(["--to", p.bob.crt, "--subject", "encrypted"] + gcm)
-        assert rc == 0 and pki.field(out, "Subject") == "encrypted"
-        rc, back, info = unseal(["--key", p.bob.pem], out)
-        assert rc == 0, info
-        assert back == MSG
-        assert info["encrypted"] == "1"
-        assert info["authenticated"] == ("1" if gcm else "0")
-        if not gcm:
-            assert "not integrity protected" in info["warning"]
+@pytest.mark.parametrize("gcm", [False, True])
+def test_seal_roundtrip_restores_message(p, gcm):
+    rc, out, _ = seal(to=[p.bob], subject="encrypted", gcm=gcm)
+    assert rc == 0 and pki.field(out, "Subject") == "encrypted"
+    rc, back, info = unseal(out, keys=[p.bob.pem])
+    assert rc == 0, info
+    assert back == MSG
+    assert info["encrypted"] == "yes"
+    assert info["authenticated"] == ("yes" if gcm else "no")
+    if not gcm:
+        assert "not integrity protected" in info["warning"]
 
 
-# ---- openssl cms encrypts, sealgate decrypts ----
+# ---- openssl cms / gpgsm encrypt, sealgate decrypts ----
 
 @pytest.mark.parametrize("cipher", ["-aes256", "-aes-256-gcm"])
 @pytest.mark.parametrize("who", ["alice", "bob"])
@@ -154,19 +179,19 @@ def test_openssl_encrypts_seal_decrypts(p, cipher, who):
                  "-to", "bob@b.test", "-subject", "...", ident.crt], inner)
     assert r.returncode == 0, r.stderr
     enc = r.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    rc, out, info = unseal(["--key", ident.pem], enc)
+    rc, out, info = unseal(enc, keys=[ident.pem])
     assert rc == 0, info
     assert out.endswith(body)
     assert pki.field(out, "Content-Type") == 'multipart/mixed; boundary="b1"'
-    assert info["authenticated"] == ("1" if "gcm" in cipher else "0")
-    assert info["decrypted_with"] != "-"
+    assert info["authenticated"] == ("yes" if "gcm" in cipher else "no")
+    assert info["decrypted with"] != "-"
 
 
 def test_gpgsm_both_directions(p, tmp_path):
     home, env = pki.gpgsm_home(str(tmp_path), [p.dave], [p.ca])
     try:
         # sealgate -> gpgsm
-        rc, out, info = seal(["--to", p.dave.crt])
+        rc, out, info = seal(to=[p.dave])
         assert rc == 0, info
         _, b64 = pki.split_message(out)
         f = tmp_path / "in.b64"
@@ -176,7 +201,7 @@ def test_gpgsm_both_directions(p, tmp_path):
                            input=b"pw\n", env=env, capture_output=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert r.stdout == expected_inner(MSG)
-        # gpgsm -> sealgate
+        # gpgsm -> sealgate (PKCS#12 key with a passphrase)
         f = tmp_path / "plain"
         f.write_bytes(expected_inner(MSG))
         r = subprocess.run(["gpgsm", "--batch", "--base64", "-r", "dave@d.test", "--encrypt",
@@ -185,7 +210,9 @@ def test_gpgsm_both_directions(p, tmp_path):
         enc = (b"From: x@a.test\r\nTo: dave@d.test\r\nSubject: ...\r\nMIME-Version: 1.0\r\n"
                b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
                b"Content-Transfer-Encoding: base64\r\n\r\n" + r.stdout.replace(b"\n", b"\r\n"))
-        rc, back, info = unseal(["--pass", "pw", "--key", p.dave.p12aes], enc)
+        pw = tmp_path / "pw"
+        pw.write_text("pw\n")
+        rc, back, info = unseal(enc, keys=[p.dave.p12aes], passfile=str(pw))
         assert rc == 0, info
         # protected Subject restored from the inner entity
         assert pki.field(back, "Subject") == pki.field(MSG, "Subject")
@@ -200,7 +227,7 @@ def test_gpgsm_both_directions(p, tmp_path):
 @pytest.mark.parametrize("who,opaque", [("alice", False), ("alice", True), ("bob", False), ("bob", True)])
 def test_seal_signs_openssl_verifies(p, who, opaque):
     ident = getattr(p, who)
-    rc, out, info = seal(["--sign", ident.pem] + (["--opaque"] if opaque else []))
+    rc, out, info = seal(sign=ident, opaque=opaque)
     assert rc == 0, info
     ctype = pki.field(out, "Content-Type")
     if opaque:
@@ -215,8 +242,8 @@ def test_seal_signs_openssl_verifies(p, who, opaque):
     assert b"Numbers: \xc3\xa9 42" in r.stdout
     r = openssl(["cms", "-verify", "-CAfile", p.carol.crt], out)
     assert r.returncode != 0
-    rc, back, info = unseal(["--trust", ident.crt], out)
-    assert rc == 0 and info["sig"] == "VALID" and info["signer"] == ident.email
+    rc, back, info = unseal(out, trust=[ident.crt])
+    assert rc == 0 and info["sig"] == "valid" and info["signer"] == ident.email, info
     assert back == MSG
 
 
@@ -228,61 +255,63 @@ def test_openssl_signs_seal_verifies(p, who, detach):
                 + ([] if detach else ["-nodetach"]), MSG)
     assert r.returncode == 0, r.stderr
     signed = r.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    rc, _, info = unseal(["--trust", ident.crt], signed)
-    assert rc == 0 and info["sig"] == "VALID", info
-    rc, _, info = unseal(["--trust", p.carol.crt], signed)
-    assert rc == 0 and info["sig"] == "UNKNOWN_SIGNER", info
+    rc, _, info = unseal(signed, trust=[ident.crt])
+    assert rc == 0 and info["sig"] == "valid", info
+    rc, _, info = unseal(signed, trust=[p.carol.crt])
+    assert info["status"] == "UNKNOWN_SIGNER" and info["sig"] == "unknown signer", info
 
 
 def test_sign_then_encrypt(p):
-    rc, out, info = seal(["--sign", p.alice.pem, "--to", p.bob.crt, "--gcm"])
+    rc, out, info = seal(to=[p.bob], sign=p.alice, gcm=True)
     assert rc == 0, info
     r = openssl(["cms", "-decrypt", "-recip", p.bob.pem, "-binary"], out)
     assert r.returncode == 0
     assert b"multipart/signed" in r.stdout.split(b"\r\n\r\n")[0]
     v = openssl(["cms", "-verify", "-CAfile", p.alice.crt], r.stdout)
     assert v.returncode == 0, v.stderr
-    rc, back, info = unseal(["--key", p.bob.pem, "--trust", p.alice.crt], out)
-    assert rc == 0 and info["sig"] == "VALID" and info["encrypted"] == "1", info
+    rc, back, info = unseal(out, keys=[p.bob.pem], trust=[p.alice.crt])
+    assert rc == 0 and info["sig"] == "valid" and info["encrypted"] == "yes", info
     assert back == MSG
 
 
 def test_chain_to_ca(p):
     for who in (p.dave, p.erin):
-        rc, out, info = seal(["--sign", who.pem])
+        rc, out, info = seal(sign=who)
         assert rc == 0, info
-        rc, _, info = unseal(["--trust", p.ca.crt], out)
-        assert rc == 0 and info["sig"] == "VALID", info
-        # the leaf's own certificate is not an anchor for a CA-issued chain
-        rc, _, info = unseal(["--trust", p.alice.crt], out)
-        assert rc == 0 and info["sig"] == "UNKNOWN_SIGNER", info
+        rc, _, info = unseal(out, trust=[p.ca.crt])
+        assert rc == 0 and info["sig"] == "valid", info
+        # another certificate is no anchor for this chain
+        rc, _, info = unseal(out, trust=[p.alice.crt])
+        assert info["status"] == "UNKNOWN_SIGNER", info
 
 
 # ---- each failure its own status ----
 
 def test_tampered_gcm(p):
-    rc, out, _ = seal(["--to", p.bob.crt, "--gcm"])
+    rc, out, _ = seal(to=[p.bob], gcm=True)
     der = bytearray(pki.der_of(out))
     der[-1] ^= 1  # inside the GCM tag
-    rc, back, info = unseal(["--key", p.bob.pem], pki.with_der(out, bytes(der)))
-    assert info["status"] == "TAMPERED" and rc != 0 and back == b""
+    rc, back, info = unseal(pki.with_der(out, bytes(der)), keys=[p.bob.pem])
+    assert info["status"] == "TAMPERED" and back == b"", info
 
 
 def test_wrong_key(p):
-    rc, out, _ = seal(["--to", p.alice.crt])
-    rc, back, info = unseal(["--key", p.carol.pem], out)
-    assert info["status"] == "WRONG_KEY" and rc != 0 and back == b""
+    rc, out, _ = seal(to=[p.alice])
+    rc, back, info = unseal(out, keys=[p.carol.pem])
+    assert info["status"] == "WRONG_KEY" and back == b"", info
 
 
 def test_expired_recipient_refused(p):
-    rc, out, info = seal(["--to", p.old.crt])
-    assert info["status"] == "KEY_EXPIRED" and rc != 0 and out == b""
+    rc, out, info = seal(to=[p.old])
+    assert info["status"] == "KEY_EXPIRED" and out == b"", info
 
 
 def test_expired_own_cert_still_decrypts(p):
-    r = openssl(["cms", "-encrypt", "-aes256", "-binary", p.old.crt], b"Content-Type: text/plain\r\n\r\nold\r\n")
+    r = openssl(["cms", "-encrypt", "-aes256", "-binary", p.old.crt],
+                b"Content-Type: text/plain\r\n\r\nold\r\n")
     assert r.returncode == 0
-    rc, back, info = unseal(["--key", p.old.pem], r.stdout.replace(b"\n", b"\r\n").replace(b"\r\r", b"\r"))
+    enc = r.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    rc, back, info = unseal(enc, keys=[p.old.pem])
     assert rc == 0, info
     assert back.endswith(b"\r\n\r\nold\r\n")
     assert "expired" in info["warning"]
@@ -291,49 +320,50 @@ def test_expired_own_cert_still_decrypts(p):
 def test_expired_signer(p):
     r = openssl(["cms", "-sign", "-signer", p.old.pem, "-md", "sha256"], MSG)
     assert r.returncode == 0, r.stderr
-    rc, _, info = unseal(["--trust", p.old.crt], r.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
-    assert rc == 0 and info["sig"] == "KEY_EXPIRED", info
+    signed = r.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    rc, _, info = unseal(signed, trust=[p.old.crt])
+    assert info["status"] == "KEY_EXPIRED" and info["sig"] == "signer key expired", info
 
 
 def test_untrusted_signer(p):
-    rc, out, _ = seal(["--sign", p.alice.pem])
-    rc, back, info = unseal([], out)
-    assert rc == 0 and info["sig"] == "UNKNOWN_SIGNER", info
+    rc, out, _ = seal(sign=p.alice)
+    rc, back, info = unseal(out)
+    assert info["status"] == "UNKNOWN_SIGNER" and info["signer"] == "alice@a.test", info
 
 
 def test_bad_signature(p):
-    rc, out, _ = seal(["--sign", p.bob.pem])
+    rc, out, _ = seal(sign=p.bob)
     bad = out.replace(b"Numbers: \xc3\xa9 42", b"Numbers: \xc3\xa9 43")
     assert bad != out
-    rc, back, info = unseal(["--trust", p.bob.crt], bad)
-    assert info["status"] == "TAMPERED" and info["sig"] == "BAD" and rc != 0 and back == b""
+    rc, back, info = unseal(bad, trust=[p.bob.crt])
+    assert info["status"] == "BAD_SIGNATURE" and back == b"", info
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.9])
 def test_truncated(p, cut):
-    rc, out, _ = seal(["--to", p.alice.crt, "--gcm"])
+    rc, out, _ = seal(to=[p.alice], gcm=True)
     der = pki.der_of(out)
-    rc, back, info = unseal(["--key", p.alice.pem], pki.with_der(out, der[:int(len(der) * cut)]))
-    assert info["status"] == "MALFORMED" and rc != 0 and back == b""
+    rc, back, info = unseal(pki.with_der(out, der[:int(len(der) * cut)]), keys=[p.alice.pem])
+    assert info["status"] == "MALFORMED" and back == b"", info
 
 
 def test_garbage_base64(p):
-    rc, out, _ = seal(["--to", p.alice.crt])
+    rc, out, _ = seal(to=[p.alice])
     head, _ = pki.split_message(out)
-    rc, back, info = unseal(["--key", p.alice.pem], head + b"\r\n!!!! not base64 ****\r\n")
-    assert info["status"] == "MALFORMED" and rc != 0 and back == b""
+    rc, back, info = unseal(head + b"\r\n!!!! not base64 ****\r\n", keys=[p.alice.pem])
+    assert info["status"] == "MALFORMED" and back == b"", info
 
 
 def test_already_encrypted_unchanged(p):
-    rc, out, _ = seal(["--to", p.alice.crt])
-    rc, again, info = seal(["--to", p.bob.crt], out)
-    assert rc == 0 and info["outcome"] == "already-encrypted"
+    rc, out, _ = seal(to=[p.alice])
+    rc, again, info = seal(to=[p.bob], data=out)
+    assert rc == 0 and "already encrypted" in info["error"]
     assert again == out
 
 
 def test_ed25519_refused(p):
-    rc, out, info = seal(["--to", p.ed.crt])
-    assert info["status"] == "UNSUPPORTED" and rc != 0 and out == b""
-    assert "X25519" in info["error"] or "ED25519" in info["error"]
-    rc, out, info = seal(["--sign", p.ed.pem])
-    assert info["status"] == "UNSUPPORTED" and rc != 0
+    rc, out, info = seal(to=[p.ed])
+    assert info["status"] == "UNSUPPORTED" and out == b"", info
+    assert "X25519" in info["error"] and "Ed25519" in info["error"]
+    rc, out, info = seal(sign=p.ed)
+    assert info["status"] == "UNSUPPORTED" and out == b"", info

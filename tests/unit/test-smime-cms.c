@@ -143,15 +143,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Local names: sg_crypto_status_name() lives in crypto/key.c (other branch). */
-static const char *stname(enum sg_crypto_status st)
-{
-	static const char *const names[] = { "OK", "NO_KEY", "BAD_KEY", "KEY_EXPIRED",
-		"KEY_REVOKED", "WRONG_KEY", "TAMPERED", "UNKNOWN_SIGNER", "MALFORMED",
-		"UNSUPPORTED", "INTERNAL" };
-	return (size_t)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
-}
-
 static const char MSG[] = "Content-Type: text/plain; charset=utf-8\r\n\r\nHello \xc3\xa9\r\n.\r\nFrom x\r\n";
 
 /* ---- encryption ---- */
@@ -212,8 +203,8 @@ static void run_enc_case(const struct enc_case *c)
 	int r = sg_cms_decrypt(der.data, der.len, &k, 1, time(NULL), &plain, &info, &st, &err);
 	if (r != c->want_ret || st != c->want_status)
 		fail_msg("%s: decrypt returned %d status %s (%s), want %d %s", c->name, r,
-			 stname(st), sg_error_msg(&err), c->want_ret,
-			 stname(c->want_status));
+			 sg_crypto_status_name(st), sg_error_msg(&err), c->want_ret,
+			 sg_crypto_status_name(c->want_status));
 	if (r == 1) {
 		assert_int_equal(plain.len, sizeof(MSG) - 1);
 		assert_memory_equal(plain.data, MSG, plain.len);
@@ -413,7 +404,7 @@ static void test_key_properties(void **state)
 	for (size_t i = 0; i < sizeof(u) / sizeof(u[0]); i++) {
 		int r = sg_x509_key_usable(ids[u[i].id].key, u[i].sign, now, &st, &err);
 		if (r != u[i].want || st != u[i].st)
-			fail_msg("usable case %zu: %d %s (%s)", i, r, stname(st),
+			fail_msg("usable case %zu: %d %s (%s)", i, r, sg_crypto_status_name(st),
 				 sg_error_msg(&err));
 	}
 	/* public-only cannot sign */
