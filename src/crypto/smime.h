@@ -41,6 +41,14 @@ enum sg_cms_cipher {
 	SG_CMS_AES256_GCM,     /* AuthEnvelopedData (RFC 5083, RFC 5084) */
 };
 
+enum sg_cms_kind {
+	SG_CMS_KIND_ENVELOPED = 1,
+	SG_CMS_KIND_AUTH_ENVELOPED,
+	SG_CMS_KIND_SIGNED,
+};
+/* What a DER blob is: an sg_cms_kind, or 0 if none of those / not CMS. */
+int sg_cms_kind(const unsigned char *der, size_t len);
+
 /* Encrypt data to every recipient certificate (borrowed). DER appended to
  * der_out. 1 ok; -1 with status_r/err. */
 int sg_cms_encrypt(const unsigned char *data, size_t len,
@@ -75,8 +83,8 @@ struct sg_cms_verify_info {
 };
 
 /* Verify SignedData DER. content/content_len: the detached content (NULL
- * for opaque, whose content is then appended to content_out only when the
- * signature is VALID). anchors: trusted certificates (borrowed); the chain
+ * for opaque, whose content is then appended to content_out unless the
+ * signature is BAD: the bytes are intact even when the signer is unknown). anchors: trusted certificates (borrowed); the chain
  * is built from them plus certificates in the SignedData. Returns 1 when
  * the structure was parsed (info_r->sig says the verdict), -1 with status_r
  * MALFORMED/INTERNAL otherwise. Free info_r->signer with
@@ -91,7 +99,14 @@ void sg_cms_verify_info_clear(struct sg_cms_verify_info *info);
 /* ---- Message level (src/mime/smime-mime.c) ---- */
 
 /* Same contract as sg_seal/sg_unseal (mime/seal.h) for SG_SEAL_SMIME;
- * recipients/keys hold sg_key handles of kind SG_KEY_X509. */
+ * recipients/keys hold sg_key handles of kind SG_KEY_X509 (others are
+ * skipped when unsealing). Unseal peels every S/MIME layer (decrypt, then
+ * verify what is inside) before anything reaches out. Signature verdicts
+ * go to res->sig and return 1; with SG_SIG_BAD nothing is written to out.
+ * res->authenticated is true only for AuthEnvelopedData (AES-GCM); AES-CBC
+ * EnvelopedData also gets a res->warning saying it has no integrity.
+ * Decrypt failures: WRONG_KEY (no RecipientInfo for our certificates),
+ * TAMPERED (GCM tag / content), MALFORMED (not CMS, truncated, bad base64). */
 int sg_smime_seal(const unsigned char *msg, size_t len, const struct sg_seal_req *req,
 		  struct sg_buf *out, enum sg_seal_outcome *outcome_r,
 		  enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
