@@ -852,6 +852,10 @@ static int decrypt_failed(rnp_result_t r, rnp_op_verify_t op, struct op_ctx *c,
 		set_status(status_r, SG_CRYPTO_UNSUPPORTED);
 		sg_error_set(err, "unsupported OpenPGP data (%s; " SG_PGP_V6_HINT ")", rnp_msg(r));
 		break;
+	case RNP_ERROR_BAD_FORMAT:
+		set_status(status_r, SG_CRYPTO_MALFORMED);
+		sg_error_set(err, "not a valid OpenPGP message (%s; note: " SG_PGP_V6_HINT ")", rnp_msg(r));
+		break;
 	default:
 		set_status(status_r, SG_CRYPTO_MALFORMED);
 		sg_error_set(err, "not a valid OpenPGP message (%s)", rnp_msg(r));

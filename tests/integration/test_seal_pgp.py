@@ -414,6 +414,15 @@ def test_signer_key_revoked_or_expired(keys, tmp_path):
     assert b"signer key expired" in r.stderr
 
 
+def test_signer_key_revoked(keys):
+    """Signed before erin's key was revoked: the signature is no longer trusted."""
+    entity = open(os.path.join(keys["dir"], "erin.old"), "rb").read()
+    msg = pgp_signed(b"Subject: s\r\n", entity, open(os.path.join(keys["dir"], "erin.old.sig"), "rb").read())
+    r = sealgate("unseal", "--verify-key", keys["erin.pub"], inp=msg)
+    assert r.returncode == 5, r.stderr
+    assert b"signer key revoked" in r.stderr
+
+
 @pytest.mark.parametrize("cut", [0.5, 0.9])
 def test_truncated_input(keys, cut):
     sealed = sealed_to_bob(keys)
