@@ -5,8 +5,6 @@
 #include "util/mem.h"
 #include "util/secret.h"
 
-#include <fcntl.h>
-#include <pthread.h>
 #include <rnp/rnp.h>
 #include <rnp/rnp_err.h>
 #include <stdint.h>
@@ -63,7 +61,7 @@ bool sg_pgp_looks_like_key(const void *data, size_t len)
 
 struct op_ctx {
 	rnp_ffi_t ffi;
-	const struct sg_pgp_key *pass_keys[16]; /* keys whose passphrase we may hand out */
+	const struct sg_pgp_key **pass_keys; /* keys whose passphrase we may hand out; owned array */
 	size_t n_pass;
 };
 
@@ -104,14 +102,6 @@ static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, co
 	return ok;
 }
 
-static pthread_once_t null_once = PTHREAD_ONCE_INIT;
-static int null_fd = -1;
-
-static void open_null(void)
-{
-	null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-}
-
 static int op_init(struct op_ctx *c, struct sg_error *err)
 {
 	memset(c, 0, sizeof(*c));
@@ -119,10 +109,6 @@ static int op_init(struct op_ctx *c, struct sg_error *err)
 		sg_error_set(err, "librnp: cannot create a context");
 		return -1;
 	}
-	/* librnp logs its internal diagnostics to stderr; ours say it better. */
-	pthread_once(&null_once, open_null);
-	if (null_fd >= 0)
-		rnp_ffi_set_log_fd(c->ffi, null_fd);
 	rnp_ffi_set_pass_provider(c->ffi, pass_provider, c);
 	return 1;
 }
@@ -142,8 +128,8 @@ static int op_add_key(struct op_ctx *c, const struct sg_pgp_key *k, struct sg_er
 		sg_error_set(err, "key %s: %s", k->fpr, rnp_msg(r));
 		return -1;
 	}
-	if (c->n_pass < sizeof(c->pass_keys) / sizeof(c->pass_keys[0]))
-		c->pass_keys[c->n_pass++] = k;
+	c->pass_keys = sg_reallocarray(c->pass_keys, c->n_pass + 1, sizeof(*c->pass_keys));
+	c->pass_keys[c->n_pass++] = k;
 	return 1;
 }
 
@@ -152,6 +138,9 @@ static void op_done(struct op_ctx *c)
 	if (c->ffi != NULL)
 		rnp_ffi_destroy(c->ffi);
 	c->ffi = NULL;
+	free(c->pass_keys);
+	c->pass_keys = NULL;
+	c->n_pass = 0;
 }
 
 static rnp_key_handle_t op_locate(struct op_ctx *c, const struct sg_pgp_key *k)
@@ -309,7 +298,7 @@ int sg_pgp_key_load_mem(const void *data, size_t len, const char *passphrase,
 	rnp_result_t r;
 	int ret = -1;
 
-	c.ffi = NULL;
+	memset(&c, 0, sizeof(c));
 	set_status(status_r, SG_CRYPTO_BAD_KEY);
 	k->data = sg_malloc(len + 1);
 	memcpy(k->data, data, len);

@@ -236,6 +236,20 @@ def test_peer_encrypts_sealgate_unseals(keys, tmp_path, peer, sign):
     assert (b"signature: valid" if sign else b"signature: none") in r.stderr
 
 
+def test_base64_encoded_ciphertext_part(keys, tmp_path):
+    """RFC 3156 s4 lets the octet-stream part carry any transfer encoding."""
+    import base64
+    armored = peer_encrypt("gpg", keys, str(tmp_path), b"Content-Type: text/plain\r\n\r\nb64 part\r\n")
+    msg = pgp_mime(b"Subject: x\r\n", armored)
+    b64 = base64.encodebytes(armored.replace(b"\n", b"\r\n")).replace(b"\n", b"\r\n")
+    msg = msg.replace(b'name="encrypted.asc"\r\n\r\n' + armored.replace(b"\n", b"\r\n"),
+                      b'name="encrypted.asc"\r\nContent-Transfer-Encoding: base64\r\n\r\n' + b64)
+    assert b"Content-Transfer-Encoding: base64" in msg
+    r = sealgate("unseal", "--key", keys["bob.sec"], inp=msg)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith(b"\r\n\r\nb64 part\r\n")
+
+
 @pytest.mark.parametrize("peer", PEERS)
 def test_peer_signs_sealgate_verifies(keys, tmp_path, peer):
     entity = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nsigned by " + peer.encode() + b"\r\n"
