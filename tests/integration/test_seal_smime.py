@@ -1,9 +1,10 @@
 """S/MIME sealing against real peers: openssl cms and gpgsm read what
 sealgate writes, and sealgate reads what they write (RFC 8551)."""
-import os
+import pathlib
 import re
-import shlex
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -38,8 +39,10 @@ PROTECTED = ("subject", "from", "to", "cc", "date", "message-id", "reply-to", "i
 
 
 @pytest.fixture(scope="module")
-def p(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("pki"))
+def p():
+    # a private temp dir: pytest's shared numbered dirs are pruned by other
+    # pytest runs on the same machine
+    d = tempfile.mkdtemp(prefix="sg-smime-")
 
     class P:
         dir = d
@@ -51,7 +54,8 @@ def p(tmp_path_factory):
         ca = pki.make_ca(d, "Test CA")
         dave = pki.issued(d, "dave", "dave@d.test", "rsa", ca)
         erin = pki.issued(d, "erin", "erin@d.test", "ec", ca)
-    return P
+    yield P
+    shutil.rmtree(d, ignore_errors=True)
 
 
 EXIT = {0: "OK", 2: "NO_KEY", 3: "BAD_KEY", 4: "KEY_EXPIRED", 5: "KEY_REVOKED", 6: "WRONG_KEY",
@@ -187,7 +191,9 @@ def test_openssl_encrypts_seal_decrypts(p, cipher, who):
     assert info["decrypted with"] != "-"
 
 
-def test_gpgsm_both_directions(p, tmp_path):
+def test_gpgsm_both_directions(p):
+    tmp_path = pathlib.Path(p.dir) / "gpgsm"
+    tmp_path.mkdir()
     home, env = pki.gpgsm_home(str(tmp_path), [p.dave], [p.ca])
     try:
         # sealgate -> gpgsm
