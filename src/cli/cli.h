@@ -52,6 +52,10 @@ int sg_cli_read_message(struct sg_buf *out, const char *cmd);
 int sg_cli_load_keys(const char *cmd, char **paths, size_t n, const char *passphrase_file,
 		     struct sg_key ***keys_r);
 void sg_cli_free_keys(struct sg_key **keys, size_t n);
+/* librnp prints its own diagnostics on stderr; the CLI promises one line.
+ * Silence fd 2 around library calls (not when SEALGATE_DEBUG is set). */
+int sg_cli_quiet_begin(void);
+void sg_cli_quiet_end(int saved_fd);
 /* Write all of data to stdout. 1 ok, -1. */
 int sg_cli_write_out(const void *data, size_t len, const char *cmd);
 

@@ -10,6 +10,7 @@
 #include "util/secret.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,32 @@ out:
 	return ret;
 }
 
+int sg_cli_quiet_begin(void)
+{
+	if (getenv("SEALGATE_DEBUG") != NULL)
+		return -1;
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (saved < 0 || null < 0 || dup2(null, STDERR_FILENO) < 0) {
+		if (null >= 0)
+			close(null);
+		if (saved >= 0)
+			close(saved);
+		return -1;
+	}
+	close(null);
+	return saved;
+}
+
+void sg_cli_quiet_end(int saved_fd)
+{
+	if (saved_fd < 0)
+		return;
+	dup2(saved_fd, STDERR_FILENO);
+	close(saved_fd);
+}
+
 int sg_cli_write_out(const void *data, size_t len, const char *cmd)
 {
 	const unsigned char *p = data;
@@ -143,7 +170,10 @@ int sg_cli_load_keys(const char *cmd, char **paths, size_t n, const char *passph
 	for (size_t i = 0; i < n; i++) {
 		struct sg_error err = SG_ERROR_INIT;
 		enum sg_crypto_status st = SG_CRYPTO_BAD_KEY;
-		if (sg_key_load_file(paths[i], pass, &keys[i], &st, &err) < 0) {
+		int quiet = sg_cli_quiet_begin();
+		int r = sg_key_load_file(paths[i], pass, &keys[i], &st, &err);
+		sg_cli_quiet_end(quiet);
+		if (r < 0) {
 			fprintf(stderr, "sealgate %s: key %s\n", cmd, sg_error_msg(&err));
 			sg_error_clear(&err);
 			ret = -sg_cli_exit_for_status(st);
@@ -313,7 +343,10 @@ static int seal_run(const struct seal_opts *o, struct sg_key **keys)
 		.smime_gcm = o->gcm,
 		.smime_opaque = o->opaque,
 	};
-	if (sg_seal(in.data, in.len, &req, &out, &outcome, &st, &err) < 0)
+	int quiet = sg_cli_quiet_begin();
+	int r = sg_seal(in.data, in.len, &req, &out, &outcome, &st, &err);
+	sg_cli_quiet_end(quiet);
+	if (r < 0)
 		goto fail;
 	if (outcome == SG_SEAL_ALREADY_ENCRYPTED)
 		fprintf(stderr, "sealgate seal: message is already encrypted; passed on unchanged\n");

@@ -111,7 +111,10 @@ static int unseal_run(struct sg_key **keys, size_t n_keys, struct sg_key **vkeys
 	if (sg_cli_read_message(&in, "unseal") < 0)
 		goto out;
 	struct sg_unseal_req req = { keys, n_keys, vkeys, n_v };
-	if (sg_unseal(in.data, in.len, &req, &out, &res, &st, &err) < 0) {
+	int quiet = sg_cli_quiet_begin();
+	int r = sg_unseal(in.data, in.len, &req, &out, &res, &st, &err);
+	sg_cli_quiet_end(quiet);
+	if (r < 0) {
 		fprintf(stderr, "sealgate %s\n", sg_error_msg(&err));
 		code = sg_cli_exit_for_status(st);
 		if (code == SG_EXIT_OK)

@@ -319,8 +319,6 @@ int sg_pgp_key_load_mem(const void *data, size_t len, const char *passphrase,
 		goto out;
 	r = rnp_import_keys(c.ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
 	if (r != RNP_SUCCESS) {
-		if (r == RNP_ERROR_NOT_SUPPORTED || r == RNP_ERROR_BAD_FORMAT)
-			set_status(status_r, r == RNP_ERROR_NOT_SUPPORTED ? SG_CRYPTO_UNSUPPORTED : SG_CRYPTO_BAD_KEY);
 		sg_error_set(err, "not a usable OpenPGP key (%s; note: " SG_PGP_V6_HINT ")", rnp_msg(r));
 		goto out;
 	}
@@ -825,6 +823,15 @@ static void used_key(rnp_op_verify_t op, struct op_ctx *c, struct sg_key *const 
 static int decrypt_failed(rnp_result_t r, rnp_op_verify_t op, struct op_ctx *c,
 			  enum sg_crypto_status *status_r, struct sg_error *err)
 {
+	rnp_recipient_handle_t used = NULL;
+
+	/* librnp reports a failed MDC check as a read error once the session
+	 * key was recovered: with a recipient used, it is tampering. */
+	if (r == RNP_ERROR_READ && rnp_op_verify_get_used_recipient(op, &used) == RNP_SUCCESS && used != NULL) {
+		set_status(status_r, SG_CRYPTO_TAMPERED);
+		sg_error_set(err, "integrity check failed: message was modified");
+		return -1;
+	}
 	switch (r) {
 	case RNP_ERROR_DECRYPT_FAILED:
 	case RNP_ERROR_NO_SUITABLE_KEY:
@@ -885,11 +892,12 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 	rnp_input_t in = NULL;
 	rnp_output_t o = NULL;
 	rnp_op_verify_t op = NULL;
-	uint8_t *plain = NULL;
-	size_t plain_len = 0;
+	struct sg_buf plain;
+	struct buf_writer wr = { &plain, false };
 	rnp_result_t r;
 	int ret = -1;
 
+	sg_buf_init(&plain, out->max);
 	memset(info_r, 0, sizeof(*info_r));
 	set_status(status_r, SG_CRYPTO_INTERNAL);
 	if (op_init(&c, err) < 0 || add_sg_keys(&c, keys, n_keys, err) < 0 ||
@@ -898,7 +906,7 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 	/* Plaintext goes to memory first: nothing reaches out before the
 	 * MDC has been checked at the end of the stream. */
 	if (rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS ||
-	    rnp_output_to_memory(&o, 0) != RNP_SUCCESS ||
+	    rnp_output_to_callback(&o, buf_write, buf_close, &wr) != RNP_SUCCESS ||
 	    rnp_op_verify_create(&op, c.ffi, in, o) != RNP_SUCCESS ||
 	    rnp_op_verify_set_flags(op, RNP_VERIFY_IGNORE_SIGS_ON_DECRYPT) != RNP_SUCCESS) {
 		sg_error_set(err, "librnp: cannot set up decryption");
@@ -906,6 +914,10 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 	}
 	r = rnp_op_verify_execute(op);
 	if (r != RNP_SUCCESS) {
+		if (wr.full) {
+			sg_error_set(err, "decrypted message larger than %zu bytes", out->max);
+			goto out;
+		}
 		decrypt_failed(r, op, &c, status_r, err);
 		goto out;
 	}
@@ -913,11 +925,12 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 		goto out;
 	used_key(op, &c, keys, n_keys, now, info_r);
 	read_signatures(op, verify_keys, n_verify, keys, n_keys, now, info_r);
-	if (rnp_output_memory_get_buf(o, &plain, &plain_len, false) != RNP_SUCCESS) {
-		sg_error_set(err, "librnp: no output");
-		goto out;
-	}
-	if (sg_buf_append(out, plain, plain_len) != 1) {
+	if (out->len == 0) {
+		/* Hand the buffer over rather than copy it. */
+		sg_buf_free(out);
+		*out = plain;
+		sg_buf_init(&plain, out->max);
+	} else if (sg_buf_append(out, plain.data, plain.len) != 1) {
 		sg_error_set(err, "decrypted message too large");
 		goto out;
 	}
@@ -931,6 +944,7 @@ out:
 	if (in != NULL)
 		rnp_input_destroy(in);
 	op_done(&c);
+	sg_buf_free_secret(&plain);
 	if (ret < 0)
 		sg_pgp_info_clear(info_r);
 	return ret;

@@ -21,8 +21,8 @@ struct sg_pgp_key;
  * of a key packet, RFC 4880 s4.2)? */
 bool sg_pgp_looks_like_key(const void *data, size_t len);
 /* Load exactly one transferable key (data and passphrase are copied).
- * -1 with status BAD_KEY (not a key, several keys, wrong passphrase),
- * UNSUPPORTED (v5/v6 keys: librnp 0.16 reads v4 only). */
+ * -1 with status BAD_KEY (not a key, several keys, wrong passphrase; the
+ * message says that v5/v6 keys are not read by librnp 0.16). */
 int sg_pgp_key_load_mem(const void *data, size_t len, const char *passphrase,
 			struct sg_pgp_key **key_r, enum sg_crypto_status *status_r,
 			struct sg_error *err) SG_WARN_UNUSED;

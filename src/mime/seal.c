@@ -422,10 +422,10 @@ out:
 	return ret;
 }
 
-/* Output: outer header block (Subject restored from the protected headers)
- * + the inner entity's content fields + its body. */
-static int emit_unsealed(const struct sg_msg_view *outer, const struct sg_msg_view *inner, struct sg_buf *out,
-			 struct sg_error *err)
+/* The header block of the output: outer fields (Subject restored from the
+ * protected headers) + the inner entity's content fields. */
+static int unsealed_header(const struct sg_msg_view *outer, const struct sg_msg_view *inner, struct sg_buf *hdr,
+			   struct sg_error *err)
 {
 	struct sg_buf content;
 	struct sg_msg_field subj;
@@ -433,14 +433,46 @@ static int emit_unsealed(const struct sg_msg_view *outer, const struct sg_msg_vi
 
 	sg_buf_init(&content, 1024 * 1024);
 	int prot = sg_msg_unprotect_inner(inner, &content, &subj, err);
-	if (prot < 0)
-		goto out;
-	if (sg_msg_build_outer(outer, prot == 1 ? subj.raw : NULL, prot == 1 ? subj.raw_len : 0,
-			       sg_buf_str(&content), false, out, err) < 0)
-		goto out;
-	ret = put(out, inner->data + inner->body_off, inner->len - inner->body_off, err);
-out:
+	if (prot >= 0)
+		ret = sg_msg_build_outer(outer, prot == 1 ? subj.raw : NULL, prot == 1 ? subj.raw_len : 0,
+					 sg_buf_str(&content), false, hdr, err);
 	sg_buf_free(&content);
+	return ret;
+}
+
+/* Output = header + the inner body, which lies inside plain. When out is
+ * empty the body is moved within plain and plain becomes out: a large
+ * message is then held twice (input, plaintext), not three times. */
+static int emit_unsealed(const struct sg_msg_view *outer, const struct sg_msg_view *inner, struct sg_buf *plain,
+			 struct sg_buf *out, struct sg_error *err)
+{
+	struct sg_buf hdr;
+	int ret = -1;
+
+	sg_buf_init(&hdr, out->max);
+	if (unsealed_header(outer, inner, &hdr, err) < 0)
+		goto out;
+	size_t body_off = (size_t)(inner->data - plain->data) + inner->body_off;
+	size_t body_len = inner->len - inner->body_off;
+	if (out->len != 0) {
+		ret = put(out, hdr.data, hdr.len, err) < 0 ? -1 : put(out, plain->data + body_off, body_len, err);
+		goto out;
+	}
+	if (hdr.len > body_off) {
+		size_t extra = hdr.len - body_off;
+		if (put(plain, hdr.data, extra, err) < 0) /* grow only; bytes overwritten below */
+			goto out;
+	}
+	memmove(plain->data + hdr.len, plain->data + body_off, body_len);
+	memcpy(plain->data, hdr.data, hdr.len);
+	plain->len = hdr.len + body_len;
+	plain->data[plain->len] = '\0';
+	sg_buf_free(out);
+	*out = *plain;
+	sg_buf_init(plain, out->max);
+	ret = 1;
+out:
+	sg_buf_free(&hdr);
 	return ret;
 }
 
@@ -478,7 +510,7 @@ static int pgp_unseal_encrypted(const struct sg_msg_view *v, const struct sg_uns
 		inner = signed_entity;
 	}
 	set_status(status_r, SG_CRYPTO_INTERNAL);
-	if (emit_unsealed(v, &inner, out, err) < 0)
+	if (emit_unsealed(v, &inner, &plain, out, err) < 0)
 		goto out;
 	set_status(status_r, SG_CRYPTO_OK);
 	ret = 1;
@@ -545,10 +577,15 @@ static int pgp_unseal(const struct sg_msg_view *v, enum sg_msg_class cls, const 
 			return -1;
 		set_status(status_r, SG_CRYPTO_OK);
 		return put(out, v->data, v->len, err);
-	case SG_MSG_OTHER_ENCRYPTED:
-		set_status(status_r, SG_CRYPTO_UNSUPPORTED);
-		sg_error_set(err, "multipart/encrypted with an unknown protocol");
+	case SG_MSG_OTHER_ENCRYPTED: {
+		struct sg_msg_ctype ct;
+		bool broken = sg_msg_get_ctype(v, &ct, err) < 0;
+		sg_msg_ctype_clear(&ct);
+		set_status(status_r, broken ? SG_CRYPTO_MALFORMED : SG_CRYPTO_UNSUPPORTED);
+		if (!broken)
+			sg_error_set(err, "multipart/encrypted with an unknown protocol");
 		return -1;
+	}
 	default:
 		set_status(status_r, SG_CRYPTO_OK);
 		return put(out, v->data, v->len, err);
