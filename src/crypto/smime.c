@@ -672,6 +672,25 @@ out:
 	return sig;
 }
 
+/* eContent of an opaque SignedData, unverified. */
+static int opaque_content(CMS_ContentInfo *cms, struct sg_buf *out,
+			  enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
+
+	if (pos == NULL || *pos == NULL) {
+		*status_r = SG_CRYPTO_MALFORMED;
+		sg_error_set(err, "cms verify: SignedData without content");
+		return -1;
+	}
+	if (!sg_buf_append(out, ASN1_STRING_get0_data(*pos), (size_t)ASN1_STRING_length(*pos))) {
+		*status_r = SG_CRYPTO_INTERNAL;
+		sg_error_set(err, "cms verify: content too large");
+		return -1;
+	}
+	return 1;
+}
+
 int sg_cms_verify(const unsigned char *der, size_t der_len,
 		  const unsigned char *content, size_t content_len,
 		  struct sg_x509_key *const *anchors, size_t n_anchors, time_t now,
@@ -710,10 +729,16 @@ int sg_cms_verify(const unsigned char *der, size_t der_len,
 	/* First the signature over the content alone: BAD means changed content. */
 	if (CMS_verify(cms, extra, NULL, dcont, plain, CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) != 1) {
 		unsigned long e = ERR_peek_last_error();
-		info_r->sig = ERR_GET_REASON(e) == CMS_R_SIGNER_CERTIFICATE_NOT_FOUND
-				      ? SG_SIG_UNKNOWN_SIGNER : SG_SIG_BAD;
 		ossl_error(err, "cms verify");
-		ret = 1;
+		if (ERR_GET_REASON(e) != CMS_R_SIGNER_CERTIFICATE_NOT_FOUND) {
+			info_r->sig = SG_SIG_BAD;
+			ret = 1;
+			goto out;
+		}
+		/* No certificate to check the signature with: the content is
+		 * passed on as from an unknown signer, like any unverifiable one. */
+		info_r->sig = SG_SIG_UNKNOWN_SIGNER;
+		ret = content == NULL ? opaque_content(cms, content_out, status_r, err) : 1;
 		goto out;
 	}
 	signers = CMS_get0_signers(cms);
