@@ -1,0 +1,49 @@
+"""The store test suite (tests/unit/test-store.c) against a real
+PostgreSQL 15 started in a temp dir, plus what only a server shows:
+the schema as PostgreSQL sees it, and two instances sharing one store."""
+import os
+import subprocess
+
+import pytest
+
+from keys_helpers import BUILD_DIR, Postgres
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+def test_store_suite_on_postgresql(pg):
+    url = pg.createdb("suite")
+    exe = os.path.join(BUILD_DIR, "tests", "test-store")
+    r = subprocess.run([exe], env={**os.environ, "SG_STORE_TEST_URL": url},
+                       capture_output=True, text=True, timeout=120)
+    print(r.stdout, r.stderr)
+    assert r.returncode == 0
+    assert "store-postgresql" in r.stdout
+    assert "PASSED  ] 10 test(s)" in r.stdout or "PASSED  ] 9 test(s)" in r.stdout
+    # The suite really wrote to this server.
+    out = pg.psql("suite", "select count(*) from user_keys where addr = 'bob@list.test'")
+    assert out.stdout.strip() == "1"
+    out = pg.psql("suite", "select max(version) from schema_version")
+    assert out.stdout.strip() == "1"
+
+
+def test_cli_on_postgresql_shared_store(pg, sealgate_bin, tmp_path):
+    """Two 'instances' (CLI runs with different state dirs) see one store."""
+    url = pg.createdb("shared")
+    cfg = tmp_path / "sealgate.conf"
+    cfg.write_text(f"store = {url}\n")
+    mk = tmp_path / "master.key"
+    r = subprocess.run([sealgate_bin, "key", "init-master", "--master-key", str(mk)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    for sd in ("a", "b"):
+        r = subprocess.run([sealgate_bin, "key", "list", "-c", str(cfg), "--state-dir",
+                            str(tmp_path / sd)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+    out = pg.psql("shared", "select count(*) from schema_version")
+    assert out.stdout.strip() == "1"
