@@ -51,19 +51,26 @@ static bool domain_served(const char *list, const char *domain)
 	return false;
 }
 
-static int key_body(struct sg_store *store, const struct sg_wkd_req *req, struct sg_buf *body,
-		    struct sg_error *err)
+/* All keys under the hash, concatenated (§3.1 allows several). The direct
+ * layout names no domain: it serves the keys of the served domains. */
+static int key_body(struct sg_store *store, const char *domains, const struct sg_wkd_req *req,
+		    struct sg_buf *body, struct sg_error *err)
 {
 	struct sg_store_key *keys = NULL;
 	size_t n = 0;
+	int found = 0;
 	int r = sg_store_key_by_wkd(store, req->domain, req->hash, &keys, &n, err);
-	for (size_t i = 0; r > 0 && i < n; i++)
+	for (size_t i = 0; r > 0 && i < n; i++) {
+		if (!domain_served(domains, keys[i].domain))
+			continue;
 		if (!sg_buf_append(body, keys[i].data, keys[i].len)) {
 			sg_error_set(err, "WKD response over %d bytes", MAX_BODY);
 			r = -1;
 		}
+		found = 1;
+	}
 	sg_store_keys_free(&keys, n);
-	return r;
+	return r < 0 ? -1 : found;
 }
 
 int sg_wkd_respond(struct sg_store *store, const char *domains, const char *submission,
@@ -99,7 +106,7 @@ int sg_wkd_respond(struct sg_store *store, const char *domains, const char *subm
 		*status_r = 200;
 		break;
 	case SG_WKD_REQ_KEY:
-		ret = key_body(store, &req, &body, err);
+		ret = key_body(store, domains, &req, &body, err);
 		if (ret < 0)
 			goto out;
 		if (ret > 0) {

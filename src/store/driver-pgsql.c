@@ -219,9 +219,12 @@ const struct sg_store_driver sg_store_driver_pgsql = {
 	.name = "postgresql",
 	.migrations = migrations,
 	.n_migrations = sizeof(migrations) / sizeof(migrations[0]),
-	/* Two instances starting together: the second waits, then sees the
-	 * first one's version and applies nothing. */
-	.migration_lock_sql = "LOCK TABLE schema_version IN EXCLUSIVE MODE",
+	/* Two instances starting together: the second waits on this
+	 * session-level advisory lock (even CREATE TABLE IF NOT EXISTS races
+	 * in PostgreSQL), then sees the first one's version and applies
+	 * nothing. The number is arbitrary but fixed: "sealgate schema". */
+	.migration_lock_sql = "SELECT pg_advisory_lock(5345474701)",
+	.migration_unlock_sql = "SELECT pg_advisory_unlock(5345474701)",
 	.open = pgsql_open,
 	.close = pgsql_close,
 	.exec = pgsql_exec,

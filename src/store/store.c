@@ -86,6 +86,9 @@ static int migrate(struct sg_store *st, struct sg_error *err)
 	bool in_tx = false;
 	int ret = -1;
 
+	if (st->drv->migration_lock_sql != NULL &&
+	    st->drv->exec(st->conn, st->drv->migration_lock_sql, err) < 0)
+		return -1;
 	if (st->drv->exec(st->conn,
 			  "CREATE TABLE IF NOT EXISTS schema_version ("
 			  " version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
@@ -94,9 +97,6 @@ static int migrate(struct sg_store *st, struct sg_error *err)
 	if (st->drv->begin(st->conn, err) < 0)
 		goto out;
 	in_tx = true;
-	if (st->drv->migration_lock_sql != NULL &&
-	    st->drv->exec(st->conn, st->drv->migration_lock_sql, err) < 0)
-		goto out;
 	if (read_version(st, &version, err) < 0)
 		goto out;
 	if (version > (int)st->drv->n_migrations) {
@@ -120,6 +120,8 @@ static int migrate(struct sg_store *st, struct sg_error *err)
 out:
 	if (in_tx)
 		sg_store_rollback(st);
+	if (st->drv->migration_unlock_sql != NULL)
+		(void)st->drv->exec(st->conn, st->drv->migration_unlock_sql, NULL);
 	return ret;
 }
 

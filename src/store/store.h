@@ -34,9 +34,10 @@ struct sg_store_driver {
 	/* Ordered schema migrations: step i brings the schema to version i+1. */
 	const char *const *migrations;
 	size_t n_migrations;
-	/* Statement run at the start of the migration transaction to keep two
-	 * instances from migrating at once (NULL: the driver's BEGIN locks). */
+	/* Statements around the whole migration that keep two instances from
+	 * migrating at once (NULL: the driver's BEGIN already locks). */
 	const char *migration_lock_sql;
+	const char *migration_unlock_sql;
 	/* spec is the part after the scheme ("PATH" for sqlite:PATH, the
 	 * whole URI for postgresql://). 1 or -1. */
 	int (*open)(const char *spec, void **conn_r, struct sg_error *err);

@@ -49,3 +49,17 @@ def test_cli_on_postgresql_shared_store(pg, sealgate_bin, tmp_path):
         assert r.returncode == 0, r.stderr
     out = pg.psql("shared", "select count(*) from schema_version")
     assert out.stdout.strip() == "1"
+
+
+def test_concurrent_first_open_migrates_once(pg, sealgate_bin, tmp_path):
+    """Several instances opening a fresh database at once: the migration
+    lock lets one migrate; the others wait and find the schema current."""
+    url = pg.createdb("race")
+    procs = [subprocess.Popen([sealgate_bin, "key", "list", "--store", url, "--state-dir",
+                               str(tmp_path / f"s{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    results = [p.communicate(timeout=60) + (p.returncode,) for p in procs]
+    assert [rc for _, _, rc in results] == [0, 0, 0, 0], results
+    out = pg.psql("race", "select count(*), max(version) from schema_version")
+    assert out.stdout.strip() == "1|1"

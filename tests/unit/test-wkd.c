@@ -163,6 +163,10 @@ static void test_respond(void **state)
 		  "KEY1KEY2", "application/octet-stream" },
 		{ "GET", "/.well-known/openpgpkey/example.org/hu/" H, "other.org", "", 404, NULL, NULL },
 		{ "GET", "/.well-known/openpgpkey/other.org/hu/" H, "", "", 404, NULL, NULL },
+		/* direct layout: only the served domains' keys */
+		{ "GET", "/.well-known/openpgpkey/hu/" H, "example.org", "", 200, "KEY1KEY2",
+		  "application/octet-stream" },
+		{ "GET", "/.well-known/openpgpkey/hu/" H, "other.org", "", 404, NULL, NULL },
 		{ "GET", "/.well-known/openpgpkey/hu/ybndrfg8ejkmcpqxot1uwisza345h769", "", "", 404, NULL,
 		  NULL },
 		{ "GET", "/.well-known/openpgpkey/policy", "", "", 200, "", "text/plain" },
