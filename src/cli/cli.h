@@ -39,6 +39,7 @@ int cmd_version(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_seal(int argc, char **argv);
 int cmd_unseal(int argc, char **argv);
+int cmd_key(int argc, char **argv);
 
 /* Shared by seal/unseal (cmd-seal.c). */
 struct sg_key;

@@ -95,6 +95,22 @@ static const struct setting settings[] = {
 	{ "syslog_facility", T_STR, "mail", 0, 0, F(syslog_facility), NULL,
 	  "syslog facility when log = syslog" },
 	{ "debug", T_BOOL, "no", 0, 0, F(debug), NULL, "log protocol details (never content)" },
+	{ "store", T_STR, "", 0, 0, F(store), NULL,
+	  "key store: sqlite:PATH or postgresql://... (empty: sqlite:STATE_DIR/sealgate.db)" },
+	{ "master_key_file", T_STR, "", 0, 0, F(master_key_file), NULL,
+	  "32-byte master key for private keys, 0600, outside state_dir (key init-master)" },
+	{ "store_user_private_keys", T_BOOL, "no", 0, 0, F(store_user_private_keys), NULL,
+	  "keep users' private keys (sealed) when imported; off: public parts only" },
+	{ "wkd_listen", T_HOSTPORT, "", 0, 0, F(wkd_listen), NULL,
+	  "Web Key Directory listener ADDR:PORT (empty: off)" },
+	{ "wkd_domains", T_STR, "", 0, 0, F(wkd_domains), NULL,
+	  "domains whose keys WKD serves, space separated (empty: all in the store)" },
+	{ "wkd_submission_address", T_STR, "", 0, 0, F(wkd_submission_address), NULL,
+	  "address published as WKD submission-address (empty: none)" },
+	{ "wkd_tls_cert_file", T_STR, "", 0, 0, F(wkd_tls_cert_file), NULL,
+	  "PEM certificate for HTTPS on wkd_listen (empty: plain HTTP, loopback only)" },
+	{ "wkd_tls_key_file", T_STR, "", 0, 0, F(wkd_tls_key_file), NULL,
+	  "PEM private key for wkd_tls_cert_file" },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
