@@ -179,8 +179,14 @@ static void conn_quit_now(struct conn *c)
 {
 	evutil_socket_t fd = c->bev != NULL ? bufferevent_getfd(c->bev) : -1;
 
-	if (fd >= 0 && c->st != C_CONNECTING)
-		(void)send(fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (fd >= 0 && c->st != C_CONNECTING) {
+		/* Commands still queued (an RSET) go first; never a
+		 * request's message data: those connections are cancelled. */
+		if (c->req == NULL)
+			(void)evbuffer_write(bufferevent_get_output(c->bev), fd);
+		if (c->st != C_QUIT)
+			(void)send(fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
 	conn_free(c);
 }
 

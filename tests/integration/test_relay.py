@@ -219,6 +219,7 @@ def test_no_recipient_accepted_rset(relay_send, msgfile, pipelining):
     p.rcpt_reply = lambda a: "450 4.2.0 <%s>: greylisted" % a
     try:
         r = send(relay_send, p.hostport, msgfile(MSG), rcpts=("a@b.test", "c@b.test"))
+        assert p.wait_closed(1)
         assert r.codes() == [450, 450]
         assert r.replies[0][1][2] == "4.2.0 <c@b.test>: greylisted"
         cmds = p.conns[0].commands
@@ -384,6 +385,17 @@ def test_idle_pool_bounded_and_quit(relay_send, peer, msgfile):
     send(relay_send, peer.hostport, msgfile(MSG), "-n", "3", "-i", "1")
     assert peer.wait_closed(3)
     assert sum("QUIT" in c.commands for c in peer.conns) == 3
+
+
+def test_idle_timeout_quits(relay_send, peer, msgfile):
+    # The pooled connection is closed with QUIT after idle_timeout_s, while
+    # the driver's loop still runs (-w): not by sg_relay_free at exit.
+    t0 = time.monotonic()
+    r = send(relay_send, peer.hostport, msgfile(MSG), "-I", "1", "-w", "3")
+    assert r.codes() == [250]
+    assert "idle timeout" in r.proc.stderr
+    assert peer.conns[0].commands[-1] == "QUIT"
+    assert time.monotonic() - t0 >= 3
 
 
 def test_cancel_never_completes_data(relay_send, peer, msgfile):
