@@ -24,7 +24,7 @@
 #define CHUNK (128 * 1024)
 
 enum conn_state {
-	C_CONNECTING, C_GREETING, C_EHLO, C_TXN, C_RSET, C_IDLE, C_QUIT,
+	C_CONNECTING, C_GREETING, C_EHLO, C_HELO, C_TXN, C_RSET, C_IDLE, C_QUIT,
 };
 
 /* What a reply we wait for answers. */
@@ -417,6 +417,7 @@ static void conn_lost(struct conn *c, const char *what, bool timeout)
 	}
 	sg_log_info("relay %s: %s", r->hostport, what);
 	stage = c->st == C_GREETING ? "greeting" : c->st == C_EHLO ? "EHLO"
+		: c->st == C_HELO ? "HELO"
 		: c->npend > 0 ? pend_name[c->pend[c->pend_head].kind] : "message content";
 	if (timeout)
 		req_fail(req, "4.4.2", "timeout from next hop %s waiting for reply to %s",
@@ -456,6 +457,13 @@ static void txn_begin(struct conn *c)
 	if (sg_relay_needs_smtputf8(env) && !c->caps.smtputf8) {
 		req_finish(req, 550, "5.6.7 next hop does not support SMTPUTF8",
 			   "next hop lacks SMTPUTF8");
+		conn_idle(c);
+		return;
+	}
+	/* RFC 1870 6.1: the next hop told us its limit; do not even try. */
+	if (c->caps.size_max > 0 && message_size(req) > c->caps.size_max) {
+		req_finish(req, 552, "5.3.4 message size exceeds the next hop's limit",
+			   "message larger than the next hop's SIZE");
 		conn_idle(c);
 		return;
 	}
@@ -722,12 +730,24 @@ static void on_greeting(struct conn *c, const struct sg_reply *rep)
 
 static void on_ehlo(struct conn *c, const struct sg_reply *rep)
 {
+	/* RFC 5321 4.1.4: an SMTP server that does not know EHLO gets HELO
+	 * (and then no extensions are used). LMTP has only LHLO. */
+	if (c->st == C_EHLO && sg_reply_class(rep) == 5 && !is_lmtp(c->relay)) {
+		c->st = C_HELO;
+		conn_send(c, "HELO %s\r\n", c->relay->helo);
+		arm(c, c->relay->set.command_timeout_s);
+		return;
+	}
 	if (sg_reply_class(rep) != 2) {
-		req_finish_reply(c->req, rep, is_lmtp(c->relay) ? "LHLO" : "EHLO");
+		req_finish_reply(c->req, rep, is_lmtp(c->relay) ? "LHLO"
+					      : c->st == C_HELO ? "HELO" : "EHLO");
 		conn_quit(c);
 		return;
 	}
-	sg_relay_parse_caps(rep->text, &c->caps);
+	if (c->st == C_EHLO)
+		sg_relay_parse_caps(rep->text, &c->caps);
+	else
+		memset(&c->caps, 0, sizeof(c->caps));
 	txn_begin(c);
 }
 
@@ -739,6 +759,7 @@ static void conn_on_reply(struct conn *c, const struct sg_reply *rep)
 		on_greeting(c, rep);
 		break;
 	case C_EHLO:
+	case C_HELO:
 		on_ehlo(c, rep);
 		break;
 	case C_TXN:

@@ -202,6 +202,26 @@ def test_xforward(relay_send, msgfile):
         p.stop()
 
 
+def test_size_limit_of_next_hop(relay_send, msgfile):
+    p = Peer(caps=["PIPELINING", "SIZE %d" % (len(MSG) - 1)])
+    try:
+        r = send(relay_send, p.hostport, msgfile(MSG))
+        assert r.codes() == [552]
+        assert r.replies[0][0][2].startswith("5.3.4 ")
+        assert not any(c.startswith("MAIL") for c in p.conns[0].commands)
+    finally:
+        p.stop()
+
+
+def test_helo_fallback(relay_send, peer, msgfile):
+    peer.reply = lambda v, a, ci, ti: "502 5.5.2 Error: command not recognized" if v == "EHLO" else None
+    r = send(relay_send, peer.hostport, msgfile(MSG))
+    assert r.codes() == [250]
+    cmds = peer.conns[0].commands
+    assert cmds[:3] == ["EHLO relay-send.test", "HELO relay-send.test", "MAIL FROM:<bob@a.test>"]
+    assert unstuff(peer.conns[0].messages[0]) == MSG
+
+
 # ---- per-recipient outcomes ----
 
 def test_recipients_mixed(relay_send, peer, msgfile):
