@@ -72,6 +72,8 @@ struct sg_relay_req {
 	size_t n_accepted, lmtp_next;
 	bool mail_replied, mail_failed, streaming, dot_sent, retried, done;
 	char *queued_as, *detail;
+	char *xf[2]; /* XFORWARD commands for this transaction */
+	size_t nxf;
 	/* Streaming the message: part 0 the prepend, 1 the spool. */
 	int part;
 	size_t off;
@@ -214,6 +216,8 @@ static void req_free(struct sg_relay_req *req)
 	free(req->prepend);
 	free(req->queued_as);
 	free(req->detail);
+	free(req->xf[0]);
+	free(req->xf[1]);
 	free(req);
 }
 
@@ -239,11 +243,10 @@ static void req_finish(struct sg_relay_req *req, int code, const char *text, con
 	size_t n = req->n;
 	struct timeval zero = { 0, 0 };
 
-	for (size_t i = 0; i < n; i++) {
+	/* The next hop's replies are passed on verbatim (code and text). */
+	for (size_t i = 0; i < n; i++)
 		if (req->replies[i].code == 0)
 			sg_reply_set(&req->replies[i], code, "%s", text);
-		sg_relay_reply_add_enhanced(&req->replies[i]);
-	}
 	free(req->detail);
 	req->detail = sg_asprintf("%s: %s", req->relay->hostport, detail);
 	if (req->conn != NULL)
@@ -297,7 +300,7 @@ static int resolve(struct sg_relay *r, struct addrinfo **ai_r, struct sg_error *
 	int e = getaddrinfo(r->host, r->port, &hints, ai_r);
 
 	/* A name instead of an address: resolved synchronously (normally
-	 * /etc/hosts for a local next hop); see the README on this. */
+	 * /etc/hosts for a local next hop); see relay.h. */
 	if (e == EAI_NONAME) {
 		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
 		e = getaddrinfo(r->host, r->port, &hints, ai_r);
@@ -445,12 +448,34 @@ static size_t message_size(const struct sg_relay_req *req)
 	return req->prepend_len + sg_spool_size(req->msg);
 }
 
+static void send_mail(struct conn *c)
+{
+	struct sg_relay_req *req = c->req;
+	const struct sg_envelope *env = req->env;
+	char *params = sg_relay_mail_params(env, &c->caps, message_size(req));
+
+	conn_send(c, "MAIL FROM:<%s>%s\r\n", env->mail_from, params);
+	free(params);
+	pend_push(c, P_MAIL, 0);
+	/* RFC 2920 3.1: MAIL, the RCPTs and DATA in one group. */
+	if (c->caps.pipelining) {
+		for (size_t i = 0; i < env->n_rcpts; i++)
+			send_rcpt(c, i);
+		conn_send(c, "DATA\r\n");
+		pend_push(c, P_DATA, 0);
+	}
+}
+
+static void send_xforward(struct conn *c, size_t i)
+{
+	conn_send(c, "%s", c->req->xf[i]);
+	pend_push(c, P_XFORWARD, i);
+}
+
 static void txn_begin(struct conn *c)
 {
 	struct sg_relay_req *req = c->req;
 	const struct sg_envelope *env = req->env;
-	char *xf[2] = { NULL, NULL }, *params;
-	size_t nxf = 0;
 
 	c->st = C_TXN;
 	/* RFC 6531 3.4: no downgrade of a message that needs SMTPUTF8. */
@@ -467,23 +492,19 @@ static void txn_begin(struct conn *c)
 		conn_idle(c);
 		return;
 	}
-	if (c->relay->set.xforward)
-		nxf = sg_relay_xforward_lines(env, &c->caps, xf);
-	for (size_t i = 0; i < nxf; i++) {
-		conn_send(c, "%s", xf[i]);
-		pend_push(c, P_XFORWARD, i);
-		free(xf[i]);
-	}
-	params = sg_relay_mail_params(env, &c->caps, message_size(req));
-	conn_send(c, "MAIL FROM:<%s>%s\r\n", env->mail_from, params);
-	free(params);
-	pend_push(c, P_MAIL, 0);
-	/* RFC 2920 3.1: MAIL, the RCPTs and DATA in one group. */
+	/* XFORWARD goes before MAIL, once per transaction (a retry on a
+	 * new connection may see other attributes offered). */
+	free(req->xf[0]);
+	free(req->xf[1]);
+	req->nxf = c->relay->set.xforward ? sg_relay_xforward_lines(env, &c->caps, req->xf) : 0;
 	if (c->caps.pipelining) {
-		for (size_t i = 0; i < env->n_rcpts; i++)
-			send_rcpt(c, i);
-		conn_send(c, "DATA\r\n");
-		pend_push(c, P_DATA, 0);
+		for (size_t i = 0; i < req->nxf; i++)
+			send_xforward(c, i);
+		send_mail(c);
+	} else if (req->nxf > 0) {
+		send_xforward(c, 0);
+	} else {
+		send_mail(c);
 	}
 	arm(c, c->relay->set.command_timeout_s);
 }
@@ -693,6 +714,10 @@ static void on_txn_reply(struct conn *c, const struct sg_reply *rep)
 				    rep->code, rep->text);
 		if (rep->code == 421 && retry_allowed(c, c->req))
 			conn_retry(c);
+		else if (!c->caps.pipelining && p.idx + 1 < c->req->nxf)
+			send_xforward(c, p.idx + 1);
+		else if (!c->caps.pipelining)
+			send_mail(c);
 		break;
 	case P_MAIL:
 		on_mail(c, rep);

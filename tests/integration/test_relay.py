@@ -222,6 +222,20 @@ def test_helo_fallback(relay_send, peer, msgfile):
     assert unstuff(peer.conns[0].messages[0]) == MSG
 
 
+def test_xforward_without_pipelining_lockstep(relay_send, msgfile):
+    p = Peer(caps=["XFORWARD NAME ADDR"])
+    p.lockstep_check = True
+    try:
+        r = send(relay_send, p.hostport, msgfile(MSG), "-x", "-a", "192.0.2.1")
+        assert r.codes() == [250]
+        c = p.conns[0]
+        assert c.commands[1] == "XFORWARD NAME=[UNAVAILABLE] ADDR=192.0.2.1"
+        assert c.commands[2].startswith("MAIL FROM:")
+        assert c.early == []
+    finally:
+        p.stop()
+
+
 # ---- per-recipient outcomes ----
 
 def test_recipients_mixed(relay_send, peer, msgfile):
@@ -259,6 +273,16 @@ def test_mail_rejected_relayed(relay_send, msgfile, pipelining):
         assert r.codes() == [452, 452]
         assert r.replies[0][0][2] == "4.3.1 Insufficient system storage"
         assert p.conns[0].messages == []
+    finally:
+        p.stop()
+
+
+def test_reply_without_enhanced_code_verbatim(relay_send, msgfile):
+    p = Peer(caps=[])
+    p.reply = lambda v, a, ci, ti: "550 Sender address rejected" if v == "MAIL FROM" else None
+    try:
+        r = send(relay_send, p.hostport, msgfile(MSG))
+        assert r.replies[0] == [("alice@b.test", 550, "Sender address rejected")]
     finally:
         p.stop()
 
