@@ -408,7 +408,8 @@ static void conn_lost(struct conn *c, const char *what, bool timeout)
 		conn_free(c);
 		return;
 	}
-	if (c->st == C_CONNECTING) {
+	/* No usable greeting (closed, garbage) counts as unreachable. */
+	if (c->st == C_CONNECTING || (c->st == C_GREETING && !timeout)) {
 		sg_log_info("relay %s: connect: %s", r->hostport, what);
 		req_fail(req, "4.4.1", "next hop %s unreachable: %s", r->hostport, what);
 		conn_free(c);

@@ -23,7 +23,7 @@ class Conn:
 class Peer:
     """Options (attributes) a test may change before the client connects:
     greeting, caps (EHLO keywords), lmtp, reply(cmd, arg, conn_index,
-    txn_index) -> reply or None for the default, rcpt_reply(addr),
+    txn_index) -> reply, None for the default or "DROP" to close, rcpt_reply(addr),
     dot_replies(accepted_rcpts) -> list of replies, stall_on (verb whose
     reply never comes), drop_on (verb after which we close without
     replying), drop_in_data (close after this many DATA bytes),
@@ -108,6 +108,9 @@ class Peer:
         sock.sendall(out.encode())
 
     def _dialogue(self, sock, io, rec, ci):
+        if self.greeting.startswith("RAW:"):
+            sock.sendall(self.greeting[4:].encode())
+            return
         self._send(sock, self.greeting)
         if not self.greeting.startswith("220"):
             return
@@ -132,6 +135,8 @@ class Peer:
             if self.drop_on == verb:
                 return
             custom = self.reply(verb, arg, ci, txn)
+            if custom == "DROP":
+                return
             if custom is not None:
                 self._send(sock, custom)
                 if custom.startswith("421"):

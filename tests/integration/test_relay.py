@@ -347,6 +347,14 @@ def test_greeting_not_220(relay_send, peer, msgfile, greeting, code, text):
     assert r.replies[0][0][2] == text
 
 
+@pytest.mark.parametrize("greeting", ["RAW:", "RAW:hello there\r\n"])
+def test_no_usable_greeting(relay_send, peer, msgfile, greeting):
+    peer.greeting = greeting  # closes at once, or garbage then closes
+    r = send(relay_send, peer.hostport, msgfile(MSG))
+    assert r.codes() == [451]
+    assert r.replies[0][0][2].startswith("4.4.1 next hop %s unreachable: " % peer.hostport)
+
+
 def test_command_timeout(relay_send, peer, msgfile):
     peer.stall_on = "MAIL FROM"
     t0 = time.monotonic()
@@ -404,6 +412,25 @@ def test_reuse_dead_connection_retried(relay_send, peer, msgfile):
     assert r.codes(0) == [250] and r.codes(1) == [250]
     assert len(peer.conns) == 2
     assert len(peer.conns[0].messages) == 1 and len(peer.conns[1].messages) == 1
+
+
+def test_reuse_closed_before_mail_reply_retried(relay_send, peer, msgfile):
+    # The pooled connection is closed when MAIL arrives: retried once.
+    peer.reply = lambda v, a, ci, ti: "DROP" if (v == "MAIL FROM" and ci == 0 and ti == 1) else None
+    r = send(relay_send, peer.hostport, msgfile(MSG), "-r", "2")
+    assert r.codes(0) == [250] and r.codes(1) == [250]
+    assert len(peer.conns) == 2
+    assert "retrying on a new one" in r.proc.stderr
+
+
+def test_retry_only_once(relay_send, peer, msgfile):
+    # Pooled connection dies, and so does the fresh one: no second retry.
+    peer.reply = lambda v, a, ci, ti: "DROP" if (v == "MAIL FROM" and (ci, ti) in ((0, 1), (1, 0))) else None
+    r = send(relay_send, peer.hostport, msgfile(MSG), "-r", "2")
+    assert r.codes(0) == [250]
+    assert r.codes(1) == [451]
+    assert r.replies[1][0][2].startswith("4.4.2 connection to next hop")
+    assert len(peer.conns) == 2
 
 
 def test_reuse_dead_after_data_not_retried(relay_send, peer, msgfile):
