@@ -423,7 +423,10 @@ static void conn_lost(struct conn *c, const char *what, bool timeout)
 	stage = c->st == C_GREETING ? "greeting" : c->st == C_EHLO ? "EHLO"
 		: c->st == C_HELO ? "HELO"
 		: c->npend > 0 ? pend_name[c->pend[c->pend_head].kind] : "message content";
-	if (timeout)
+	if (timeout && req->streaming)
+		req_fail(req, "4.4.2", "timeout from next hop %s while sending the message",
+			 r->hostport);
+	else if (timeout)
 		req_fail(req, "4.4.2", "timeout from next hop %s waiting for reply to %s",
 			 r->hostport, stage);
 	else
