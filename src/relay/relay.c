@@ -616,8 +616,8 @@ static void on_mail(struct conn *c, const struct sg_reply *rep)
 		send_rcpt(c, 0);
 }
 
-/* The first recipient that has no answer yet: the one the DATA reply
- * of an accepted recipient or a reply to "." belongs to. */
+/* Recipient i's RCPT reply: a refusal is that recipient's final answer;
+ * an acceptance waits for DATA's (or, for LMTP, its own) reply. */
 static void on_rcpt(struct conn *c, const struct sg_reply *rep, size_t i)
 {
 	struct sg_relay_req *req = c->req;

@@ -462,6 +462,23 @@ def test_parallel_requests_use_several_connections(relay_send, peer, msgfile):
     assert len({r.queued_as[i] for i in range(3)}) == 3
 
 
+def test_parallel_and_reuse(relay_send, peer, msgfile):
+    r = send(relay_send, peer.hostport, msgfile(MSG), "-n", "2", "-r", "3")
+    assert sorted(r.replies) == list(range(6))
+    assert all(r.codes(i) == [250] for i in range(6))
+    assert len(peer.conns) == 2
+    assert sum(len(c.messages) for c in peer.conns) == 6
+
+
+def test_free_from_callback(relay_send, peer, msgfile):
+    # sg_relay_free() inside the done callback, with another connection
+    # pooled: no use after free (the ASan build checks), QUIT sent.
+    r = send(relay_send, peer.hostport, msgfile(MSG), "-n", "2", "-F")
+    assert r.codes(0) == [250] and r.codes(1) == [250]
+    assert peer.wait_closed(2)
+    assert all(c.commands[-1] == "QUIT" for c in peer.conns)
+
+
 def test_idle_pool_bounded_and_quit(relay_send, peer, msgfile):
     # max_idle 1: of three parallel connections two QUIT after their
     # transaction; the pooled one QUITs at exit.
