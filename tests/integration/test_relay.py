@@ -312,6 +312,12 @@ def test_connect_refused(relay_send, msgfile):
                     r.replies[0][0][2], re.I), r.replies
 
 
+def test_host_name_resolved(relay_send, peer, msgfile):
+    r = send(relay_send, "localhost:%d" % peer.port, msgfile(MSG))
+    assert r.codes() == [250]
+    assert r.detail[0].startswith("localhost:%d: " % peer.port)
+
+
 def test_dns_failure(relay_send, msgfile):
     r = send(relay_send, "nonexistent.invalid:25", msgfile(MSG))
     assert r.codes() == [451]
