@@ -36,7 +36,8 @@ void sg_smtp_path_clear(struct sg_smtp_path *path)
 
 static bool is_atext(unsigned char c)
 {
-	return isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL || c >= 0x80;
+	/* c != 0: strchr() finds the terminating NUL too. */
+	return isalnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL) || c >= 0x80;
 }
 
 static bool is_letdig(unsigned char c)

@@ -537,6 +537,7 @@ static int cmd_starttls(struct session *s, const char *args)
 	setup_bev(s);
 	free(s->helo);
 	s->helo = NULL;
+	sg_xforward_clear(&s->xf);
 	s->state = ST_TLS;
 	return CMD_OK;
 }

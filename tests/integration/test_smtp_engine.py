@@ -312,6 +312,21 @@ def test_size_refusal(server):
     assert r.cmd("MAIL FROM:<a@b.test> FOO=bar")[0] == 555
 
 
+def test_spool_io_error_is_temporary(server, tmp_path):
+    # Messages over 100 bytes go to a file in the spool directory, which
+    # does not exist: the append fails like a full disk would.
+    s = server("--spool-mem", "100", "--spool-dir", str(tmp_path / "missing"))
+    r = raw_session(s.port)
+    r.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n")
+    assert [r.reply()[0] for _ in range(3)] == [250, 250, 354]
+    r.send(b"x" * 60 + b"\r\n" + b"y" * 60 + b"\r\n.\r\n")
+    assert r.reply() == (452, ["4.3.1 Insufficient system storage"])
+    r.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\nsmall\r\n.\r\n")
+    assert [r.reply()[0] for _ in range(4)] == [250, 250, 354, 250]
+    [(env, body)] = s.messages()
+    assert body == b"small\r\n"
+
+
 def test_too_many_recipients(server):
     s = server("--max-rcpt", "2")
     r = raw_session(s.port)

@@ -66,6 +66,12 @@ static const struct path_case path_cases[] = {
 	{ "FROM:<a@b\xc3\xbc.test>", "FROM", true, false, 1, "a@b\xc3\xbc.test", NULL, true },
 	{ "FROM <a@b.test>", "FROM", true, false, 0, NULL, NULL, false },
 	{ "FROM:", "FROM", true, false, -1, NULL, NULL, false },
+	{ "FROM:<", "FROM", true, false, -1, NULL, NULL, false },  /* found by fuzz-smtp */
+	{ "TO:<a", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<\"a", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<a@", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<a@[1.2", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<@", "TO", false, true, -1, NULL, NULL, false },
 	{ "", "FROM", true, false, 0, NULL, NULL, false },
 };
 
