@@ -917,6 +917,13 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		close_check(s);
 		return;
 	}
+	if ((what & BEV_EVENT_EOF) && s->state != ST_WAIT && !s->closing && pending_output(s) > 0) {
+		/* A client that half-closed after its last command (QUIT, or a
+		 * pipelined batch) still gets the replies. */
+		session_close(s);
+		close_check(s);
+		return;
+	}
 	if (s->state == ST_TLS) {
 		unsigned long e = bufferevent_get_openssl_error(bev);
 		const char *why = e != 0 ? ERR_reason_error_string(e) : NULL;
