@@ -9,10 +9,12 @@
 #include "util/mem.h"
 #include "util/spool.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,21 +173,25 @@ static void set_timeouts(struct session *s, unsigned read_s)
  * time (seconds and microseconds) and a per-process counter that starts at
  * a random value, so two processes started at once rarely collide, and
  * one process never repeats an ID within the 16 bits of seconds (~18 h). */
+static unsigned qid_counter; /* seeded once by sg_smtp_server_new(); atomic */
+
+static void seed_queue_ids(void)
+{
+	unsigned seed;
+
+	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) != 1)
+		seed = (unsigned)getpid();
+	__atomic_store_n(&qid_counter, seed, __ATOMIC_RELAXED);
+}
+
 static char *new_queue_id(void)
 {
-	static unsigned counter;
-	static bool seeded;
 	struct timeval tv;
+	unsigned n = __atomic_add_fetch(&qid_counter, 1, __ATOMIC_RELAXED);
 
-	if (!seeded) {
-		if (RAND_bytes((unsigned char *)&counter, sizeof(counter)) != 1)
-			counter = (unsigned)getpid();
-		seeded = true;
-	}
 	gettimeofday(&tv, NULL);
-	counter++;
 	return sg_asprintf("%04lX%05lX%03X", (unsigned long)tv.tv_sec & 0xFFFF,
-			   (unsigned long)tv.tv_usec & 0xFFFFF, counter & 0xFFF);
+			   (unsigned long)tv.tv_usec & 0xFFFFF, n & 0xFFF);
 }
 
 /* ---- transactions ---- */
@@ -789,7 +795,7 @@ static void log_disconnect(struct session *s)
 			continue;
 		char *name = sg_strdup(i < N_CMDS ? commands[i].verb : "unknown");
 		for (char *p = name; *p != '\0'; p++)
-			*p = (char)(*p - 'A' + 'a');
+			*p = (char)tolower((unsigned char)*p);
 		int fit = s->n_ok[i] == s->n_all[i]
 				  ? sg_buf_printf(&b, " %s=%u", name, s->n_ok[i])
 				  : sg_buf_printf(&b, " %s=%u/%u", name, s->n_ok[i], s->n_all[i]);
@@ -1009,6 +1015,8 @@ struct sg_smtp_server *sg_smtp_server_new(struct event_base *base,
 	srv->cb = *cb;
 	srv->ctx = ctx;
 	srv->drain_ev = event_new(base, -1, 0, drain_cb, srv);
+	static pthread_once_t seeded = PTHREAD_ONCE_INIT;
+	pthread_once(&seeded, seed_queue_ids);
 	return srv;
 }
 

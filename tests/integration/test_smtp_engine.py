@@ -405,6 +405,9 @@ def test_syntax_and_sequence_errors(server):
     r.send(b"NO\x00OP\r\n")
     assert r.reply()[0] == 500
     assert r.cmd("QUIT")[0] == 221
+    s.stop()
+    assert re.search(r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1/2 starttls=0/2 xforward=0/1 "
+                     r"mail=1/6 rcpt=1/6 data=0/3 rset=1 quit=1 unknown=0/4 commands=5/26", s.logtext())
 
 
 def test_too_many_errors(server):
