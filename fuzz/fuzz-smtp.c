@@ -69,7 +69,9 @@ static void fuzz_data(const uint8_t *data, size_t size, size_t chunk)
 	}
 	if (done_a != done_b || a.errors != b.errors || (done_a && used_a != pos))
 		abort();
-	if (done_a && (oa.len != ob.len || memcmp(oa.data, ob.data, oa.len) != 0))
+	/* Past the size limit the content is thrown away, so only the verdict counts. */
+	if (done_a && !(a.errors & SG_DATA_ERR_TOO_BIG) &&
+	    (oa.len != ob.len || memcmp(oa.data, ob.data, oa.len) != 0))
 		abort();
 	/* The end of data is only ever CRLF "." CRLF (or "." CRLF at the start). */
 	if (done_a && !(used_a >= 3 && memcmp(data + used_a - 3, ".\r\n", 3) == 0 &&
