@@ -227,11 +227,20 @@ static const char *proto_name(const struct session *s)
 	return s->srv->set.proto == SG_PROTO_LMTP ? "LMTP" : "ESMTP";
 }
 
+static bool has_control(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
 static int cmd_helo_common(struct session *s, const char *args, const char *verb, bool ext)
 {
 	const struct sg_smtp_settings *set = &s->srv->set;
 
-	if (*args == '\0') {
+	if (*args == '\0' || has_control(args)) {
+		/* The name ends up in a Received: header: no control bytes. */
 		replyf(s, "501 5.5.4 Syntax: %s hostname", verb);
 		return CMD_ERROR;
 	}

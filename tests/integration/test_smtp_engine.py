@@ -380,6 +380,7 @@ def test_syntax_and_sequence_errors(server):
     r.reply()
     assert r.cmd("MAIL FROM:<a@b.test>") == (503, ["5.5.1 Error: send HELO/EHLO first"])
     assert r.cmd("EHLO") == (501, ["5.5.4 Syntax: EHLO hostname"])
+    assert r.cmd("EHLO a\rb\tc") == (501, ["5.5.4 Syntax: EHLO hostname"])
     assert r.cmd("EHLO c.test")[0] == 250
     assert r.cmd("FROB") == (500, ["5.5.1 Error: command not recognized"])
     assert r.cmd("LHLO c.test")[0] == 500
@@ -406,8 +407,8 @@ def test_syntax_and_sequence_errors(server):
     assert r.reply()[0] == 500
     assert r.cmd("QUIT")[0] == 221
     s.stop()
-    assert re.search(r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1/2 starttls=0/2 xforward=0/1 "
-                     r"mail=1/6 rcpt=1/6 data=0/3 rset=1 quit=1 unknown=0/4 commands=5/26", s.logtext())
+    assert re.search(r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1/3 starttls=0/2 xforward=0/1 "
+                     r"mail=1/6 rcpt=1/6 data=0/3 rset=1 quit=1 unknown=0/4 commands=5/27", s.logtext())
 
 
 def test_too_many_errors(server):
