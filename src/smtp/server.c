@@ -67,6 +67,7 @@ struct session {
 	struct session *prev, *next;
 	struct bufferevent *bev;
 	struct event *close_timer;
+	unsigned close_polls;
 	int state;
 	bool tls, closing, skipping, in_loop, quit;
 	char *helo, *addr, *port;
@@ -881,6 +882,13 @@ static void close_check(struct session *s)
 	}
 	if (bufferevent_get_underlying(s->bev) != NULL) {
 		struct timeval tv = { 0, 20000 };
+		unsigned limit = (s->srv->set.command_timeout_s > 0 ? s->srv->set.command_timeout_s
+								       : 60) * 50;
+		if (++s->close_polls > limit) {
+			/* A peer that stopped reading does not keep us. */
+			session_free(s);
+			return;
+		}
 		if (s->close_timer == NULL)
 			s->close_timer = evtimer_new(s->srv->base, close_timer_cb, s);
 		evtimer_add(s->close_timer, &tv);
@@ -924,7 +932,8 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		close_check(s);
 		return;
 	}
-	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing) {
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing &&
+	    s->state != ST_TLS) {
 		sg_log_info("timeout after %s from unknown[%s]",
 			    s->state == ST_DATA ? "DATA" : "command", s->addr);
 		replyf(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->set.hostname);
@@ -940,8 +949,10 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state == ST_TLS) {
+		/* No reply can be sent in the middle of a handshake. */
 		unsigned long e = bufferevent_get_openssl_error(bev);
-		const char *why = e != 0 ? ERR_reason_error_string(e) : NULL;
+		const char *why = e != 0 ? ERR_reason_error_string(e)
+			: (what & BEV_EVENT_TIMEOUT) ? "timeout" : NULL;
 		sg_log_info("TLS handshake failed from unknown[%s]: %s", s->addr,
 			    why != NULL ? why : "connection closed");
 	} else if (!s->quit && !s->closing)

@@ -691,3 +691,14 @@ def test_postfix_smtp_source(server, lmtp):
     for env, body in msgs:
         assert len(env["rcpt"]) == 3 and env["lmtp"] == [str(int(lmtp))]
     print(f"smtp-source {'LMTP' if lmtp else 'SMTP'}: 200 messages in {elapsed:.2f}s")
+
+
+def test_starttls_handshake_timeout(server, cert):
+    s = server("--cert", cert[0], "--key", cert[1], "--timeout", "1")
+    r = raw_session(s.port)
+    assert r.cmd("STARTTLS")[0] == 220
+    t0 = time.monotonic()
+    assert r.eof(timeout=5)  # no ClientHello: the server gives up
+    assert time.monotonic() - t0 < 4
+    s.stop()
+    assert "TLS handshake failed from unknown[127.0.0.1]: timeout" in s.logtext()
