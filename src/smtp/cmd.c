@@ -101,7 +101,8 @@ static const char *parse_local(const char *s)
 			s++;
 		}
 	}
-	return (size_t)(s - start) <= MAX_LOCAL + 2 ? s : NULL;
+	/* 64 octets of local part; the quotes of a quoted string do not count. */
+	return (size_t)(s - start) <= MAX_LOCAL + (*start == '"' ? 2 : 0) ? s : NULL;
 }
 
 /* A-d-l ":" (a source route): RFC 5321 4.1.2 says to accept and ignore it. */
