@@ -285,10 +285,14 @@ static int cmd_lhlo(struct session *s, const char *args)
 
 static void log_client(struct session *s, const struct sg_envelope *env)
 {
-	if (env->xf.addr != NULL || env->xf.name != NULL)
-		sg_log_info("%s: client=unknown[%s], orig_client=%s[%s]", env->queue_id, s->addr,
+	/* The upstream queue ID (XFORWARD IDENT) and original client tie this
+	 * line to the Postfix log lines before us. */
+	if (env->xf.addr != NULL || env->xf.name != NULL || env->xf.ident != NULL)
+		sg_log_info("%s: client=unknown[%s], orig_client=%s[%s]%s%s", env->queue_id, s->addr,
 			    env->xf.name != NULL ? env->xf.name : "unknown",
-			    env->xf.addr != NULL ? env->xf.addr : "unknown");
+			    env->xf.addr != NULL ? env->xf.addr : "unknown",
+			    env->xf.ident != NULL ? ", orig_queue_id=" : "",
+			    env->xf.ident != NULL ? env->xf.ident : "");
 	else
 		sg_log_info("%s: client=unknown[%s]", env->queue_id, s->addr);
 }
@@ -1179,12 +1183,14 @@ void sg_smtp_txn_finish(struct sg_smtp_txn *txn, const struct sg_reply *replies,
 		sg_panic("smtp: sg_smtp_txn_finish with %zu replies, want %zu", n, want);
 	for (size_t i = 0; i < n; i++) {
 		send_reply(s, &replies[i]);
+		/* The per-recipient outcome line is the caller's (it knows the
+		 * treatment and the next hop); the reply itself is debug detail. */
 		if (txn->env.lmtp)
-			sg_log_info("%s: to=<%s>, status=%d %s", txn->env.queue_id,
+			sg_log_debug("%s: to=<%s>, reply=%d %s", txn->env.queue_id,
 				    txn->env.rcpts[i].addr, replies[i].code,
 				    replies[i].text != NULL ? replies[i].text : "");
 		else
-			sg_log_info("%s: status=%d %s", txn->env.queue_id, replies[i].code,
+			sg_log_debug("%s: reply=%d %s", txn->env.queue_id, replies[i].code,
 				    replies[i].text != NULL ? replies[i].text : "");
 	}
 	end_txn(s);
