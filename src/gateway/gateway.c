@@ -67,14 +67,16 @@ struct job {
 	struct sg_gateway *gw;
 	struct listener *lst;
 	struct sg_smtp_txn *txn;     /* NULL once the client is gone */
-	const struct sg_envelope *env; /* borrowed from txn: NULL once answered */
-	size_t n_rcpts;                /* env->n_rcpts, for after the answer */
-	struct sg_spool *msg;          /* borrowed from txn */
+	/* The job's own copies: a worker may still read them after the
+	 * client was answered (time budget) or has gone. */
+	struct sg_envelope env_copy;
+	const struct sg_envelope *env; /* &env_copy */
+	size_t n_rcpts;
+	struct sg_spool *msg;          /* taken over from txn; owned */
 	struct timespec start;
 	struct event *budget;          /* the post-DATA time budget */
 	bool in_worker;                /* a worker owns the job until its done() runs */
 	bool answered;                 /* replies given (or the client is gone) */
-	bool budget_expired;
 	/* transform result */
 	int transform_ret;
 	struct sg_error transform_err;
@@ -128,6 +130,8 @@ static void job_free(struct job *job)
 	free(job->queued_as);
 	sg_transform_out_clear(&job->out, n);
 	sg_error_clear(&job->transform_err);
+	sg_envelope_clear(&job->env_copy);
+	sg_spool_free(&job->msg);
 	free(job->received);
 	free(job);
 }
@@ -188,9 +192,7 @@ static void job_answer(struct job *job)
 				    "(use a recipient limit of 1, or LMTP)", env->queue_id, worst->code);
 		sg_smtp_txn_finish(job->txn, worst, 1);
 	}
-	/* finish freed the transaction, and the envelope with it */
 	job->txn = NULL;
-	job->env = NULL;
 }
 
 static void job_done(struct job *job)
@@ -226,15 +228,6 @@ static void on_relay_done(void *ctx, const struct sg_relay_result *res)
 		job_done(job);
 }
 
-/* Every recipient gets 451: the post-DATA time budget ran out. */
-static void budget_fail(struct job *job)
-{
-	for (size_t i = 0; i < job->n_rcpts; i++)
-		sg_reply_clear(&job->replies[i]);
-	fail_all(job, 451, "4.4.7 Error: processing time budget exceeded, try again later");
-	job_done(job);
-}
-
 /* Back on the loop after the transform: relay each group. */
 static void after_transform(void *arg)
 {
@@ -243,12 +236,8 @@ static void after_transform(void *arg)
 
 	job->in_worker = false;
 	if (job->answered) {
-		/* The client left meanwhile. */
+		/* The client left, or the time budget ran out, meanwhile. */
 		job_free(job);
-		return;
-	}
-	if (job->budget_expired) {
-		budget_fail(job);
 		return;
 	}
 	if (job->transform_ret < 0) {
@@ -348,9 +337,6 @@ static void on_budget(evutil_socket_t fd, short what, void *arg)
 		return;
 	sg_log_warn("%s: time budget of %us exceeded; answering 451", job->env->queue_id,
 		    job->gw->cfg->transaction_time_budget);
-	job->budget_expired = true;
-	if (job->in_worker)
-		return; /* the worker reads the message: after_transform() answers */
 	/* Drop the next-hop connections before their DATA completes, so the
 	 * next hop does not keep a message we answer 4xx for. */
 	for (size_t i = 0; i < job->n_sends; i++) {
@@ -359,7 +345,13 @@ static void on_budget(evutil_socket_t fd, short what, void *arg)
 			job->sends[i].req = NULL;
 		}
 	}
-	budget_fail(job);
+	for (size_t i = 0; i < job->n_rcpts; i++)
+		sg_reply_clear(&job->replies[i]);
+	fail_all(job, 451, "4.4.7 Error: processing time budget exceeded, try again later");
+	if (job->in_worker)
+		job_answer(job); /* the worker has its own copies; after_transform() frees */
+	else
+		job_done(job);
 }
 
 static void on_data(void *ctx, struct sg_smtp_txn *txn)
@@ -372,9 +364,10 @@ static void on_data(void *ctx, struct sg_smtp_txn *txn)
 	job->gw = gw;
 	job->lst = lst;
 	job->txn = txn;
-	job->env = env;
+	sg_envelope_copy(&job->env_copy, env);
+	job->env = &job->env_copy;
 	job->n_rcpts = env->n_rcpts;
-	job->msg = sg_smtp_txn_spool(txn);
+	job->msg = sg_smtp_txn_take_spool(txn);
 	clock_gettime(CLOCK_MONOTONIC, &job->start);
 	job->replies = sg_calloc(env->n_rcpts, sizeof(*job->replies));
 	job->queued_as = sg_calloc(env->n_rcpts, sizeof(*job->queued_as));

@@ -1174,6 +1174,13 @@ struct sg_spool *sg_smtp_txn_spool(struct sg_smtp_txn *txn)
 	return txn->spool;
 }
 
+struct sg_spool *sg_smtp_txn_take_spool(struct sg_smtp_txn *txn)
+{
+	struct sg_spool *sp = txn->spool;
+	txn->spool = NULL;
+	return sp;
+}
+
 void sg_smtp_txn_finish(struct sg_smtp_txn *txn, const struct sg_reply *replies, size_t n)
 {
 	struct session *s = txn->s;

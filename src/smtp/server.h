@@ -74,6 +74,9 @@ void sg_smtp_server_free(struct sg_smtp_server **srv);
 /* Accessors for a transaction handed to data(); all borrowed from txn. */
 const struct sg_envelope *sg_smtp_txn_envelope(const struct sg_smtp_txn *txn);
 struct sg_spool *sg_smtp_txn_spool(struct sg_smtp_txn *txn);
+/* Take the spool over (the caller frees it); the transaction then has none.
+ * For callers whose work may outlive the answer (a time budget). */
+struct sg_spool *sg_smtp_txn_take_spool(struct sg_smtp_txn *txn);
 /* Answer the DATA. LMTP: n == number of accepted recipients, replies in
  * envelope order. SMTP: n == 1. The replies are copied. */
 void sg_smtp_txn_finish(struct sg_smtp_txn *txn, const struct sg_reply *replies, size_t n);
