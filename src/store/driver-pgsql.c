@@ -51,7 +51,11 @@ static void set_pg_error(PGconn *pg, struct sg_error *err, const char *what)
 
 static int pgsql_open(const char *spec, void **conn_r, struct sg_error *err)
 {
-	PGconn *pg = PQconnectdb(spec);
+	/* A default connect timeout (a gateway must not hang at start on an
+	 * unreachable database); one in the URI, expanded later, wins. */
+	static const char *const keys[] = { "connect_timeout", "dbname", NULL };
+	const char *values[] = { "10", spec, NULL };
+	PGconn *pg = PQconnectdbParams(keys, values, 1);
 	*conn_r = NULL;
 	if (pg == NULL) {
 		sg_error_set(err, "connect: out of memory");
