@@ -3,7 +3,6 @@
 #include "store/store.h"
 #include "util/mem.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -19,8 +18,6 @@ struct sg_store_result {
 #define OID_BOOL 16
 #define OID_INT8 20
 #define OID_INT4 23
-#define OID_TEXT 25
-#define OID_BYTEA 17
 
 static const char *const migrations[] = {
 	/* 1: local keys, private keys, remote-key cache */
