@@ -9,7 +9,6 @@
 #include "util/mem.h"
 #include "util/secret.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>

@@ -4,6 +4,7 @@
 #include "store/store.h"
 #include "util/mem.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -277,6 +278,44 @@ out:
 	return ret;
 }
 
+/* Remove the key files of an earlier export from base/hu, so that a key
+ * deleted from the store is no longer published. Only names that are WKD
+ * hashes are touched. */
+static void remove_old_keys(const char *base)
+{
+	char *hu = sg_asprintf("%s/hu", base);
+	DIR *d = opendir(hu);
+	struct dirent *e;
+
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		if (!is_hash(e->d_name, strlen(e->d_name)))
+			continue;
+		char *p = sg_asprintf("%s/%s", hu, e->d_name);
+		(void)unlink(p);
+		free(p);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(hu);
+}
+
+static void remove_old_tree(const char *direct)
+{
+	DIR *d = opendir(direct);
+	struct dirent *e;
+
+	remove_old_keys(direct);
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || !is_domain(e->d_name, strlen(e->d_name)))
+			continue;
+		char *base = sg_asprintf("%s/%s", direct, e->d_name);
+		remove_old_keys(base);
+		free(base);
+	}
+	if (d != NULL)
+		closedir(d);
+}
+
 int sg_wkd_export(struct sg_store *store, const char *dir, const char *submission,
 		  struct sg_error *err)
 {
@@ -290,6 +329,7 @@ int sg_wkd_export(struct sg_store *store, const char *dir, const char *submissio
 		goto out;
 	if (mkdirs(direct, err) < 0)
 		goto out;
+	remove_old_tree(direct);
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(keys[i].kind, "pgp") != 0 || keys[i].wkd_hash[0] == '\0')
 			continue;

@@ -3,7 +3,6 @@
 #include "store/store.h"
 #include "util/mem.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -19,8 +18,6 @@ struct sg_store_result {
 #define OID_BOOL 16
 #define OID_INT8 20
 #define OID_INT4 23
-#define OID_TEXT 25
-#define OID_BYTEA 17
 
 static const char *const migrations[] = {
 	/* 1: local keys, private keys, remote-key cache */
@@ -51,7 +48,11 @@ static void set_pg_error(PGconn *pg, struct sg_error *err, const char *what)
 
 static int pgsql_open(const char *spec, void **conn_r, struct sg_error *err)
 {
-	PGconn *pg = PQconnectdb(spec);
+	/* A default connect timeout (a gateway must not hang at start on an
+	 * unreachable database); one in the URI, expanded later, wins. */
+	static const char *const keys[] = { "connect_timeout", "dbname", NULL };
+	const char *values[] = { "10", spec, NULL };
+	PGconn *pg = PQconnectdbParams(keys, values, 1);
 	*conn_r = NULL;
 	if (pg == NULL) {
 		sg_error_set(err, "connect: out of memory");

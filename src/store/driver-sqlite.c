@@ -13,8 +13,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Prepared statements kept per connection, keyed by the SQL text's
+ * address: the store's SQL is constant strings, so the same pointer is
+ * the same statement. Saves the parse on every look-up. */
+#define STMT_CACHE 16
+struct cached_stmt {
+	const char *sql;
+	sqlite3_stmt *stmt;
+	bool in_use;             /* handed out in a result not yet freed */
+};
+
+struct conn {
+	sqlite3 *db;
+	struct cached_stmt cache[STMT_CACHE];
+};
+
 struct sg_store_result {
 	sqlite3_stmt *stmt;
+	struct cached_stmt *cached;  /* NULL: finalize on free */
 	int first;               /* step result of the first sqlite3_step */
 	bool started;
 };
@@ -62,15 +78,22 @@ static int create_private(const char *path, struct sg_error *err)
 	return 1;
 }
 
-static int sqlite_exec(void *conn, const char *sql, struct sg_error *err)
+static int translate(const char *sql, struct sg_buf *out);
+
+static int db_exec(sqlite3 *db, const char *sql, struct sg_error *err)
 {
 	char *msg = NULL;
-	if (sqlite3_exec(conn, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		sg_error_set(err, "%s", msg != NULL ? msg : sqlite3_errmsg(conn));
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		sg_error_set(err, "%s", msg != NULL ? msg : sqlite3_errmsg(db));
 		sqlite3_free(msg);
 		return -1;
 	}
 	return 1;
+}
+
+static int sqlite_exec(void *conn, const char *sql, struct sg_error *err)
+{
+	return db_exec(((struct conn *)conn)->db, sql, err);
 }
 
 static int sqlite_open(const char *path, void **conn_r, struct sg_error *err)
@@ -94,19 +117,65 @@ static int sqlite_open(const char *path, void **conn_r, struct sg_error *err)
 	sqlite3_busy_timeout(db, 5000);
 	/* WAL: readers do not block the writer; secure_delete: deleted
 	 * private-key blobs do not linger in free pages. */
-	if (sqlite_exec(db, "PRAGMA journal_mode = WAL; PRAGMA secure_delete = ON;"
+	if (db_exec(db, "PRAGMA journal_mode = WAL; PRAGMA secure_delete = ON;"
 			    " PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;", err) < 0) {
 		sg_error_prefix(err, "%s", path);
 		sqlite3_close(db);
 		return -1;
 	}
-	*conn_r = db;
+	struct conn *c = sg_calloc(1, sizeof(*c));
+	c->db = db;
+	*conn_r = c;
 	return 1;
 }
 
 static void sqlite_close(void *conn)
 {
-	sqlite3_close(conn);
+	struct conn *c = conn;
+	for (size_t i = 0; i < STMT_CACHE; i++)
+		sqlite3_finalize(c->cache[i].stmt);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+/* A prepared statement for sql: from the cache when free there. */
+static int prepare(struct conn *c, const char *sql, struct sg_store_result *res)
+{
+	struct cached_stmt *slot = NULL;
+	for (size_t i = 0; i < STMT_CACHE; i++) {
+		if (c->cache[i].sql == sql && !c->cache[i].in_use) {
+			res->stmt = c->cache[i].stmt;
+			res->cached = &c->cache[i];
+			res->cached->in_use = true;
+			return SQLITE_OK;
+		}
+		if (c->cache[i].sql == NULL && slot == NULL)
+			slot = &c->cache[i];
+	}
+	struct sg_buf text;
+	sg_buf_init(&text, strlen(sql) + 1);
+	if (!translate(sql, &text))
+		sg_assert(0);
+	int rc = sqlite3_prepare_v2(c->db, sg_buf_str(&text), -1, &res->stmt, NULL);
+	sg_buf_free(&text);
+	if (rc == SQLITE_OK && slot != NULL) {
+		slot->sql = sql;
+		slot->stmt = res->stmt;
+		slot->in_use = true;
+		res->cached = slot;
+	}
+	return rc;
+}
+
+static void release(struct sg_store_result *res)
+{
+	if (res->cached != NULL) {
+		sqlite3_reset(res->stmt);
+		sqlite3_clear_bindings(res->stmt);
+		res->cached->in_use = false;
+	} else {
+		sqlite3_finalize(res->stmt);
+	}
 }
 
 static int sqlite_begin(void *conn, struct sg_error *err)
@@ -148,18 +217,15 @@ static int bind(sqlite3_stmt *stmt, int i, const struct sg_store_param *p)
 static int sqlite_query(void *conn, const char *sql, const struct sg_store_param *params,
 			size_t n_params, struct sg_store_result **res_r, struct sg_error *err)
 {
-	sqlite3 *db = conn;
-	struct sg_buf text;
+	struct conn *c = conn;
+	sqlite3 *db = c->db;
 	struct sg_store_result *res = NULL;
 	int ret = -1;
 
 	if (res_r != NULL)
 		*res_r = NULL;
-	sg_buf_init(&text, strlen(sql) + 1);
-	if (!translate(sql, &text))
-		sg_assert(0);
 	res = sg_calloc(1, sizeof(*res));
-	if (sqlite3_prepare_v2(db, sg_buf_str(&text), -1, &res->stmt, NULL) != SQLITE_OK) {
+	if (prepare(c, sql, res) != SQLITE_OK) {
 		fail(db, err, "prepare");
 		goto out;
 	}
@@ -177,11 +243,10 @@ static int sqlite_query(void *conn, const char *sql, const struct sg_store_param
 	}
 	ret = 1;
 out:
-	sg_buf_free(&text);
 	if (ret > 0 && res_r != NULL) {
 		*res_r = res;
 	} else {
-		sqlite3_finalize(res->stmt);
+		release(res);
 		free(res);
 	}
 	return ret;
@@ -189,7 +254,7 @@ out:
 
 static int64_t sqlite_changes(void *conn, const struct sg_store_result *res)
 {
-	return sqlite3_changes64(conn);
+	return sqlite3_changes64(((struct conn *)conn)->db);
 }
 
 static int sqlite_next(struct sg_store_result *res, struct sg_error *err)
@@ -233,7 +298,7 @@ static void sqlite_result_free(struct sg_store_result *res)
 {
 	if (res == NULL)
 		return;
-	sqlite3_finalize(res->stmt);
+	release(res);
 	free(res);
 }
 

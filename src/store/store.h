@@ -46,7 +46,8 @@ struct sg_store_driver {
 	int (*exec)(void *conn, const char *sql, struct sg_error *err);
 	int (*begin)(void *conn, struct sg_error *err);
 	/* Run a parameterised statement; *res_r gets the rows (may be NULL
-	 * if the caller does not want them). 1 or -1. */
+	 * if the caller does not want them). 1 or -1. sql must be a string
+	 * constant: a driver may cache prepared statements by its address. */
 	int (*query)(void *conn, const char *sql, const struct sg_store_param *params,
 		     size_t n_params, struct sg_store_result **res_r, struct sg_error *err);
 	/* Rows changed by the last query (UPDATE/DELETE). */

@@ -68,6 +68,25 @@ def test_export_tree_matches_gnupg(world):
     assert not (base / "other.test" / "hu" / wkd_hash("alice@example.test")).exists()
 
 
+def test_export_drops_deleted_keys(world, tmp_path):
+    """A key deleted from the store disappears from a re-export."""
+    state = tmp_path / "state"
+    shutil.copytree(world["state"], state)
+    out = tmp_path / "www"
+    run = lambda *a: sealgate(world["bin"], *a, "--state-dir", str(state))
+    assert run("export-wkd", str(out)).returncode == 0
+    adv = out / ".well-known" / "openpgpkey" / "other.test" / "hu" / wkd_hash("carol@other.test")
+    assert adv.exists()
+    (out / "README").write_text("not ours")
+    assert run("delete", "carol@other.test").returncode == 0
+    r = run("export-wkd", str(out))
+    assert r.returncode == 0 and "wrote 2 key(s)" in r.stdout
+    assert not adv.exists()
+    assert not (out / ".well-known" / "openpgpkey" / "hu" / wkd_hash("carol@other.test")).exists()
+    assert (out / ".well-known" / "openpgpkey" / "hu" / wkd_hash("alice@example.test")).exists()
+    assert (out / "README").read_text() == "not ours"
+
+
 def http_get(port, path, method="GET"):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
     try:
