@@ -598,8 +598,12 @@ int sg_pgp_encrypt(const struct sg_pgp_piece *pieces, size_t n_pieces,
 		goto out;
 	}
 	r = setup_encrypt(op, &c, recips, n_recips, signer, err);
-	if (r == RNP_SUCCESS && (r = rnp_op_encrypt_execute(op)) != RNP_SUCCESS)
-		sg_error_set(err, "%s", wr.full ? "output too large" : rnp_msg(r));
+	if (r == RNP_SUCCESS && (r = rnp_op_encrypt_execute(op)) != RNP_SUCCESS) {
+		if (r == RNP_ERROR_BAD_PASSWORD && signer != NULL)
+			sg_error_set(err, "signer %s: wrong or missing passphrase", signer->fpr);
+		else
+			sg_error_set(err, "%s", wr.full ? "output too large" : rnp_msg(r));
+	}
 	if (r != RNP_SUCCESS) {
 		set_status(status_r, status_of_rnp(r));
 		goto out;

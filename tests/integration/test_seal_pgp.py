@@ -291,6 +291,20 @@ def test_passphrase_key(keys):
     assert b"passphrase" in u.stderr
 
 
+def test_passphrase_signer(keys, tmp_path):
+    args = ["seal", "--to", "bob@b.test", "--sign-as", "carol@c.test", "--key", keys["bob.pub"],
+            "--key", keys["carol.sec"]]
+    r = sealgate(*args, inp=PLAIN_8BIT)
+    assert r.returncode == 3, r.stderr
+    assert "passphrase" in one_line(r.stderr)
+    assert r.stdout == b""
+    r = sealgate(*args, "--passphrase-file", keys["carol.pass"], inp=PLAIN_8BIT)
+    assert r.returncode == 0, r.stderr
+    plain, sig_ok = peer_decrypt("gpg", keys, str(tmp_path), encrypted_payload(r.stdout))
+    assert sig_ok
+    check_inner_exact(PLAIN_8BIT, plain)
+
+
 def test_lf_input_becomes_crlf(keys):
     r = sealgate("seal", "--to", "bob@b.test", "--key", keys["bob.pub"],
                  inp=PLAIN_8BIT.replace(b"\r\n", b"\n"))
