@@ -409,6 +409,13 @@ def test_wrong_key(keys):
     assert r.stdout == b""
 
 
+def test_no_secret_key_to_decrypt(keys):
+    r = sealgate("unseal", "--verify-key", keys["alice.pub"], inp=sealed_to_bob(keys))
+    assert r.returncode == 2, r.stderr
+    assert "no OpenPGP secret key" in one_line(r.stderr)
+    assert r.stdout == b""
+
+
 def test_no_key_for_recipient(keys):
     r = sealgate("seal", "--to", "zed@z.test", "--key", keys["bob.pub"], inp=PLAIN_8BIT)
     assert r.returncode == 2
