@@ -184,6 +184,9 @@ def gpgsm_home(d, idents_with_secret, trusted):
         for i in trusted:
             f.write(f"{i.sha1()} S\n")
     env = dict(os.environ, GNUPGHOME=home)
+    # start the agent before the first import: autostart can time out on a
+    # loaded machine
+    sh(["gpgconf", "--homedir", home, "--launch", "gpg-agent"], env=env)
     for i in idents_with_secret:
         sh(["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
             "--import", i.p12], input=b"pw\n", env=env)

@@ -1,9 +1,11 @@
 """S/MIME sealing against real peers: openssl cms and gpgsm read what
 sealgate writes, and sealgate reads what they write (RFC 8551)."""
-import os
+import base64
+import pathlib
 import re
-import shlex
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -38,8 +40,10 @@ PROTECTED = ("subject", "from", "to", "cc", "date", "message-id", "reply-to", "i
 
 
 @pytest.fixture(scope="module")
-def p(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("pki"))
+def p():
+    # a private temp dir: pytest's shared numbered dirs are pruned by other
+    # pytest runs on the same machine
+    d = tempfile.mkdtemp(prefix="sg-smime-")
 
     class P:
         dir = d
@@ -51,7 +55,8 @@ def p(tmp_path_factory):
         ca = pki.make_ca(d, "Test CA")
         dave = pki.issued(d, "dave", "dave@d.test", "rsa", ca)
         erin = pki.issued(d, "erin", "erin@d.test", "ec", ca)
-    return P
+    yield P
+    shutil.rmtree(d, ignore_errors=True)
 
 
 EXIT = {0: "OK", 2: "NO_KEY", 3: "BAD_KEY", 4: "KEY_EXPIRED", 5: "KEY_REVOKED", 6: "WRONG_KEY",
@@ -187,39 +192,87 @@ def test_openssl_encrypts_seal_decrypts(p, cipher, who):
     assert info["decrypted with"] != "-"
 
 
-def test_gpgsm_both_directions(p, tmp_path):
-    home, env = pki.gpgsm_home(str(tmp_path), [p.dave], [p.ca])
-    try:
-        # sealgate -> gpgsm
-        rc, out, info = seal(to=[p.dave])
-        assert rc == 0, info
-        _, b64 = pki.split_message(out)
-        f = tmp_path / "in.b64"
-        f.write_bytes(b64)
-        r = subprocess.run(["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd",
-                            "0", "--assume-base64", "--decrypt", str(f)],
-                           input=b"pw\n", env=env, capture_output=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout == expected_inner(MSG)
-        # gpgsm -> sealgate (PKCS#12 key with a passphrase)
-        f = tmp_path / "plain"
-        f.write_bytes(expected_inner(MSG))
-        r = subprocess.run(["gpgsm", "--batch", "--base64", "-r", "dave@d.test", "--encrypt",
-                            str(f)], env=env, capture_output=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        enc = (b"From: x@a.test\r\nTo: dave@d.test\r\nSubject: ...\r\nMIME-Version: 1.0\r\n"
-               b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
-               b"Content-Transfer-Encoding: base64\r\n\r\n" + r.stdout.replace(b"\n", b"\r\n"))
-        pw = tmp_path / "pw"
-        pw.write_text("pw\n")
-        rc, back, info = unseal(enc, keys=[p.dave.p12aes], passfile=str(pw))
-        assert rc == 0, info
-        # protected Subject restored from the inner entity
-        assert pki.field(back, "Subject") == pki.field(MSG, "Subject")
-        assert pki.split_message(back)[1] == pki.split_message(MSG)[1]
-    finally:
-        subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True,
-                       timeout=30)
+@pytest.fixture(scope="module")
+def gpgsm(p):
+    """gpgsm home with dave's PKCS#12 imported and the test CA trusted."""
+    d = pathlib.Path(p.dir) / "gpgsm"
+    d.mkdir()
+    home, env = pki.gpgsm_home(str(d), [p.dave], [p.ca])
+    yield d, env
+    subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True, timeout=30)
+
+
+def gpgsm_run(env, args, stdin=b"pw\n"):
+    return subprocess.run(["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
+                           *args], input=stdin, env=env, capture_output=True, timeout=60)
+
+
+def test_gpgsm_decrypts_seal(p, gpgsm):
+    d, env = gpgsm
+    rc, out, info = seal(to=[p.dave])
+    assert rc == 0, info
+    f = d / "in.b64"
+    f.write_bytes(pki.split_message(out)[1])
+    r = gpgsm_run(env, ["--assume-base64", "--decrypt", str(f)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == expected_inner(MSG)
+
+
+def test_gpgsm_encrypts_seal_decrypts(p, gpgsm):
+    d, env = gpgsm
+    f = d / "plain"
+    f.write_bytes(expected_inner(MSG))
+    r = gpgsm_run(env, ["--base64", "-r", "dave@d.test", "--encrypt", str(f)], stdin=b"")
+    assert r.returncode == 0, r.stderr
+    enc = (b"From: x@a.test\r\nTo: dave@d.test\r\nSubject: ...\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + r.stdout.replace(b"\n", b"\r\n"))
+    pw = d / "pw"
+    pw.write_text("pw\n")
+    # the key comes from the PKCS#12 file, unlocked with the passphrase file
+    rc, back, info = unseal(enc, keys=[p.dave.p12aes], passfile=str(pw))
+    assert rc == 0, info
+    # protected Subject restored from the inner entity
+    assert pki.field(back, "Subject") == pki.field(MSG, "Subject")
+    assert pki.split_message(back)[1] == pki.split_message(MSG)[1]
+
+
+def test_gpgsm_verifies_seal_signature(p, gpgsm):
+    d, env = gpgsm
+    rc, out, info = seal(sign=p.dave)
+    assert rc == 0, info
+    boundary = re.search(r'boundary="([^"]+)"', pki.field(out, "Content-Type")).group(1).encode()
+    _, body = pki.split_message(out)
+    parts = body.split(b"--" + boundary)
+    content = parts[1][2:-2]          # after the delimiter's CRLF, before the next one's
+    sig_b64 = pki.split_message(parts[2][2:])[1]
+    (d / "content").write_bytes(content)
+    (d / "sig").write_bytes(base64.b64decode(b"".join(sig_b64.split())))
+    r = gpgsm_run(env, ["--verify", str(d / "sig"), str(d / "content")], stdin=b"")
+    assert r.returncode == 0, r.stderr
+    assert b"Good signature" in r.stderr
+    (d / "content").write_bytes(content.replace(b"42", b"43"))
+    r = gpgsm_run(env, ["--verify", str(d / "sig"), str(d / "content")], stdin=b"")
+    assert r.returncode != 0
+
+
+def test_gpgsm_signs_seal_verifies(p, gpgsm):
+    d, env = gpgsm
+    content = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nSigned by gpgsm.\r\n"
+    (d / "tosign").write_bytes(content)
+    r = gpgsm_run(env, ["-u", "dave@d.test", "--detach-sign", "--base64", str(d / "tosign")])
+    assert r.returncode == 0, r.stderr
+    sig = b"\r\n".join(l for l in r.stdout.splitlines() if not l.startswith(b"-----"))
+    msg = (b"From: dave@d.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+           b'micalg=sha-256; boundary="xyz"\r\n\r\n--xyz\r\n' + content +
+           b"\r\n--xyz\r\nContent-Type: application/pkcs7-signature\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + sig + b"\r\n--xyz--\r\n")
+    rc, back, info = unseal(msg, trust=[p.ca.crt])
+    assert rc == 0 and info["sig"] == "valid" and info["signer"] == "dave@d.test", info
+    assert back.endswith(b"\r\n\r\nSigned by gpgsm.\r\n")
+    rc, back, info = unseal(msg.replace(b"by gpgsm", b"by gpgSM"), trust=[p.ca.crt])
+    assert info["status"] == "BAD_SIGNATURE" and back == b"", info
 
 
 # ---- signatures ----

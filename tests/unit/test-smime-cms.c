@@ -29,7 +29,8 @@ struct ident {
 	struct sg_x509_key *pub;  /* cert only */
 };
 
-enum { ID_CA, ID_RSA, ID_EC, ID_RSA2, ID_EXPIRED, ID_LEAF, ID_OTHER_CA, ID_SERVERAUTH, ID_ED, N_IDS };
+enum { ID_CA, ID_RSA, ID_EC, ID_RSA2, ID_EXPIRED, ID_LEAF, ID_OTHER_CA, ID_SERVERAUTH, ID_ED,
+       ID_RSA1024, ID_P384, N_IDS };
 static struct ident ids[N_IDS];
 
 static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
@@ -105,6 +106,10 @@ static void make_ident(int i, const char *alg, const char *email, int ca_idx, lo
 	struct ident *id = &ids[i];
 	if (strcmp(alg, "RSA") == 0)
 		id->pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	else if (strcmp(alg, "RSA1024") == 0)
+		id->pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+	else if (strcmp(alg, "P384") == 0)
+		id->pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
 	else if (strcmp(alg, "EC") == 0)
 		id->pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	else
@@ -128,6 +133,8 @@ static int setup(void **state)
 	make_ident(ID_LEAF, "EC", "dave@d.test", ID_CA, -DAY, 365 * DAY, false, "emailProtection");
 	make_ident(ID_SERVERAUTH, "EC", "srv@a.test", -1, -DAY, 365 * DAY, false, "serverAuth");
 	make_ident(ID_ED, "ED25519", "ed@e.test", ID_CA, -DAY, 365 * DAY, false, "emailProtection");
+	make_ident(ID_RSA1024, "RSA1024", "small@a.test", -1, -DAY, 365 * DAY, false, NULL);
+	make_ident(ID_P384, "P384", "p384@a.test", -1, -DAY, 365 * DAY, false, NULL);
 	return 0;
 }
 
@@ -400,6 +407,9 @@ static void test_key_properties(void **state)
 		{ ID_EXPIRED, false, 0, SG_CRYPTO_KEY_EXPIRED },
 		{ ID_SERVERAUTH, false, 0, SG_CRYPTO_BAD_KEY },
 		{ ID_ED, true, 0, SG_CRYPTO_UNSUPPORTED },
+		{ ID_ED, false, 0, SG_CRYPTO_UNSUPPORTED },
+		{ ID_RSA1024, false, 0, SG_CRYPTO_UNSUPPORTED },
+		{ ID_P384, true, 0, SG_CRYPTO_UNSUPPORTED },
 	};
 	for (size_t i = 0; i < sizeof(u) / sizeof(u[0]); i++) {
 		int r = sg_x509_key_usable(ids[u[i].id].key, u[i].sign, now, &st, &err);
