@@ -598,8 +598,12 @@ int sg_pgp_encrypt(const struct sg_pgp_piece *pieces, size_t n_pieces,
 		goto out;
 	}
 	r = setup_encrypt(op, &c, recips, n_recips, signer, err);
-	if (r == RNP_SUCCESS && (r = rnp_op_encrypt_execute(op)) != RNP_SUCCESS)
-		sg_error_set(err, "%s", wr.full ? "output too large" : rnp_msg(r));
+	if (r == RNP_SUCCESS && (r = rnp_op_encrypt_execute(op)) != RNP_SUCCESS) {
+		if (r == RNP_ERROR_BAD_PASSWORD && signer != NULL)
+			sg_error_set(err, "signer %s: wrong or missing passphrase", signer->fpr);
+		else
+			sg_error_set(err, "%s", wr.full ? "output too large" : rnp_msg(r));
+	}
 	if (r != RNP_SUCCESS) {
 		set_status(status_r, status_of_rnp(r));
 		goto out;
@@ -691,6 +695,16 @@ static int add_sg_keys(struct op_ctx *c, struct sg_key *const *keys, size_t n, s
 			return -1;
 	}
 	return 1;
+}
+
+static bool any_secret(struct sg_key *const *keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct sg_pgp_key *k = sg_key_pgp(keys[i]);
+		if (k != NULL && k->secret)
+			return true;
+	}
+	return false;
 }
 
 static const struct sg_pgp_key *sg_keys_find(struct sg_key *const *keys, size_t n, const char *fpr)
@@ -892,6 +906,12 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 
 	sg_buf_init(&plain, out->max);
 	memset(info_r, 0, sizeof(*info_r));
+	memset(&c, 0, sizeof(c));
+	if (!any_secret(keys, n_keys)) {
+		set_status(status_r, SG_CRYPTO_NO_KEY);
+		sg_error_set(err, "no OpenPGP secret key to decrypt with");
+		goto out;
+	}
 	set_status(status_r, SG_CRYPTO_INTERNAL);
 	if (op_init(&c, err) < 0 || add_sg_keys(&c, keys, n_keys, err) < 0 ||
 	    add_sg_keys(&c, verify_keys, n_verify, err) < 0)

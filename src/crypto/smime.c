@@ -1,9 +1,12 @@
 /* S/MIME keys and the CMS layer over OpenSSL 3: X.509 certificates with
  * optional private keys, EnvelopedData/AuthEnvelopedData and SignedData. */
 #include "crypto/smime.h"
+#include "util/log.h"
 #include "util/mem.h"
+#include "util/secret.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,17 +60,60 @@ static BIO *mem_bio(const void *data, size_t len)
 	return BIO_new_mem_buf(data, (int)len);
 }
 
-/* Append everything in a memory BIO to out. */
-static int bio_to_buf(BIO *b, struct sg_buf *out, struct sg_error *err)
+/* A write-only BIO that appends to an sg_buf: CMS output lands in the
+ * caller's bounded buffer without the copies and wipes of a growing
+ * memory BIO. */
+static int sink_write(BIO *b, const char *data, int len)
 {
-	char *p;
-	long n = BIO_get_mem_data(b, &p);
-
-	if (n < 0 || !sg_buf_append(out, p, (size_t)n)) {
-		sg_error_set(err, "output larger than %zu bytes", out->max);
+	struct sg_buf *buf = BIO_get_data(b);
+	if (len < 0 || !sg_buf_append(buf, data, (size_t)len)) {
+		ERR_raise_data(ERR_LIB_USER, 0, "output larger than %zu bytes", buf->max);
 		return -1;
 	}
+	return len;
+}
+
+static long sink_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int sink_create(BIO *b)
+{
+	BIO_set_init(b, 1);
 	return 1;
+}
+
+static BIO_METHOD *sink_method;
+
+static void sink_method_init(void)
+{
+	sink_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sg_buf sink");
+	if (sink_method == NULL || BIO_meth_set_write(sink_method, sink_write) != 1 ||
+	    BIO_meth_set_ctrl(sink_method, sink_ctrl) != 1 ||
+	    BIO_meth_set_create(sink_method, sink_create) != 1)
+		sg_fatal("smime: cannot create the output BIO method");
+}
+
+static BIO *sink_bio(struct sg_buf *out)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, sink_method_init);
+	BIO *b = BIO_new(sink_method);
+	if (b != NULL)
+		BIO_set_data(b, out);
+	return b;
+}
+
+/* Take back what a failed operation appended after saved, wiping it. */
+static void buf_rollback(struct sg_buf *b, size_t saved)
+{
+	if (b->len <= saved)
+		return;
+	sg_memwipe(b->data + saved, b->len - saved);
+	b->len = saved;
+	b->data[saved] = '\0';
 }
 
 static char *fingerprint_of(X509 *cert)
@@ -416,6 +462,7 @@ int sg_cms_encrypt(const unsigned char *data, size_t len,
 {
 	const unsigned int flags = CMS_BINARY | CMS_PARTIAL;
 	const EVP_CIPHER *c = cipher == SG_CMS_AES256_GCM ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
+	const size_t saved = der_out->len;
 	CMS_ContentInfo *cms = NULL;
 	BIO *in = NULL, *out = NULL;
 	int ret = -1;
@@ -450,14 +497,11 @@ int sg_cms_encrypt(const unsigned char *data, size_t len,
 		}
 	}
 	in = mem_bio(data, len);
-	out = BIO_new(BIO_s_mem());
+	out = sink_bio(der_out);
 	if (in == NULL || out == NULL || CMS_final(cms, in, NULL, flags) != 1 ||
 	    i2d_CMS_bio(out, cms) != 1) {
+		buf_rollback(der_out, saved);
 		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms encrypt");
-		goto out;
-	}
-	if (bio_to_buf(out, der_out, err) < 0) {
-		*status_r = SG_CRYPTO_INTERNAL;
 		goto out;
 	}
 	ret = 1;
@@ -512,6 +556,7 @@ int sg_cms_decrypt(const unsigned char *der, size_t len,
 		   enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	CMS_ContentInfo *cms = cms_parse(der, len);
+	const size_t saved = out->len;
 	const struct sg_x509_key *k;
 	BIO *plain = NULL;
 	bool have_secret;
@@ -536,19 +581,17 @@ int sg_cms_decrypt(const unsigned char *der, size_t len,
 				 : "cms decrypt: no private key to decrypt with");
 		goto out;
 	}
-	plain = BIO_new(BIO_s_mem());
+	plain = sink_bio(out);
 	/* With the certificate given, only the RecipientInfo naming it is tried
 	 * and no random-key substitution happens; a failure after that is the
-	 * content (or its GCM tag) not decrypting. */
+	 * content (or its GCM tag) not decrypting. The plaintext streams into
+	 * out and is wiped from it again unless the whole of it checked out. */
 	if (plain == NULL || CMS_decrypt(cms, k->pkey, k->cert, NULL, plain, CMS_BINARY) != 1) {
+		buf_rollback(out, saved);
 		fail(status_r, SG_CRYPTO_TAMPERED, err,
 		     nid == NID_id_smime_ct_authEnvelopedData
 			     ? "cms decrypt: authentication tag or content does not verify"
 			     : "cms decrypt: content does not decrypt (corrupt or tampered)");
-		goto out;
-	}
-	if (bio_to_buf(plain, out, err) < 0) {
-		*status_r = SG_CRYPTO_INTERNAL;
 		goto out;
 	}
 	info_r->authenticated = nid == NID_id_smime_ct_authEnvelopedData;
@@ -572,6 +615,7 @@ int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key 
 		enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	const unsigned int flags = CMS_BINARY | CMS_PARTIAL | (detached ? CMS_DETACHED : 0);
+	const size_t saved = der_out->len;
 	CMS_ContentInfo *cms = NULL;
 	BIO *in = NULL, *out = NULL;
 	int ret = -1;
@@ -599,14 +643,11 @@ int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key 
 		}
 	}
 	in = mem_bio(data, len);
-	out = BIO_new(BIO_s_mem());
+	out = sink_bio(der_out);
 	if (in == NULL || out == NULL || CMS_final(cms, in, NULL, flags) != 1 ||
 	    i2d_CMS_bio(out, cms) != 1) {
+		buf_rollback(der_out, saved);
 		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms sign");
-		goto out;
-	}
-	if (bio_to_buf(out, der_out, err) < 0) {
-		*status_r = SG_CRYPTO_INTERNAL;
 		goto out;
 	}
 	ret = 1;
@@ -699,7 +740,8 @@ int sg_cms_verify(const unsigned char *der, size_t der_len,
 {
 	CMS_ContentInfo *cms = cms_parse(der, der_len);
 	STACK_OF(X509) *extra = sk_X509_new_null(), *embedded = NULL, *signers = NULL;
-	BIO *dcont = NULL, *plain = BIO_new(BIO_s_mem());
+	const size_t saved = content_out != NULL ? content_out->len : 0;
+	BIO *dcont = NULL, *plain = NULL;
 	int ret = -1;
 
 	memset(info_r, 0, sizeof(*info_r));
@@ -719,7 +761,11 @@ int sg_cms_verify(const unsigned char *der, size_t der_len,
 		sg_error_set(err, "cms verify: exactly one signer supported");
 		goto out;
 	}
-	if (extra == NULL || plain == NULL ||
+	/* opaque: the content streams into content_out, taken back below
+	 * unless the signature holds */
+	if (content == NULL)
+		plain = sink_bio(content_out);
+	if (extra == NULL || (content == NULL && plain == NULL) ||
 	    (content != NULL && (dcont = mem_bio(content, content_len)) == NULL)) {
 		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms verify");
 		goto out;
@@ -738,6 +784,8 @@ int sg_cms_verify(const unsigned char *der, size_t der_len,
 		/* No certificate to check the signature with: the content is
 		 * passed on as from an unknown signer, like any unverifiable one. */
 		info_r->sig = SG_SIG_UNKNOWN_SIGNER;
+		if (content == NULL)
+			buf_rollback(content_out, saved);
 		ret = content == NULL ? opaque_content(cms, content_out, status_r, err) : 1;
 		goto out;
 	}
@@ -750,12 +798,10 @@ int sg_cms_verify(const unsigned char *der, size_t der_len,
 	X509 *signer = sk_X509_value(signers, 0);
 	info_r->signer = signer_name(signer);
 	info_r->sig = verify_chain(signer, embedded, anchors, n_anchors, now);
-	if (content == NULL && bio_to_buf(plain, content_out, err) < 0) {
-		*status_r = SG_CRYPTO_INTERNAL;
-		goto out;
-	}
 	ret = 1;
 out:
+	if (content_out != NULL && content == NULL && (ret < 0 || info_r->sig == SG_SIG_BAD))
+		buf_rollback(content_out, saved);
 	ERR_clear_error();
 	sk_X509_free(signers);
 	sk_X509_pop_free(embedded, X509_free);

