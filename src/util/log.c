@@ -52,6 +52,7 @@ void sg_log_set_debug(int on)
 	log_debug = on;
 }
 
+static void vlog(int prio, const char *label, const char *fmt, va_list ap) SG_PRINTF(3, 0);
 static void vlog(int prio, const char *label, const char *fmt, va_list ap)
 {
 	char *msg;

@@ -16,6 +16,6 @@ void *sg_reallocarray(void *p, size_t nmemb, size_t size);
 char *sg_strdup(const char *s);
 char *sg_strndup(const char *s, size_t n);
 char *sg_asprintf(const char *fmt, ...) SG_PRINTF(1, 2);
-char *sg_vasprintf(const char *fmt, va_list ap);
+char *sg_vasprintf(const char *fmt, va_list ap) SG_PRINTF(1, 0);
 
 #endif

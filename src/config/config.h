@@ -1,0 +1,64 @@
+/* sealgate's configuration: one file of "key = value" lines, parsed
+ * against a declarative table of settings (Postfix's CONFIG_*_TABLE,
+ * Dovecot's SETTING_DEFINE). Unknown keys, bad values and duplicates are
+ * errors reported as "file:line: message"; the parsed result is a const
+ * struct passed down, never a global. */
+#ifndef SG_CONFIG_CONFIG_H
+#define SG_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util/error.h"
+
+struct sg_config {
+	char *hostname;
+	char *state_dir;
+	char *user;
+	char *listen;           /* SMTP filter listener, "" = off */
+	char *lmtp_listen;      /* LMTP filter listener, "" = off */
+	char *relay;            /* next hop */
+	char *relay_protocol;   /* "smtp" or "lmtp" */
+	bool xforward;
+	size_t max_message_size;
+	size_t spool_memory_max;
+	unsigned max_recipients;
+	unsigned max_sessions;
+	size_t max_line_length;
+	unsigned max_errors;
+	unsigned command_timeout;      /* seconds */
+	unsigned data_timeout;
+	unsigned relay_connect_timeout;
+	unsigned relay_command_timeout;
+	unsigned relay_data_done_timeout;
+	unsigned transaction_time_budget;
+	unsigned relay_max_idle;
+	unsigned relay_idle_timeout;
+	unsigned max_received;
+	unsigned worker_threads;
+	char *tls_cert_file;
+	char *tls_key_file;
+	char *log;               /* "stderr" or "syslog" */
+	char *syslog_facility;
+	bool debug;
+};
+
+/* Defaults for everything (no file). */
+void sg_config_defaults(struct sg_config *cfg);
+/* Parse path over the defaults already in cfg. 1, or -1 with
+ * "path:line: message" in err. */
+int sg_config_load(struct sg_config *cfg, const char *path, struct sg_error *err) SG_WARN_UNUSED;
+/* Parse text (name is used in messages). */
+int sg_config_parse(struct sg_config *cfg, const char *name, const char *text, size_t len,
+		    struct sg_error *err) SG_WARN_UNUSED;
+/* Set one key from the command line ("--relay" etc.); 1 or -1. */
+int sg_config_set(struct sg_config *cfg, const char *key, const char *value,
+		  struct sg_error *err) SG_WARN_UNUSED;
+/* Cross-field checks after all sources are applied. 1 or -1. */
+int sg_config_check(const struct sg_config *cfg, struct sg_error *err) SG_WARN_UNUSED;
+/* Write the effective configuration in file syntax (for --check -v and the
+ * sample file). */
+char *sg_config_dump(const struct sg_config *cfg);
+void sg_config_clear(struct sg_config *cfg);
+
+#endif

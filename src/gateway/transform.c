@@ -1,0 +1,53 @@
+/* The transform stage's data types, and the pass-through transform. */
+#include "gateway/transform.h"
+#include "util/mem.h"
+#include "util/spool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct sg_transform_group *sg_transform_add_group(struct sg_transform_out *out,
+						  const char *treatment, struct sg_spool *msg)
+{
+	out->groups = sg_reallocarray(out->groups, out->n_groups + 1, sizeof(*out->groups));
+	struct sg_transform_group *g = &out->groups[out->n_groups++];
+	memset(g, 0, sizeof(*g));
+	g->treatment = sg_strdup(treatment);
+	g->msg = msg;
+	return g;
+}
+
+void sg_transform_group_add_rcpt(struct sg_transform_group *g, size_t idx)
+{
+	g->rcpts = sg_reallocarray(g->rcpts, g->n_rcpts + 1, sizeof(*g->rcpts));
+	g->rcpts[g->n_rcpts++] = idx;
+}
+
+void sg_transform_out_clear(struct sg_transform_out *out, size_t n_rcpts)
+{
+	for (size_t i = 0; i < out->n_groups; i++) {
+		free(out->groups[i].rcpts);
+		free(out->groups[i].treatment);
+		sg_spool_free(&out->groups[i].msg);
+	}
+	free(out->groups);
+	if (out->refused != NULL)
+		for (size_t i = 0; i < n_rcpts; i++)
+			sg_reply_clear(&out->refused[i]);
+	free(out->refused);
+	memset(out, 0, sizeof(*out));
+}
+
+static int pass_run(void *ctx, const struct sg_envelope *env, struct sg_spool *msg,
+		    struct sg_transform_out *out, struct sg_error *err)
+{
+	(void)ctx;
+	(void)msg;
+	(void)err;
+	struct sg_transform_group *g = sg_transform_add_group(out, "pass", NULL);
+	for (size_t i = 0; i < env->n_rcpts; i++)
+		sg_transform_group_add_rcpt(g, i);
+	return 1;
+}
+
+const struct sg_transform sg_transform_pass = { "pass", pass_run, NULL };
