@@ -21,8 +21,9 @@ SOURCE_DIR = os.environ.get("SEALGATE_SOURCE_DIR", os.path.abspath(os.path.join(
 ETC = os.path.join(SOURCE_DIR, "etc", "postfix")
 STANDIN = os.path.join(HERE, "filter_standin.py")
 SINK = os.path.join(HERE, "sink_recorder.py")
-DOC_FILTER_PORT = 10024      # the ports the etc/postfix/ files use
-DOC_REINJECT_PORT = 10025
+# The ports the etc/postfix/ files (and etc/sealgate.conf) use.
+DOC_FILTER_PORT = {"lmtp": 10024, "smtp": 10025}
+DOC_REINJECT_PORT = 10026
 
 # Lower Postfix's retry times so that a deferred message is retried within
 # seconds (the crash test depends on it); everything else is Postfix's default.
@@ -205,6 +206,34 @@ class Filter(Daemon):
                          os.path.join(tmp, "filter.log"), port)
 
 
+_QUEUE_TEMPLATE = []
+
+
+def _queue_template():
+    """A queue directory tree made once per test process by `postfix check`
+    (its create-missing step), copied into every instance with a
+    quick-start flag: postfix-script then skips the integrity checks that
+    take seconds on every start."""
+    if not _QUEUE_TEMPLATE:
+        import atexit
+        import tempfile
+        t = tempfile.mkdtemp(prefix="sg-postfix-template-")
+        os.chmod(t, 0o755)
+        for d in ("conf", "queue", "data"):
+            os.mkdir(os.path.join(t, d))
+        shutil.chown(os.path.join(t, "data"), "postfix")
+        with open(os.path.join(t, "conf", "main.cf"), "w") as f:
+            f.write(f"compatibility_level = 3.6\nqueue_directory = {t}/queue\n"
+                    f"data_directory = {t}/data\n")
+        shutil.copy("/etc/postfix/master.cf", os.path.join(t, "conf", "master.cf"))
+        r = subprocess.run(["postfix", "-c", os.path.join(t, "conf"), "check"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        atexit.register(shutil.rmtree, t, True)
+        _QUEUE_TEMPLATE.append(os.path.join(t, "queue"))
+    return _QUEUE_TEMPLATE[0]
+
+
 def read_etc(name):
     with open(os.path.join(ETC, name)) as f:
         return f.read()
@@ -226,8 +255,10 @@ class Postfix:
         self.queue_dir = os.path.join(tmp, "queue")
         self.data_dir = os.path.join(tmp, "data")
         self.maillog_path = os.path.join(tmp, "maillog")
-        for d in (self.conf, self.data_dir, self.queue_dir):
+        for d in (self.conf, self.data_dir):
             os.makedirs(d, exist_ok=True)
+        subprocess.run(["cp", "-a", _queue_template(), self.queue_dir], check=True)
+        open(os.path.join(self.queue_dir, "quick-start"), "w").close()
         os.chmod(tmp, 0o755)  # postfix's unprivileged daemons traverse it
         shutil.chown(self.data_dir, "postfix")
         self._write_main(filter_port, sink_port, main_extra or {})
@@ -236,7 +267,7 @@ class Postfix:
 
     def _write_main(self, filter_port, sink_port, extra):
         name = f"main.cf-{self.proto}"
-        snippet = _sub_once(read_etc(name), f"[127.0.0.1]:{DOC_FILTER_PORT}",
+        snippet = _sub_once(read_etc(name), f"[127.0.0.1]:{DOC_FILTER_PORT[self.proto]}",
                             f"[127.0.0.1]:{filter_port}", name)
         base = [
             "compatibility_level = 3.6",
@@ -357,13 +388,16 @@ class Postfix:
         assert r.returncode == 0, r.stderr
 
     def flush_until_empty(self, timeout):
-        """Flush every 2 s until the queue is empty (bounded)."""
+        """Flush, then watch the queue for 2 s; again until it is empty
+        (bounded)."""
         deadline = time.monotonic() + timeout
         while self.queue():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"queue not empty after {timeout}s:\n{self.queue_listing()}")
             self.flush()
-            time.sleep(2)
+            settle = time.monotonic() + 2
+            while time.monotonic() < settle and self.queue():
+                time.sleep(0.1)
 
     def maillog(self):
         with open(self.maillog_path, "rb") as f:

@@ -155,33 +155,28 @@ def deferred_with(mp, msgid_up, pattern, timeout=30):
     return wait_for(find, timeout, f"{msgid_up} deferred with /{pattern}/\n{mp.logs()}", 0.2)
 
 
-def test_next_hop_down(fresh_path):
-    mp = fresh_path
-    mp.start()
-    mp.postfix.reinject_down()
-    msg = make_message(f"nexthop-{mp.proto}@x.test")
-    up = queued_as(mp.postfix.send(msg))
-    e = deferred_with(mp, up, r"\b4\.4\.1\b")
-    print(f"deferred: {e['recipients'][0]['delay_reason']}")
-    assert "queued as" not in mp.postfix.queue_listing()
-    assert mp.sink.files() == []
-    assert "\n" + up in "\n" + mp.postfix.queue_listing()
-    mp.postfix.reinject_up()
-    mp.postfix.flush_until_empty(30)
-    (got, _), = at_sink(mp, f"nexthop-{mp.proto}@x.test")
-    check_same_message(msg, got)
-
-
-def test_filter_down(fresh_path):
+def test_outages_keep_mail_queued(fresh_path):
+    """The filter down, then its next hop down: through both outages the
+    message waits in Postfix's queue (deferred, with the reason), nothing
+    reaches the sink; once both are back a flush delivers it, once."""
     mp = fresh_path
     mp.start(with_filter=False)
-    msg = make_message(f"filterdown-{mp.proto}@x.test")
+    msg = make_message(f"outage-{mp.proto}@x.test")
     up = queued_as(mp.postfix.send(msg))
     e = deferred_with(mp, up, r"connect to 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: Connection refused")
-    print(f"deferred: {e['recipients'][0]['delay_reason']}")
+    print(f"filter down: {e['recipients'][0]['delay_reason']}")
     assert mp.sink.files() == []
+
+    mp.postfix.reinject_down()
     mp.filter.start()
+    mp.postfix.flush()
+    e = deferred_with(mp, up, r"\b4\.4\.1\b.*end of DATA")
+    print(f"next hop down: {e['recipients'][0]['delay_reason']}")
+    assert "\n" + up in "\n" + mp.postfix.queue_listing()
+    assert mp.sink.files() == []
+
+    mp.postfix.reinject_up()
     mp.postfix.flush_until_empty(30)
-    (got, _), = at_sink(mp, f"filterdown-{mp.proto}@x.test")
+    (got, _), = at_sink(mp, f"outage-{mp.proto}@x.test")
     check_same_message(msg, got)
     assert mp.filter.stop() == 0  # SIGTERM: a clean exit
