@@ -4,8 +4,16 @@ server on 127.0.0.1 that stores every message it accepts, exactly as
 received after dot-unstuffing, as DIR/NNNN.eml plus DIR/NNNN.env (the
 envelope), and answers "250 2.0.0 Ok: queued as NNNN".
 
-usage: record-sink.py [--lmtp] [--port-file FILE] PORT DIR
-PORT 0 picks a free port (written to --port-file)."""
+usage: record-sink.py [--lmtp] [--port-file FILE] [--stall SECONDS] PORT DIR
+PORT 0 picks a free port (written to --port-file).
+
+For tests, a recipient's local part chooses a misbehaviour:
+  reject5-*  RCPT gets 550 5.1.1        defer4-*  RCPT gets 450 4.2.0
+  data5-*    DATA ends with 554 5.6.0   data4-*   DATA ends with 451 4.3.0
+  stall-*    the reply to DATA's end comes after --stall seconds
+  drop-*     the connection is closed after DATA's end, unanswered
+(LMTP: data5/data4 apply to that recipient alone.) Messages answered with
+anything but 2xx are not stored."""
 import argparse
 import asyncio
 import itertools
@@ -16,8 +24,8 @@ counter = itertools.count(1)
 
 
 class Session:
-    def __init__(self, reader, writer, outdir, lmtp):
-        self.r, self.w, self.outdir, self.lmtp = reader, writer, outdir, lmtp
+    def __init__(self, reader, writer, outdir, lmtp, stall):
+        self.r, self.w, self.outdir, self.lmtp, self.stall = reader, writer, outdir, lmtp, stall
         self.reset()
 
     def reset(self):
@@ -46,8 +54,15 @@ class Session:
                 self.mail_from = cmd[5:].strip()
                 await self.reply("250 2.1.0 Ok")
             elif verb == "RCPT":
-                self.rcpts.append(cmd[5:].strip())
-                await self.reply("250 2.1.5 Ok")
+                rc = cmd[5:].strip()
+                local = rc.split(":", 1)[-1].strip().lstrip("<").split("@")[0]
+                if local.startswith("reject5-"):
+                    await self.reply("550 5.1.1 <%s>: Recipient address rejected" % local)
+                elif local.startswith("defer4-"):
+                    await self.reply("450 4.2.0 <%s>: Recipient address temporarily rejected" % local)
+                else:
+                    self.rcpts.append(rc)
+                    await self.reply("250 2.1.5 Ok")
             elif verb == "DATA":
                 if not self.rcpts:
                     await self.reply("503 5.5.1 Error: need RCPT command")
@@ -63,6 +78,17 @@ class Session:
                     if l.startswith(b"."):
                         l = l[1:]
                     body += l
+                locals_ = [r.split(":", 1)[-1].strip().lstrip("<").split("@")[0] for r in self.rcpts]
+                if any(l.startswith("drop-") for l in locals_):
+                    return
+                if any(l.startswith("stall-") for l in locals_):
+                    await asyncio.sleep(self.stall)
+                if not self.lmtp and any(l.startswith(("data5-", "data4-")) for l in locals_):
+                    bad5 = any(l.startswith("data5-") for l in locals_)
+                    await self.reply("554 5.6.0 Error: message content rejected" if bad5
+                                     else "451 4.3.0 Error: queue file write error")
+                    self.reset()
+                    continue
                 n = next(counter)
                 name = os.path.join(self.outdir, "%04d" % n)
                 with open(name + ".eml.tmp", "wb") as f:
@@ -74,7 +100,15 @@ class Session:
                     for rc in self.rcpts:
                         f.write("RCPT " + rc + "\n")
                 os.rename(name + ".eml.tmp", name + ".eml")
-                for _ in (self.rcpts if self.lmtp else [None]):
+                if self.lmtp:
+                    for l in locals_:
+                        if l.startswith("data5-"):
+                            await self.reply("554 5.6.0 <%s>: message content rejected" % l)
+                        elif l.startswith("data4-"):
+                            await self.reply("451 4.3.0 <%s>: temporary failure" % l)
+                        else:
+                            await self.reply("250 2.0.0 <%s> Ok: queued as %04d" % (l, n))
+                else:
                     await self.reply("250 2.0.0 Ok: queued as %04d" % n)
                 self.reset()
             elif verb == "RSET":
@@ -93,6 +127,7 @@ async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lmtp", action="store_true")
     ap.add_argument("--port-file")
+    ap.add_argument("--stall", type=float, default=30.0)
     ap.add_argument("port", type=int)
     ap.add_argument("dir")
     a = ap.parse_args()
@@ -100,7 +135,7 @@ async def main():
 
     async def handle(reader, writer):
         try:
-            await Session(reader, writer, a.dir, a.lmtp).run()
+            await Session(reader, writer, a.dir, a.lmtp, a.stall).run()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:

@@ -49,4 +49,4 @@ def test_command_line_overrides(sealgate_bin, tmp_path):
         assert line + "\n" in r.stdout
     r = run([sealgate_bin, "serve", "--relay", "nowhere", "--check"], text=True)
     assert r.returncode == 78
-    assert "command line: relay: 'nowhere': missing :PORT" in r.stderr
+    assert "command line: relay: 'nowhere': missing port" in r.stderr

@@ -69,9 +69,9 @@ static void test_errors(void **state)
 		{ "command_timeout = 5x\n", "t.conf:1: command_timeout: '5x' is not a valid duration (e.g. 300s, 5m)" },
 		{ "xforward = maybe\n", "t.conf:1: xforward: 'maybe' is not yes or no" },
 		{ "relay_protocol = uucp\n", "t.conf:1: relay_protocol: 'uucp' is not one of smtp|lmtp" },
-		{ "relay = 127.0.0.1\n", "t.conf:1: relay: '127.0.0.1': missing :PORT" },
-		{ "relay = h:99999\n", "t.conf:1: relay: 'h:99999': port must be a number from 1 to 65535" },
-		{ "listen = ::1:25\n", "t.conf:1: listen: '::1:25': IPv6 addresses need brackets: [ADDRESS]:PORT" },
+		{ "relay = 127.0.0.1\n", "t.conf:1: relay: '127.0.0.1': missing port" },
+		{ "relay = h:99999\n", "t.conf:1: relay: 'h:99999': port '99999' is not a number 1-65535" },
+		{ "listen = ::1:25\n", "t.conf:1: listen: '::1:25': IPv6 address must be in brackets: [ADDR]:PORT" },
 		{ "debug = yes\ndebug = no\n", "t.conf:2: 'debug' is set twice" },
 		{ "max_message_size = 99999999999999999999999\n", "t.conf:1: max_message_size: '99999999999999999999999' is not a valid size (e.g. 64M)" },
 	};
