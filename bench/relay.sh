@@ -4,14 +4,15 @@
 # Prints messages/s for both, the ratio (goal: >= 0.7 of direct) and
 # sealgate's CPU time per message (utime+stime from /proc/PID/stat).
 # Usage: bench/relay.sh [SEALGATE_BIN]   (or SEALGATE_BIN in the environment)
-# Knobs (environment): SESSIONS (20), COUNT_10K (2000), COUNT_1M (200).
+# Knobs (environment): SESSIONS (20), COUNT_10K (2000), COUNT_1M (200),
+# SPOOL_MEMORY_MAX (1M: the 1 MiB messages go to spool files).
 set -euo pipefail
 
 SEALGATE_BIN=${1:-${SEALGATE_BIN:-build/sealgate}}
 SESSIONS=${SESSIONS:-20}
 COUNT_10K=${COUNT_10K:-2000}
 COUNT_1M=${COUNT_1M:-200}
-SPOOL_MEMORY_MAX=1M   # messages above this are spooled to a 0600 file under state_dir/tmp
+SPOOL_MEMORY_MAX=${SPOOL_MEMORY_MAX:-1M}   # messages above this are spooled to a 0600 file under state_dir/tmp
 
 [ -x "$SEALGATE_BIN" ] || { echo "relay.sh: $SEALGATE_BIN is not executable" >&2; exit 2; }
 command -v smtp-source >/dev/null || { echo "relay.sh: smtp-source missing (package postfix)" >&2; exit 2; }
