@@ -497,12 +497,22 @@ class MailPath:
         return self
 
     def stop(self, keep=False):
+        """Stop everything; then raise if the filter did not exit 0 on
+        SIGTERM or its log has a sanitizer report (the tests run under ASan
+        too). The temp dir stays when something failed or keep is set."""
         errors = []
+        was_running = self.filter.running()
         for part in (self.filter, self.postfix, self.sink):
             try:
-                part.stop()
+                rc = part.stop()
+                if part is self.filter and was_running and rc != 0:
+                    errors.append(AssertionError(f"filter exit status {rc} on SIGTERM"))
             except Exception as e:  # stop the rest regardless
                 errors.append(e)
+        flog = self.filter.log() if os.path.exists(self.filter.log_path) else ""
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in flog:
+                errors.append(AssertionError(f"sanitizer report in {self.filter.log_path}"))
         if not keep and not errors:
             shutil.rmtree(self.tmp, ignore_errors=True)
         if errors:

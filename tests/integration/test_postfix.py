@@ -21,7 +21,10 @@ def path(request):
     try:
         mp.start()
     except Exception:
-        mp.stop(keep=True)
+        try:
+            mp.stop(keep=True)
+        except Exception:
+            pass  # the start failure is the one to report
         raise
     yield mp
     mp.stop(keep=request.session.testsfailed > 0)
