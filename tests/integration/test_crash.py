@@ -3,6 +3,7 @@ message it was not given 250 for, so after a restart and a flush each one
 arrives at least once; a duplicate is possible only for a transaction the
 next hop had already accepted when the filter died."""
 import collections
+import smtplib
 import threading
 import time
 
@@ -26,7 +27,6 @@ def established_to(port):
 
 def send_all(mp, ids, errors):
     """N_SESSIONS client sessions, each sending its share over one connection."""
-    import smtplib
 
     def session(chunk):
         try:
