@@ -1,9 +1,10 @@
 """sealgate as a real Postfix's content filter (SMTP and LMTP variants):
 messages arrive byte-identical, the queue IDs line up in the logs, and a
-filter or next hop that is down leaves the message queued in Postfix."""
+filter or next hop that is down leaves the message queued in Postfix.
+(The 50 MiB message is in test_postfix_big.py, so that ctest runs it in
+parallel with these.)"""
 import re
 import threading
-import time
 
 import pytest
 
@@ -111,18 +112,6 @@ def test_8bit_body(path):
     check_same_message(msg, got)
     # BODY=8BITMIME survived both hops (no MIME conversion on the way).
     assert "BODY=8BITMIME" in env["from"].upper()
-
-
-def test_50mib_message(path):
-    line = b"".join(bytes([0x21 + (i % 90)]) for i in range(76)) + b"\r\n"
-    body = line * (50 * 1024 * 1024 // len(line))
-    msg = make_message(f"big-{path.proto}@x.test", body=body)
-    t0 = time.monotonic()
-    path.postfix.send(msg, timeout=120)
-    (got, _), = at_sink(path, f"big-{path.proto}@x.test", timeout=60)
-    print(f"{path.proto}: {len(msg) / 2**20:.1f} MiB through Postfix and the filter "
-          f"in {time.monotonic() - t0:.1f} s")
-    check_same_message(msg, got)
 
 
 def test_20_in_parallel(path):
