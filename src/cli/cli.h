@@ -4,6 +4,8 @@
 #ifndef SG_CLI_CLI_H
 #define SG_CLI_CLI_H
 
+#include <stddef.h>
+
 /* Exit codes shared by all subcommands (sysexits.h values where they fit,
  * so that scripts and Postfix's pipe(8) understand them). */
 #define SG_EXIT_OK 0
@@ -11,6 +13,17 @@
 #define SG_EXIT_USAGE 64    /* EX_USAGE: bad command line */
 #define SG_EXIT_DATAERR 65  /* EX_DATAERR: malformed input */
 #define SG_EXIT_CONFIG 78   /* EX_CONFIG: bad configuration */
+/* seal/unseal: one code per crypto failure class (crypto/crypto.h). */
+#define SG_EXIT_NO_KEY 2
+#define SG_EXIT_BAD_KEY 3
+#define SG_EXIT_KEY_EXPIRED 4
+#define SG_EXIT_KEY_REVOKED 5
+#define SG_EXIT_WRONG_KEY 6
+#define SG_EXIT_TAMPERED 7
+#define SG_EXIT_UNKNOWN_SIGNER 8
+#define SG_EXIT_BAD_SIGNATURE 9
+#define SG_EXIT_UNSUPPORTED 10
+#define SG_EXIT_MALFORMED SG_EXIT_DATAERR
 
 struct sg_cli_command {
 	const char *name;
@@ -24,5 +37,27 @@ extern const struct sg_cli_command sg_cli_commands[];
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_seal(int argc, char **argv);
+int cmd_unseal(int argc, char **argv);
+int cmd_key(int argc, char **argv);
+
+/* Shared by seal/unseal (cmd-seal.c). */
+struct sg_key;
+struct sg_buf;
+/* Exit code for a crypto status (SG_EXIT_*). */
+int sg_cli_exit_for_status(int status);
+/* Read all of stdin into out, bare LF line ends made CRLF. 1 ok, -1. */
+int sg_cli_read_message(struct sg_buf *out, const char *cmd);
+/* Load the key files; passphrase_file may be NULL. 1 ok; else an exit code
+ * was printed and is returned negated. */
+int sg_cli_load_keys(const char *cmd, char **paths, size_t n, const char *passphrase_file,
+		     struct sg_key ***keys_r);
+void sg_cli_free_keys(struct sg_key **keys, size_t n);
+/* librnp prints its own diagnostics on stderr; the CLI promises one line.
+ * Silence fd 2 around library calls (not when SEALGATE_DEBUG is set). */
+int sg_cli_quiet_begin(void);
+void sg_cli_quiet_end(int saved_fd);
+/* Write all of data to stdout. 1 ok, -1. */
+int sg_cli_write_out(const void *data, size_t len, const char *cmd);
 
 #endif

@@ -250,7 +250,7 @@ int cmd_serve(int argc, char **argv)
 		sg_error_set(&err, "cannot create the event loop");
 		goto fail;
 	}
-	st.gw = sg_gateway_new(st.base, &st.cfg, &sg_transform_pass, &err);
+	st.gw = sg_gateway_new(st.base, &st.cfg, NULL, &err);
 	if (st.gw == NULL)
 		goto fail;
 	if (drop_privileges(&st.cfg, spool, &err) < 0)

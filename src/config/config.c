@@ -41,8 +41,16 @@ static const struct setting settings[] = {
 	  "SMTP filter listener ADDR:PORT (empty: off)" },
 	{ "lmtp_listen", T_HOSTPORT, "", 0, 0, F(lmtp_listen), NULL,
 	  "LMTP filter listener ADDR:PORT (empty: off); recommended with Postfix" },
+	{ "submission_listen", T_HOSTPORT, "", 0, 0, F(submission_listen), NULL,
+	  "LMTP listener for mail from authenticated submission (outbound role; empty: off)" },
+	{ "deliver_listen", T_HOSTPORT, "", 0, 0, F(deliver_listen), NULL,
+	  "LMTP listener for local delivery, sealing at rest (empty: off)" },
 	{ "relay", T_HOSTPORT, "127.0.0.1:10026", 0, 0, F(relay), NULL,
 	  "next hop HOST:PORT: Postfix's reinjection listener" },
+	{ "relay_tls_only", T_HOSTPORT, "", 0, 0, F(relay_tls_only), NULL,
+	  "next hop for the TLS-only treatment: a reinjection listener whose transport enforces TLS" },
+	{ "deliver_lmtp", T_HOSTPORT, "", 0, 0, F(deliver_lmtp), NULL,
+	  "the mailbox server's LMTP HOST:PORT (Dovecot) for sealed local delivery" },
 	{ "relay_protocol", T_ENUM, "smtp", 0, 0, F(relay_protocol), "smtp|lmtp",
 	  "protocol the next hop speaks" },
 	{ "xforward", T_BOOL, "yes", 0, 0, F(xforward), NULL,
@@ -87,6 +95,22 @@ static const struct setting settings[] = {
 	{ "syslog_facility", T_STR, "mail", 0, 0, F(syslog_facility), NULL,
 	  "syslog facility when log = syslog" },
 	{ "debug", T_BOOL, "no", 0, 0, F(debug), NULL, "log protocol details (never content)" },
+	{ "store", T_STR, "", 0, 0, F(store), NULL,
+	  "key store: sqlite:PATH or postgresql://... (empty: sqlite:STATE_DIR/sealgate.db)" },
+	{ "master_key_file", T_STR, "", 0, 0, F(master_key_file), NULL,
+	  "32-byte master key for private keys, 0600, outside state_dir (key init-master)" },
+	{ "store_user_private_keys", T_BOOL, "no", 0, 0, F(store_user_private_keys), NULL,
+	  "keep users' private keys (sealed) when imported; off: public parts only" },
+	{ "wkd_listen", T_HOSTPORT, "", 0, 0, F(wkd_listen), NULL,
+	  "Web Key Directory listener ADDR:PORT (empty: off)" },
+	{ "wkd_domains", T_STR, "", 0, 0, F(wkd_domains), NULL,
+	  "domains whose keys WKD serves, space separated (empty: all in the store)" },
+	{ "wkd_submission_address", T_STR, "", 0, 0, F(wkd_submission_address), NULL,
+	  "address published as WKD submission-address (empty: none)" },
+	{ "wkd_tls_cert_file", T_STR, "", 0, 0, F(wkd_tls_cert_file), NULL,
+	  "PEM certificate for HTTPS on wkd_listen (empty: plain HTTP, loopback only)" },
+	{ "wkd_tls_key_file", T_STR, "", 0, 0, F(wkd_tls_key_file), NULL,
+	  "PEM private key for wkd_tls_cert_file" },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -376,8 +400,9 @@ out:
 
 int sg_config_check(const struct sg_config *cfg, struct sg_error *err)
 {
-	if (cfg->listen[0] == '\0' && cfg->lmtp_listen[0] == '\0') {
-		sg_error_set(err, "neither listen nor lmtp_listen is set: nothing to serve");
+	if (cfg->listen[0] == '\0' && cfg->lmtp_listen[0] == '\0' &&
+	    cfg->submission_listen[0] == '\0' && cfg->deliver_listen[0] == '\0') {
+		sg_error_set(err, "no listener is set (listen, lmtp_listen, submission_listen, deliver_listen): nothing to serve");
 		return -1;
 	}
 	if (cfg->relay[0] == '\0') {

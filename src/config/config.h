@@ -17,7 +17,11 @@ struct sg_config {
 	char *user;
 	char *listen;           /* SMTP filter listener, "" = off */
 	char *lmtp_listen;      /* LMTP filter listener, "" = off */
+	char *submission_listen; /* LMTP listener for authenticated submission, "" = off */
+	char *deliver_listen;   /* LMTP listener for local delivery (at rest), "" = off */
 	char *relay;            /* next hop */
+	char *relay_tls_only;   /* next hop that enforces TLS, "" = none */
+	char *deliver_lmtp;     /* the mailbox server's LMTP (Dovecot), "" = none */
 	char *relay_protocol;   /* "smtp" or "lmtp" */
 	bool xforward;
 	size_t max_message_size;
@@ -41,6 +45,14 @@ struct sg_config {
 	char *log;               /* "stderr" or "syslog" */
 	char *syslog_facility;
 	bool debug;
+	char *store;             /* "sqlite:PATH" or "postgresql://..."; "" = sqlite:STATE_DIR/sealgate.db */
+	char *master_key_file;   /* 32-byte key outside state_dir; "" = none */
+	bool store_user_private_keys; /* users' private keys only when asked */
+	char *wkd_listen;        /* WKD HTTP(S) listener, "" = off */
+	char *wkd_domains;       /* domains served (space separated), "" = all */
+	char *wkd_submission_address;
+	char *wkd_tls_cert_file;
+	char *wkd_tls_key_file;
 };
 
 /* Defaults for everything (no file). */

@@ -59,4 +59,11 @@ int sg_key_usable_for_sign(const struct sg_key *key, time_t now,
 			   enum sg_crypto_status *status_r, struct sg_error *err);
 void sg_key_free(struct sg_key **key);
 
+/* The key inside the handle, for crypto/pgp.c and crypto/smime.c
+ * (borrowed; NULL when the key is of the other kind). */
+struct sg_pgp_key;
+struct sg_x509_key;
+struct sg_pgp_key *sg_key_pgp(const struct sg_key *key);
+struct sg_x509_key *sg_key_x509(const struct sg_key *key);
+
 #endif

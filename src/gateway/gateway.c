@@ -11,6 +11,7 @@
 #include "util/workpool.h"
 
 #include <event2/event.h>
+#include <stddef.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +22,40 @@ struct listener {
 	struct sg_gateway *gw;
 	struct sg_smtp_server *srv;
 	char *spool_dir;
+	enum sg_role role;
 	bool lmtp;
 	bool drained;
 };
 
+/* The listeners a configuration can have: which setting, which protocol,
+ * which role. */
+static const struct listener_def {
+	size_t cfg_offset;
+	bool lmtp;
+	enum sg_role role;
+} listener_defs[] = {
+	{ offsetof(struct sg_config, listen), false, SG_ROLE_INBOUND },
+	{ offsetof(struct sg_config, lmtp_listen), true, SG_ROLE_INBOUND },
+	{ offsetof(struct sg_config, submission_listen), true, SG_ROLE_OUTBOUND },
+	{ offsetof(struct sg_config, deliver_listen), true, SG_ROLE_DELIVER },
+};
+#define N_LISTENERS (sizeof(listener_defs) / sizeof(listener_defs[0]))
+
+/* A next hop per route; NULL where the route is not configured. */
+struct route {
+	struct sg_relay *relay;
+	const char *addr;     /* "HOST:PORT", borrowed from the config */
+	char *host, *port;
+};
+
 struct sg_gateway {
 	const struct sg_config *cfg;
-	const struct sg_transform *transform;
+	const struct sg_transform *transforms[SG_ROLE_COUNT];
 	struct event_base *base;
 	struct sg_workpool *pool;
-	struct sg_relay *relay;
-	char *relay_host, *relay_port;
+	struct route routes[SG_ROUTE_COUNT];
 	SSL_CTX *tls;
-	struct listener listeners[2];
+	struct listener listeners[N_LISTENERS];
 	size_t n_listeners;
 	bool shutting_down;
 	struct job *jobs;              /* in flight, to find a job by its txn */
@@ -128,14 +150,20 @@ static void job_answer(struct job *job)
 	job->answered = true;
 	for (size_t i = 0; i < env->n_rcpts; i++) {
 		const struct sg_reply *r = &job->replies[i];
-		const char *treatment = "-";
-		for (size_t g = 0; g < job->out.n_groups; g++)
-			for (size_t k = 0; k < job->out.groups[g].n_rcpts; k++)
-				if (job->out.groups[g].rcpts[k] == i)
-					treatment = job->out.groups[g].treatment;
-		sg_log_info("%s: to=<%s>, treatment=%s, relay=%s:%s, delay=%.2f, status=%s (%d %s)%s%s",
-			    env->queue_id, env->rcpts[i].addr, treatment, job->gw->relay_host,
-			    job->gw->relay_port, delay, status_word(r), r->code, r->text,
+		const char *treatment = "-", *relay = "none";
+		for (size_t g = 0; g < job->out.n_groups; g++) {
+			const struct sg_transform_group *grp = &job->out.groups[g];
+			for (size_t k = 0; k < grp->n_rcpts; k++) {
+				if (grp->rcpts[k] != i)
+					continue;
+				treatment = grp->treatment;
+				relay = grp->route < SG_ROUTE_COUNT ? job->gw->routes[grp->route].addr : NULL;
+				relay = relay != NULL ? relay : "none";
+			}
+		}
+		sg_log_info("%s: to=<%s>, treatment=%s, relay=%s, delay=%.2f, status=%s (%d %s)%s%s",
+			    env->queue_id, env->rcpts[i].addr, treatment, relay, delay,
+			    status_word(r), r->code, r->text,
 			    job->queued_as[i] != NULL ? ", queued_as=" : "",
 			    job->queued_as[i] != NULL ? job->queued_as[i] : "");
 	}
@@ -224,7 +252,8 @@ static void after_transform(void *arg)
 		return;
 	}
 	if (job->transform_ret < 0) {
-		sg_log_error("%s: transform %s: %s", env->queue_id, job->gw->transform->name,
+		sg_log_error("%s: transform %s: %s", env->queue_id,
+			     job->gw->transforms[job->lst->role]->name,
 			     sg_error_msg(&job->transform_err));
 		char *t = sg_asprintf("4.3.0 Error: message processing failed: %s",
 				      sg_error_msg(&job->transform_err));
@@ -233,10 +262,10 @@ static void after_transform(void *arg)
 		job_done(job);
 		return;
 	}
-	if (job->out.refused != NULL)
+	if (job->out.answered != NULL)
 		for (size_t i = 0; i < env->n_rcpts; i++)
-			if (job->out.refused[i].code != 0)
-				sg_reply_copy(&job->replies[i], &job->out.refused[i]);
+			if (job->out.answered[i].code != 0)
+				sg_reply_copy(&job->replies[i], &job->out.answered[i]);
 	job->sends = sg_calloc(job->out.n_groups, sizeof(*job->sends));
 	for (size_t g = 0; g < job->out.n_groups; g++) {
 		struct sg_transform_group *grp = &job->out.groups[g];
@@ -259,9 +288,20 @@ static void after_transform(void *arg)
 	job->sends_pending = job->n_sends;
 	for (size_t s = 0; s < job->n_sends; s++) {
 		struct group_send *gs = &job->sends[s];
-		struct sg_spool *msg = job->out.groups[gs->group].msg;
-		gs->req = sg_relay_send(job->gw->relay, &gs->env, job->received,
-					msg != NULL ? msg : job->msg, on_relay_done, gs);
+		const struct sg_transform_group *grp = &job->out.groups[gs->group];
+		struct sg_relay *relay = grp->route < SG_ROUTE_COUNT ? job->gw->routes[grp->route].relay : NULL;
+		if (relay == NULL) {
+			/* The transform chose a route this configuration lacks: fail
+			 * closed for those recipients, never fall back to another. */
+			for (size_t k = 0; k < grp->n_rcpts; k++)
+				sg_reply_set(&job->replies[grp->rcpts[k]], 451,
+					     "4.3.5 Error: treatment %s needs %s, which is not configured",
+					     grp->treatment, sg_route_name(grp->route));
+			job->sends_pending--;
+			continue;
+		}
+		gs->req = sg_relay_send(relay, &gs->env, job->received,
+					grp->msg != NULL ? grp->msg : job->msg, on_relay_done, gs);
 	}
 	/* Any recipient in no group and not refused is a transform bug: fail
 	 * closed rather than drop it silently. */
@@ -273,7 +313,7 @@ static void after_transform(void *arg)
 		if (!placed)
 			sg_reply_set(&job->replies[i], 451, "4.3.0 Error: internal: recipient not processed");
 	}
-	if (job->n_sends == 0)
+	if (job->sends_pending == 0)
 		job_done(job);
 }
 
@@ -283,6 +323,7 @@ static void run_transform(void *arg)
 	struct job *job = arg;
 	const struct sg_envelope *env = job->env;
 	const struct sg_config *cfg = job->gw->cfg;
+	const struct sg_transform *tf = job->gw->transforms[job->lst->role];
 	struct sg_trace_count tc;
 
 	sg_trace_count(sg_spool_data(job->msg), sg_spool_size(job->msg), cfg->hostname, &tc);
@@ -294,8 +335,7 @@ static void run_transform(void *arg)
 		return;
 	}
 	job->received = sg_trace_received(env, cfg->hostname, time(NULL));
-	job->transform_ret = job->gw->transform->run(job->gw->transform->ctx, env, job->msg,
-						     &job->out, &job->transform_err);
+	job->transform_ret = tf->run(tf->ctx, env, job->msg, &job->out, &job->transform_err);
 }
 
 static void on_budget(evutil_socket_t fd, short what, void *arg)
@@ -406,7 +446,8 @@ static int tls_setup(struct sg_gateway *gw, struct sg_error *err)
 	return gw->tls != NULL ? 1 : -1;
 }
 
-static int add_listener(struct sg_gateway *gw, const char *addr, bool lmtp, struct sg_error *err)
+static int add_listener(struct sg_gateway *gw, const char *addr, bool lmtp, enum sg_role role,
+			struct sg_error *err)
 {
 	const struct sg_config *cfg = gw->cfg;
 	struct listener *lst = &gw->listeners[gw->n_listeners];
@@ -436,38 +477,34 @@ static int add_listener(struct sg_gateway *gw, const char *addr, bool lmtp, stru
 	set.spool_dir = lst->spool_dir;
 	lst->gw = gw;
 	lst->lmtp = lmtp;
+	lst->role = role;
 	lst->srv = sg_smtp_server_new(gw->base, &set, &cb, lst);
 	gw->n_listeners++;
 	if (sg_smtp_server_listen(lst->srv, addr, err) < 0) {
 		sg_error_prefix(err, "%s listener %s", lmtp ? "LMTP" : "SMTP", addr);
 		return -1;
 	}
-	sg_log_info("listening for %s on %s", lmtp ? "LMTP" : "SMTP", addr);
+	sg_log_info("listening for %s on %s (%s)", lmtp ? "LMTP" : "SMTP", addr, sg_role_name(role));
 	return 1;
 }
 
-struct sg_gateway *sg_gateway_new(struct event_base *base, const struct sg_config *cfg,
-				  const struct sg_transform *transform, struct sg_error *err)
+static int add_route(struct sg_gateway *gw, enum sg_route route, const char *hostport,
+		     const char *proto, struct sg_error *err)
 {
-	struct sg_gateway *gw = sg_calloc(1, sizeof(*gw));
+	const struct sg_config *cfg = gw->cfg;
+	struct route *r = &gw->routes[route];
 
-	gw->cfg = cfg;
-	gw->transform = transform;
-	gw->base = base;
-	if (sg_parse_hostport(cfg->relay, &gw->relay_host, &gw->relay_port, err) < 0) {
-		sg_error_prefix(err, "relay");
-		goto fail;
+	if (hostport[0] == '\0')
+		return 0;
+	if (sg_parse_hostport(hostport, &r->host, &r->port, err) < 0) {
+		sg_error_prefix(err, "%s", sg_route_name(route));
+		return -1;
 	}
-	if (tls_setup(gw, err) < 0)
-		goto fail;
-	if (cfg->listen[0] != '\0' && add_listener(gw, cfg->listen, false, err) < 0)
-		goto fail;
-	if (cfg->lmtp_listen[0] != '\0' && add_listener(gw, cfg->lmtp_listen, true, err) < 0)
-		goto fail;
+	r->addr = hostport;
 	struct sg_relay_settings rs = {
-		.proto = strcmp(cfg->relay_protocol, "lmtp") == 0 ? SG_PROTO_LMTP : SG_PROTO_SMTP,
-		.host = gw->relay_host,
-		.port = gw->relay_port,
+		.proto = strcmp(proto, "lmtp") == 0 ? SG_PROTO_LMTP : SG_PROTO_SMTP,
+		.host = r->host,
+		.port = r->port,
 		.helo_name = cfg->hostname,
 		.connect_timeout_s = cfg->relay_connect_timeout,
 		.command_timeout_s = cfg->relay_command_timeout,
@@ -476,7 +513,33 @@ struct sg_gateway *sg_gateway_new(struct event_base *base, const struct sg_confi
 		.idle_timeout_s = cfg->relay_idle_timeout,
 		.xforward = cfg->xforward,
 	};
-	gw->relay = sg_relay_new(base, &rs);
+	r->relay = sg_relay_new(gw->base, &rs);
+	return 1;
+}
+
+struct sg_gateway *sg_gateway_new(struct event_base *base, const struct sg_config *cfg,
+				  const struct sg_gateway_transforms *transforms,
+				  struct sg_error *err)
+{
+	struct sg_gateway *gw = sg_calloc(1, sizeof(*gw));
+
+	gw->cfg = cfg;
+	gw->base = base;
+	for (size_t i = 0; i < SG_ROLE_COUNT; i++)
+		gw->transforms[i] = transforms != NULL && transforms->role[i] != NULL
+					    ? transforms->role[i] : &sg_transform_pass;
+	if (add_route(gw, SG_ROUTE_RELAY, cfg->relay, cfg->relay_protocol, err) < 0 ||
+	    add_route(gw, SG_ROUTE_TLS_ONLY, cfg->relay_tls_only, cfg->relay_protocol, err) < 0 ||
+	    add_route(gw, SG_ROUTE_DELIVER, cfg->deliver_lmtp, "lmtp", err) < 0)
+		goto fail;
+	if (tls_setup(gw, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < N_LISTENERS; i++) {
+		const char *addr = *(char *const *)((const char *)cfg + listener_defs[i].cfg_offset);
+		if (addr[0] != '\0' &&
+		    add_listener(gw, addr, listener_defs[i].lmtp, listener_defs[i].role, err) < 0)
+			goto fail;
+	}
 	gw->pool = sg_workpool_new(base, cfg->worker_threads);
 	return gw;
 fail:
@@ -510,11 +573,13 @@ void sg_gateway_free(struct sg_gateway **gwp)
 		free(gw->listeners[i].spool_dir);
 	}
 	sg_workpool_free(&gw->pool);
-	sg_relay_free(&gw->relay);
+	for (size_t i = 0; i < SG_ROUTE_COUNT; i++) {
+		sg_relay_free(&gw->routes[i].relay);
+		free(gw->routes[i].host);
+		free(gw->routes[i].port);
+	}
 	if (gw->tls != NULL)
 		SSL_CTX_free(gw->tls);
-	free(gw->relay_host);
-	free(gw->relay_port);
 	free(gw);
 	*gwp = NULL;
 }

@@ -3,8 +3,21 @@
 #include "util/mem.h"
 #include "util/spool.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+const char *sg_role_name(enum sg_role role)
+{
+	static const char *const names[SG_ROLE_COUNT] = { "inbound", "outbound", "deliver" };
+	return role < SG_ROLE_COUNT ? names[role] : "?";
+}
+
+const char *sg_route_name(enum sg_route route)
+{
+	static const char *const names[SG_ROUTE_COUNT] = { "relay", "relay_tls_only", "deliver_lmtp" };
+	return route < SG_ROUTE_COUNT ? names[route] : "?";
+}
 
 struct sg_transform_group *sg_transform_add_group(struct sg_transform_out *out,
 						  const char *treatment, struct sg_spool *msg)
@@ -23,6 +36,19 @@ void sg_transform_group_add_rcpt(struct sg_transform_group *g, size_t idx)
 	g->rcpts[g->n_rcpts++] = idx;
 }
 
+void sg_transform_answer(struct sg_transform_out *out, size_t n_rcpts, size_t idx, int code,
+			 const char *fmt, ...)
+{
+	va_list ap;
+	if (out->answered == NULL)
+		out->answered = sg_calloc(n_rcpts, sizeof(*out->answered));
+	free(out->answered[idx].text);
+	out->answered[idx].code = code;
+	va_start(ap, fmt);
+	out->answered[idx].text = sg_vasprintf(fmt, ap);
+	va_end(ap);
+}
+
 void sg_transform_out_clear(struct sg_transform_out *out, size_t n_rcpts)
 {
 	for (size_t i = 0; i < out->n_groups; i++) {
@@ -31,10 +57,10 @@ void sg_transform_out_clear(struct sg_transform_out *out, size_t n_rcpts)
 		sg_spool_free(&out->groups[i].msg);
 	}
 	free(out->groups);
-	if (out->refused != NULL)
+	if (out->answered != NULL)
 		for (size_t i = 0; i < n_rcpts; i++)
-			sg_reply_clear(&out->refused[i]);
-	free(out->refused);
+			sg_reply_clear(&out->answered[i]);
+	free(out->answered);
 	memset(out, 0, sizeof(*out));
 }
 

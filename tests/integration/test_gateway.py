@@ -38,15 +38,17 @@ def env(sealgate_bin, tmp_path):
         sink = Sink(base, lmtp=lmtp_sink, stall=stall)
         relay_proto = "relay_protocol = lmtp\n" if lmtp_sink else ""
         gw = Gateway(sealgate_bin, base, sink.port, relay_proto + extra)
-        made.append((gw, sink))
+        made.append((gw, sink, base))
         return gw, sink
 
     yield start
     problems = []
-    for gw, sink in made:
+    for gw, sink, base in made:
         code = gw.stop()
         sink.stop()
         log = gw.log()
+        if base != str(tmp_path):
+            shutil.rmtree(base, ignore_errors=True)
         # Under ASan/UBSan a report lands in the log; a clean stop exits 0.
         if "Sanitizer" in log or "runtime error:" in log or code != 0:
             problems.append(f"exit {code}:\n" + log[-3000:])
@@ -309,5 +311,3 @@ def test_drops_privileges(env):
     m, rr, data = send_raw(gw.smtp_port, ["bob@example.test"])
     assert data[0][0] == 250
     assert "running as user nobody" in gw.log()
-    gw.stop()
-    shutil.rmtree(base, ignore_errors=True)

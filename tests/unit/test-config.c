@@ -94,7 +94,7 @@ static void test_check(void **state)
 		const char *text;
 		const char *want;
 	} cases[] = {
-		{ "listen =\n", "neither listen nor lmtp_listen is set: nothing to serve" },
+		{ "listen =\n", "no listener is set (listen, lmtp_listen, submission_listen, deliver_listen): nothing to serve" },
 		{ "tls_cert_file = /x.pem\n", "tls_cert_file and tls_key_file must be set together" },
 		{ "transaction_time_budget = 100s\nrelay_data_done_timeout = 100s\n",
 		  "transaction_time_budget (100s) must exceed relay_data_done_timeout (100s)" },

@@ -1,0 +1,986 @@
+/* OpenPGP through the librnp 0.16 FFI. Every operation gets its own
+ * rnp_ffi_t holding just the keys it needs (librnp objects are not shared
+ * between threads); key metadata is read once at load time. */
+#include "crypto/pgp.h"
+#include "util/mem.h"
+#include "util/secret.h"
+
+#include <rnp/rnp.h>
+#include <rnp/rnp_err.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct sg_pgp_key {
+	unsigned char *data; /* the key as loaded (armored or binary) */
+	size_t len;
+	char *passphrase;    /* NULL when none was given */
+	char *fpr;
+	char **uids;
+	size_t n_uids;
+	bool secret;
+	bool revoked;
+	char *revocation_reason;
+	uint64_t primary_till; /* rnp_key_valid_till64: 0 never valid, UINT64_MAX no expiry */
+	uint64_t encrypt_till; /* best encryption-capable (sub)key, 0 if none */
+	uint64_t sign_till;
+	bool can_encrypt;
+	bool can_sign;
+};
+
+/* librnp 0.16 reads RFC 4880 (v4) data only: say so when it refuses. */
+#define SG_PGP_V6_HINT "librnp 0.16 supports OpenPGP v4 only (no v6 keys, no SEIPDv2 of RFC 9580)"
+
+static const char *rnp_msg(rnp_result_t r)
+{
+	return rnp_result_to_string(r);
+}
+
+static void set_status(enum sg_crypto_status *status_r, enum sg_crypto_status st)
+{
+	if (status_r != NULL)
+		*status_r = st;
+}
+
+bool sg_pgp_looks_like_key(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	if (len >= 15 && memmem(p, len < 4096 ? len : 4096, "-----BEGIN PGP ", 15) != NULL)
+		return true;
+	if (len < 2 || (p[0] & 0x80) == 0)
+		return false;
+	/* Packet tag (RFC 4880 s4.2): 5 secret key, 6 public key. */
+	unsigned tag = (p[0] & 0x40) ? (p[0] & 0x3f) : ((p[0] >> 2) & 0x0f);
+	return tag == 5 || tag == 6;
+}
+
+/* ---- per-operation librnp context ---- */
+
+struct op_ctx {
+	rnp_ffi_t ffi;
+	const struct sg_pgp_key **pass_keys; /* keys whose passphrase we may hand out; owned array */
+	size_t n_pass;
+};
+
+static const struct sg_pgp_key *find_by_fpr(const struct op_ctx *c, const char *fpr)
+{
+	for (size_t i = 0; i < c->n_pass; i++)
+		if (strcasecmp(c->pass_keys[i]->fpr, fpr) == 0)
+			return c->pass_keys[i];
+	return NULL;
+}
+
+static char *primary_fpr(rnp_key_handle_t key)
+{
+	char *fpr = NULL;
+	bool primary = true;
+
+	if (rnp_key_is_primary(key, &primary) != RNP_SUCCESS)
+		return NULL;
+	if ((primary ? rnp_key_get_fprint(key, &fpr) : rnp_key_get_primary_fprint(key, &fpr)) !=
+	    RNP_SUCCESS)
+		return NULL;
+	return fpr;
+}
+
+static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, const char *pgp_context,
+			  char buf[], size_t buf_len)
+{
+	struct op_ctx *c = app_ctx;
+	char *fpr = key != NULL ? primary_fpr(key) : NULL;
+	const struct sg_pgp_key *k = fpr != NULL ? find_by_fpr(c, fpr) : NULL;
+	bool ok = false;
+
+	rnp_buffer_destroy(fpr);
+	if (k != NULL && k->passphrase != NULL && strlen(k->passphrase) < buf_len) {
+		memcpy(buf, k->passphrase, strlen(k->passphrase) + 1);
+		ok = true;
+	}
+	return ok;
+}
+
+static int op_init(struct op_ctx *c, struct sg_error *err)
+{
+	memset(c, 0, sizeof(*c));
+	if (rnp_ffi_create(&c->ffi, "GPG", "GPG") != RNP_SUCCESS) {
+		sg_error_set(err, "librnp: cannot create a context");
+		return -1;
+	}
+	rnp_ffi_set_pass_provider(c->ffi, pass_provider, c);
+	return 1;
+}
+
+static int op_add_key(struct op_ctx *c, const struct sg_pgp_key *k, struct sg_error *err)
+{
+	rnp_input_t in = NULL;
+	rnp_result_t r;
+
+	if (rnp_input_from_memory(&in, k->data, k->len, false) != RNP_SUCCESS) {
+		sg_error_set(err, "librnp: cannot read key");
+		return -1;
+	}
+	r = rnp_import_keys(c->ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
+	rnp_input_destroy(in);
+	if (r != RNP_SUCCESS) {
+		sg_error_set(err, "key %s: %s", k->fpr, rnp_msg(r));
+		return -1;
+	}
+	c->pass_keys = sg_reallocarray(c->pass_keys, c->n_pass + 1, sizeof(*c->pass_keys));
+	c->pass_keys[c->n_pass++] = k;
+	return 1;
+}
+
+static void op_done(struct op_ctx *c)
+{
+	if (c->ffi != NULL)
+		rnp_ffi_destroy(c->ffi);
+	c->ffi = NULL;
+	free(c->pass_keys);
+	c->pass_keys = NULL;
+	c->n_pass = 0;
+}
+
+static rnp_key_handle_t op_locate(struct op_ctx *c, const struct sg_pgp_key *k)
+{
+	rnp_key_handle_t h = NULL;
+
+	if (rnp_locate_key(c->ffi, "fingerprint", k->fpr, &h) != RNP_SUCCESS)
+		return NULL;
+	return h;
+}
+
+/* ---- keys ---- */
+
+static void add_uid(struct sg_pgp_key *k, const char *uid)
+{
+	k->uids = sg_reallocarray(k->uids, k->n_uids + 1, sizeof(*k->uids));
+	k->uids[k->n_uids++] = sg_strdup(uid);
+}
+
+static uint64_t key_till(rnp_key_handle_t h)
+{
+	uint64_t t = 0;
+
+	if (rnp_key_valid_till64(h, &t) != RNP_SUCCESS)
+		return 0;
+	return t;
+}
+
+static bool allows(rnp_key_handle_t h, const char *usage)
+{
+	bool b = false;
+
+	return rnp_key_allows_usage(h, usage, &b) == RNP_SUCCESS && b;
+}
+
+static bool is_revoked(rnp_key_handle_t h)
+{
+	bool b = false;
+
+	return rnp_key_is_revoked(h, &b) == RNP_SUCCESS && b;
+}
+
+/* Best validity of any (sub)key that may do usage (RFC 4880 s5.2.3.21). */
+static void usage_till(rnp_key_handle_t h, const char *usage, bool *can_r, uint64_t *till_r)
+{
+	if (!allows(h, usage) || is_revoked(h))
+		return;
+	*can_r = true;
+	uint64_t t = key_till(h);
+	if (t > *till_r)
+		*till_r = t;
+}
+
+static void read_meta(struct sg_pgp_key *k, rnp_key_handle_t prim)
+{
+	size_t n = 0;
+	char *s = NULL;
+
+	if (rnp_key_get_uid_count(prim, &n) == RNP_SUCCESS)
+		for (size_t i = 0; i < n; i++)
+			if (rnp_key_get_uid_at(prim, i, &s) == RNP_SUCCESS) {
+				add_uid(k, s);
+				rnp_buffer_destroy(s);
+			}
+	rnp_key_have_secret(prim, &k->secret);
+	k->revoked = is_revoked(prim);
+	if (k->revoked && rnp_key_get_revocation_reason(prim, &s) == RNP_SUCCESS) {
+		k->revocation_reason = sg_strdup(s);
+		rnp_buffer_destroy(s);
+	}
+	k->primary_till = key_till(prim);
+	usage_till(prim, "encrypt", &k->can_encrypt, &k->encrypt_till);
+	usage_till(prim, "sign", &k->can_sign, &k->sign_till);
+	if (rnp_key_get_subkey_count(prim, &n) != RNP_SUCCESS)
+		n = 0;
+	for (size_t i = 0; i < n; i++) {
+		rnp_key_handle_t sub = NULL;
+		if (rnp_key_get_subkey_at(prim, i, &sub) != RNP_SUCCESS)
+			continue;
+		usage_till(sub, "encrypt", &k->can_encrypt, &k->encrypt_till);
+		usage_till(sub, "sign", &k->can_sign, &k->sign_till);
+		rnp_key_handle_destroy(sub);
+	}
+}
+
+/* The single primary key of the ffi: 1 with its handle, -1 if none or several. */
+static int single_primary(rnp_ffi_t ffi, rnp_key_handle_t *prim_r, struct sg_error *err)
+{
+	rnp_identifier_iterator_t it = NULL;
+	const char *id = NULL;
+	size_t n = 0;
+
+	*prim_r = NULL;
+	if (rnp_identifier_iterator_create(ffi, &it, "fingerprint") != RNP_SUCCESS)
+		return -1;
+	while (rnp_identifier_iterator_next(it, &id) == RNP_SUCCESS && id != NULL) {
+		rnp_key_handle_t h = NULL;
+		bool primary = false;
+		if (rnp_locate_key(ffi, "fingerprint", id, &h) != RNP_SUCCESS || h == NULL)
+			continue;
+		if (rnp_key_is_primary(h, &primary) == RNP_SUCCESS && primary && n++ == 0) {
+			*prim_r = h;
+			continue;
+		}
+		rnp_key_handle_destroy(h);
+	}
+	rnp_identifier_iterator_destroy(it);
+	if (n == 1)
+		return 1;
+	if (*prim_r != NULL)
+		rnp_key_handle_destroy(*prim_r);
+	*prim_r = NULL;
+	sg_error_set(err, n == 0 ? "no OpenPGP primary key found" : "%zu keys in one file; give one key per file", n);
+	return -1;
+}
+
+static int check_passphrase(rnp_key_handle_t prim, const char *passphrase, enum sg_crypto_status *status_r,
+			    struct sg_error *err)
+{
+	bool prot = false;
+	size_t n = 0;
+	rnp_key_handle_t target = prim;
+	rnp_key_handle_t sub = NULL;
+
+	/* gpg protects every secret (sub)key: checking one of them detects a
+	 * wrong passphrase at load time rather than at the first message. */
+	if (rnp_key_is_protected(prim, &prot) != RNP_SUCCESS || !prot) {
+		if (rnp_key_get_subkey_count(prim, &n) == RNP_SUCCESS && n > 0 &&
+		    rnp_key_get_subkey_at(prim, 0, &sub) == RNP_SUCCESS)
+			target = sub;
+		if (rnp_key_is_protected(target, &prot) != RNP_SUCCESS)
+			prot = false;
+	}
+	int ret = 1;
+	if (prot && passphrase != NULL && rnp_key_unlock(target, passphrase) != RNP_SUCCESS) {
+		set_status(status_r, SG_CRYPTO_BAD_KEY);
+		sg_error_set(err, "wrong passphrase for the secret key");
+		ret = -1;
+	} else if (prot && passphrase != NULL) {
+		rnp_key_lock(target);
+	}
+	if (sub != NULL)
+		rnp_key_handle_destroy(sub);
+	return ret;
+}
+
+int sg_pgp_key_load_mem(const void *data, size_t len, const char *passphrase,
+			struct sg_pgp_key **key_r, enum sg_crypto_status *status_r,
+			struct sg_error *err)
+{
+	struct sg_pgp_key *k = sg_calloc(1, sizeof(*k));
+	struct op_ctx c;
+	rnp_input_t in = NULL;
+	rnp_key_handle_t prim = NULL;
+	rnp_result_t r;
+	int ret = -1;
+
+	memset(&c, 0, sizeof(c));
+	set_status(status_r, SG_CRYPTO_BAD_KEY);
+	k->data = sg_malloc(len + 1);
+	memcpy(k->data, data, len);
+	k->len = len;
+	k->passphrase = passphrase != NULL ? sg_strdup(passphrase) : NULL;
+	if (op_init(&c, err) < 0 || rnp_input_from_memory(&in, k->data, len, false) != RNP_SUCCESS)
+		goto out;
+	r = rnp_import_keys(c.ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
+	if (r != RNP_SUCCESS) {
+		sg_error_set(err, "not a usable OpenPGP key (%s; note: " SG_PGP_V6_HINT ")", rnp_msg(r));
+		goto out;
+	}
+	if (single_primary(c.ffi, &prim, err) < 0)
+		goto out;
+	if (rnp_key_get_fprint(prim, &k->fpr) != RNP_SUCCESS)
+		goto out;
+	char *fpr = sg_strdup(k->fpr);
+	rnp_buffer_destroy(k->fpr);
+	k->fpr = fpr;
+	read_meta(k, prim);
+	if (k->secret && check_passphrase(prim, passphrase, status_r, err) < 0)
+		goto out;
+	set_status(status_r, SG_CRYPTO_OK);
+	*key_r = k;
+	k = NULL;
+	ret = 1;
+out:
+	if (prim != NULL)
+		rnp_key_handle_destroy(prim);
+	if (in != NULL)
+		rnp_input_destroy(in);
+	op_done(&c);
+	sg_pgp_key_free(&k);
+	return ret;
+}
+
+const char *sg_pgp_key_fingerprint(const struct sg_pgp_key *k)
+{
+	return k->fpr;
+}
+
+bool sg_pgp_key_has_secret(const struct sg_pgp_key *k)
+{
+	return k->secret;
+}
+
+/* The address in a user ID: the last <...>, else the whole user ID. */
+static void uid_addr(const char *uid, const char **a_r, size_t *n_r)
+{
+	const char *lt = strrchr(uid, '<');
+	const char *gt = lt != NULL ? strchr(lt, '>') : NULL;
+
+	if (lt != NULL && gt != NULL) {
+		*a_r = lt + 1;
+		*n_r = (size_t)(gt - lt - 1);
+	} else {
+		*a_r = uid;
+		*n_r = strlen(uid);
+	}
+}
+
+static bool addr_eq(const char *a, size_t an, const char *b)
+{
+	size_t bn = strlen(b);
+	const char *at_a = memrchr(a, '@', an), *at_b = strrchr(b, '@');
+
+	if (an != bn || at_a == NULL || at_b == NULL || at_a - a != at_b - b)
+		return false;
+	size_t local = (size_t)(at_a - a);
+	/* RFC 5321 s2.4: the local part is case-sensitive, the domain not. */
+	return memcmp(a, b, local) == 0 && strncasecmp(at_a, at_b, an - local) == 0;
+}
+
+int sg_pgp_key_matches_addr(const struct sg_pgp_key *k, const char *addr)
+{
+	for (size_t i = 0; i < k->n_uids; i++) {
+		const char *a;
+		size_t n;
+		uid_addr(k->uids[i], &a, &n);
+		if (addr_eq(a, n, addr))
+			return 1;
+	}
+	return 0;
+}
+
+static char *fmt_date(uint64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL)
+		return sg_strdup("?");
+	return sg_asprintf("%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+}
+
+int sg_pgp_key_usable(const struct sg_pgp_key *k, bool for_sign, time_t now,
+		      enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	bool can = for_sign ? k->can_sign : k->can_encrypt;
+	uint64_t till = for_sign ? k->sign_till : k->encrypt_till;
+
+	if (k->revoked) {
+		set_status(status_r, SG_CRYPTO_KEY_REVOKED);
+		sg_error_set(err, "key revoked%s%s", k->revocation_reason != NULL && *k->revocation_reason ? ": " : "",
+			     k->revocation_reason != NULL ? k->revocation_reason : "");
+		return 0;
+	}
+	if (for_sign && !k->secret) {
+		set_status(status_r, SG_CRYPTO_NO_KEY);
+		sg_error_set(err, "no secret key");
+		return 0;
+	}
+	if (!can) {
+		set_status(status_r, SG_CRYPTO_BAD_KEY);
+		sg_error_set(err, "key has no valid %s subkey", for_sign ? "signing" : "encryption");
+		return 0;
+	}
+	if (till != UINT64_MAX && (till == 0 || till < (uint64_t)now)) {
+		uint64_t when = k->primary_till != UINT64_MAX && k->primary_till < till ? k->primary_till : till;
+		if (when == 0)
+			when = k->primary_till;
+		char *d = fmt_date(when);
+		set_status(status_r, SG_CRYPTO_KEY_EXPIRED);
+		sg_error_set(err, "key expired on %s", d);
+		free(d);
+		return 0;
+	}
+	set_status(status_r, SG_CRYPTO_OK);
+	return 1;
+}
+
+void sg_pgp_key_free(struct sg_pgp_key **kp)
+{
+	struct sg_pgp_key *k = *kp;
+
+	if (k == NULL)
+		return;
+	if (k->data != NULL)
+		explicit_bzero(k->data, k->len);
+	free(k->data);
+	if (k->passphrase != NULL)
+		sg_secret_free(&k->passphrase, strlen(k->passphrase));
+	free(k->fpr);
+	for (size_t i = 0; i < k->n_uids; i++)
+		free(k->uids[i]);
+	free(k->uids);
+	free(k->revocation_reason);
+	free(k);
+	*kp = NULL;
+}
+
+/* ---- streams ---- */
+
+struct pieces_reader {
+	const struct sg_pgp_piece *pieces;
+	size_t n, idx, off;
+};
+
+static bool pieces_read(void *app_ctx, void *buf, size_t len, size_t *read)
+{
+	struct pieces_reader *r = app_ctx;
+	size_t got = 0;
+
+	while (got < len && r->idx < r->n) {
+		const struct sg_pgp_piece *p = &r->pieces[r->idx];
+		size_t take = p->len - r->off;
+		if (take > len - got)
+			take = len - got;
+		memcpy((unsigned char *)buf + got, (const unsigned char *)p->data + r->off, take);
+		got += take;
+		r->off += take;
+		if (r->off == p->len) {
+			r->idx++;
+			r->off = 0;
+		}
+	}
+	*read = got;
+	return true;
+}
+
+static void noop_close(void *app_ctx)
+{
+}
+
+struct buf_writer {
+	struct sg_buf *out;
+	bool full;
+};
+
+static bool buf_write(void *app_ctx, const void *buf, size_t len)
+{
+	struct buf_writer *w = app_ctx;
+
+	if (sg_buf_append(w->out, buf, len) != 1) {
+		w->full = true;
+		return false;
+	}
+	return true;
+}
+
+static void buf_close(void *app_ctx, bool discard)
+{
+}
+
+static void truncate_buf(struct sg_buf *b, size_t len)
+{
+	if (b->data != NULL && b->len > len) {
+		b->len = len;
+		b->data[len] = '\0';
+	}
+}
+
+/* ---- encrypt / sign ---- */
+
+static rnp_result_t setup_encrypt(rnp_op_encrypt_t op, struct op_ctx *c, const struct sg_pgp_key *const *recips,
+				  size_t n_recips, const struct sg_pgp_key *signer, struct sg_error *err)
+{
+	rnp_result_t r = RNP_SUCCESS;
+
+	for (size_t i = 0; i < n_recips && r == RNP_SUCCESS; i++) {
+		rnp_key_handle_t h = op_locate(c, recips[i]);
+		r = h != NULL ? rnp_op_encrypt_add_recipient(op, h) : RNP_ERROR_KEY_NOT_FOUND;
+		if (r != RNP_SUCCESS)
+			sg_error_set(err, "recipient %s: %s", recips[i]->fpr, rnp_msg(r));
+		if (h != NULL)
+			rnp_key_handle_destroy(h);
+	}
+	if (r == RNP_SUCCESS && signer != NULL) {
+		rnp_key_handle_t h = op_locate(c, signer);
+		r = h != NULL ? rnp_op_encrypt_add_signature(op, h, NULL) : RNP_ERROR_KEY_NOT_FOUND;
+		if (r != RNP_SUCCESS)
+			sg_error_set(err, "signer %s: %s", signer->fpr, rnp_msg(r));
+		if (h != NULL)
+			rnp_key_handle_destroy(h);
+		if (r == RNP_SUCCESS)
+			r = rnp_op_encrypt_set_hash(op, "SHA256");
+	}
+	/* AES-256, SEIPD v1 + MDC (no AEAD: not interoperable in RFC 4880),
+	 * compression off (it leaks length information and costs CPU). */
+	if (r == RNP_SUCCESS)
+		r = rnp_op_encrypt_set_cipher(op, "AES256");
+	if (r == RNP_SUCCESS)
+		r = rnp_op_encrypt_set_aead(op, "None");
+	if (r == RNP_SUCCESS)
+		r = rnp_op_encrypt_set_compression(op, "uncompressed", 0);
+	if (r == RNP_SUCCESS)
+		r = rnp_op_encrypt_set_armor(op, true);
+	return r;
+}
+
+static enum sg_crypto_status status_of_rnp(rnp_result_t r)
+{
+	switch (r) {
+	case RNP_ERROR_BAD_PASSWORD:
+		return SG_CRYPTO_BAD_KEY;
+	case RNP_ERROR_NO_SUITABLE_KEY:
+	case RNP_ERROR_KEY_NOT_FOUND:
+		return SG_CRYPTO_NO_KEY;
+	case RNP_ERROR_NOT_SUPPORTED:
+		return SG_CRYPTO_UNSUPPORTED;
+	default:
+		return SG_CRYPTO_INTERNAL;
+	}
+}
+
+static int add_keys(struct op_ctx *c, const struct sg_pgp_key *const *keys, size_t n, struct sg_error *err)
+{
+	for (size_t i = 0; i < n; i++)
+		if (keys[i] != NULL && op_add_key(c, keys[i], err) < 0)
+			return -1;
+	return 1;
+}
+
+int sg_pgp_encrypt(const struct sg_pgp_piece *pieces, size_t n_pieces,
+		   const struct sg_pgp_key *const *recips, size_t n_recips,
+		   const struct sg_pgp_key *signer, struct sg_buf *out,
+		   enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	struct op_ctx c;
+	struct pieces_reader rd = { pieces, n_pieces, 0, 0 };
+	struct buf_writer wr = { out, false };
+	rnp_input_t in = NULL;
+	rnp_output_t o = NULL;
+	rnp_op_encrypt_t op = NULL;
+	size_t saved = out->len;
+	rnp_result_t r;
+	int ret = -1;
+
+	set_status(status_r, SG_CRYPTO_INTERNAL);
+	if (op_init(&c, err) < 0 || add_keys(&c, recips, n_recips, err) < 0 ||
+	    add_keys(&c, &signer, signer != NULL ? 1 : 0, err) < 0)
+		goto out;
+	if (rnp_input_from_callback(&in, pieces_read, noop_close, &rd) != RNP_SUCCESS ||
+	    rnp_output_to_callback(&o, buf_write, buf_close, &wr) != RNP_SUCCESS ||
+	    rnp_op_encrypt_create(&op, c.ffi, in, o) != RNP_SUCCESS) {
+		sg_error_set(err, "librnp: cannot set up encryption");
+		goto out;
+	}
+	r = setup_encrypt(op, &c, recips, n_recips, signer, err);
+	if (r == RNP_SUCCESS && (r = rnp_op_encrypt_execute(op)) != RNP_SUCCESS)
+		sg_error_set(err, "%s", wr.full ? "output too large" : rnp_msg(r));
+	if (r != RNP_SUCCESS) {
+		set_status(status_r, status_of_rnp(r));
+		goto out;
+	}
+	set_status(status_r, SG_CRYPTO_OK);
+	ret = 1;
+out:
+	if (op != NULL)
+		rnp_op_encrypt_destroy(op);
+	if (o != NULL)
+		rnp_output_destroy(o);
+	if (in != NULL)
+		rnp_input_destroy(in);
+	op_done(&c);
+	if (ret < 0)
+		truncate_buf(out, saved);
+	return ret;
+}
+
+int sg_pgp_sign_detached(const void *data, size_t len, const struct sg_pgp_key *signer,
+			 struct sg_buf *out, enum sg_crypto_status *status_r,
+			 struct sg_error *err)
+{
+	struct op_ctx c;
+	struct buf_writer wr = { out, false };
+	rnp_input_t in = NULL;
+	rnp_output_t o = NULL;
+	rnp_op_sign_t op = NULL;
+	rnp_key_handle_t h = NULL;
+	size_t saved = out->len;
+	rnp_result_t r = RNP_ERROR_GENERIC;
+	int ret = -1;
+
+	set_status(status_r, SG_CRYPTO_INTERNAL);
+	if (op_init(&c, err) < 0 || op_add_key(&c, signer, err) < 0)
+		goto out;
+	if (rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS ||
+	    rnp_output_to_callback(&o, buf_write, buf_close, &wr) != RNP_SUCCESS ||
+	    rnp_op_sign_detached_create(&op, c.ffi, in, o) != RNP_SUCCESS ||
+	    (h = op_locate(&c, signer)) == NULL) {
+		sg_error_set(err, "librnp: cannot set up signing");
+		goto out;
+	}
+	r = rnp_op_sign_add_signature(op, h, NULL);
+	if (r == RNP_SUCCESS)
+		r = rnp_op_sign_set_hash(op, "SHA256"); /* micalg=pgp-sha256 (RFC 3156 s5) */
+	if (r == RNP_SUCCESS)
+		r = rnp_op_sign_set_armor(op, true);
+	if (r == RNP_SUCCESS)
+		r = rnp_op_sign_execute(op);
+	if (r != RNP_SUCCESS) {
+		set_status(status_r, status_of_rnp(r));
+		sg_error_set(err, "signer %s: %s", signer->fpr,
+			     r == RNP_ERROR_BAD_PASSWORD ? "wrong or missing passphrase" : rnp_msg(r));
+		goto out;
+	}
+	set_status(status_r, SG_CRYPTO_OK);
+	ret = 1;
+out:
+	if (h != NULL)
+		rnp_key_handle_destroy(h);
+	if (op != NULL)
+		rnp_op_sign_destroy(op);
+	if (o != NULL)
+		rnp_output_destroy(o);
+	if (in != NULL)
+		rnp_input_destroy(in);
+	op_done(&c);
+	if (ret < 0)
+		truncate_buf(out, saved);
+	return ret;
+}
+
+/* ---- decrypt / verify ---- */
+
+void sg_pgp_info_clear(struct sg_pgp_info *info)
+{
+	free(info->signer);
+	free(info->decrypted_with);
+	free(info->warning);
+	memset(info, 0, sizeof(*info));
+}
+
+static int add_sg_keys(struct op_ctx *c, struct sg_key *const *keys, size_t n, struct sg_error *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct sg_pgp_key *k = sg_key_pgp(keys[i]);
+		if (k != NULL && op_add_key(c, k, err) < 0)
+			return -1;
+	}
+	return 1;
+}
+
+static const struct sg_pgp_key *sg_keys_find(struct sg_key *const *keys, size_t n, const char *fpr)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct sg_pgp_key *k = sg_key_pgp(keys[i]);
+		if (k != NULL && fpr != NULL && strcasecmp(k->fpr, fpr) == 0)
+			return k;
+	}
+	return NULL;
+}
+
+/* Verdict on a signature whose cryptographic check gave r (RFC 4880
+ * s5.2.3.23, s5.2.3.6: a revoked or expired key makes it untrustworthy). */
+static enum sg_sig_status sig_verdict(rnp_result_t r, const struct sg_pgp_key *k, time_t now)
+{
+	if (r == RNP_ERROR_KEY_NOT_FOUND || (k == NULL && r != RNP_ERROR_SIGNATURE_INVALID))
+		return SG_SIG_UNKNOWN_SIGNER;
+	if (k != NULL && k->revoked)
+		return SG_SIG_KEY_REVOKED;
+	if (k != NULL && k->sign_till != UINT64_MAX && k->sign_till < (uint64_t)now)
+		return SG_SIG_KEY_EXPIRED;
+	if (r == RNP_ERROR_SIGNATURE_EXPIRED)
+		return SG_SIG_KEY_EXPIRED;
+	if (r == RNP_SUCCESS)
+		return k != NULL ? SG_SIG_VALID : SG_SIG_UNKNOWN_SIGNER;
+	return SG_SIG_BAD;
+}
+
+static char *sig_keyid(rnp_op_verify_signature_t sig)
+{
+	rnp_signature_handle_t sh = NULL;
+	char *id = NULL, *ret = NULL;
+
+	if (rnp_op_verify_signature_get_handle(sig, &sh) == RNP_SUCCESS &&
+	    rnp_signature_get_keyid(sh, &id) == RNP_SUCCESS)
+		ret = sg_strdup(id);
+	rnp_buffer_destroy(id);
+	if (sh != NULL)
+		rnp_signature_handle_destroy(sh);
+	return ret;
+}
+
+static void read_signatures(rnp_op_verify_t op, struct sg_key *const *known, size_t n_known,
+			    struct sg_key *const *known2, size_t n_known2, time_t now, struct sg_pgp_info *info)
+{
+	size_t n = 0;
+	rnp_op_verify_signature_t sig = NULL;
+	rnp_key_handle_t kh = NULL;
+	char *fpr = NULL;
+
+	info->sig = SG_SIG_NONE;
+	if (rnp_op_verify_get_signature_count(op, &n) != RNP_SUCCESS || n == 0 ||
+	    rnp_op_verify_get_signature_at(op, 0, &sig) != RNP_SUCCESS)
+		return;
+	rnp_result_t r = rnp_op_verify_signature_get_status(sig);
+	if (rnp_op_verify_signature_get_key(sig, &kh) == RNP_SUCCESS && kh != NULL)
+		fpr = primary_fpr(kh);
+	const struct sg_pgp_key *k = sg_keys_find(known, n_known, fpr);
+	if (k == NULL)
+		k = sg_keys_find(known2, n_known2, fpr);
+	info->sig = sig_verdict(r, k, now);
+	info->signer = fpr != NULL ? sg_strdup(fpr) : sig_keyid(sig);
+	rnp_buffer_destroy(fpr);
+	if (kh != NULL)
+		rnp_key_handle_destroy(kh);
+}
+
+/* Is the message encrypted to one of our secret keys? (WRONG_KEY vs TAMPERED) */
+static bool addressed_to_us(rnp_op_verify_t op, struct op_ctx *c)
+{
+	size_t n = 0;
+	bool ours = false;
+
+	if (rnp_op_verify_get_recipient_count(op, &n) != RNP_SUCCESS)
+		return false;
+	for (size_t i = 0; i < n && !ours; i++) {
+		rnp_recipient_handle_t rh = NULL;
+		char *kid = NULL;
+		rnp_key_handle_t kh = NULL;
+		bool sec = false;
+		if (rnp_op_verify_get_recipient_at(op, i, &rh) != RNP_SUCCESS ||
+		    rnp_recipient_get_keyid(rh, &kid) != RNP_SUCCESS)
+			continue;
+		if (rnp_locate_key(c->ffi, "keyid", kid, &kh) == RNP_SUCCESS && kh != NULL) {
+			ours = rnp_key_have_secret(kh, &sec) == RNP_SUCCESS && sec;
+			rnp_key_handle_destroy(kh);
+		}
+		rnp_buffer_destroy(kid);
+	}
+	return ours;
+}
+
+static void used_key(rnp_op_verify_t op, struct op_ctx *c, struct sg_key *const *keys, size_t n_keys,
+		     time_t now, struct sg_pgp_info *info)
+{
+	rnp_recipient_handle_t rh = NULL;
+	char *kid = NULL, *fpr = NULL;
+	rnp_key_handle_t kh = NULL;
+
+	if (rnp_op_verify_get_used_recipient(op, &rh) != RNP_SUCCESS || rh == NULL ||
+	    rnp_recipient_get_keyid(rh, &kid) != RNP_SUCCESS)
+		return;
+	if (rnp_locate_key(c->ffi, "keyid", kid, &kh) == RNP_SUCCESS && kh != NULL)
+		fpr = primary_fpr(kh);
+	info->decrypted_with = sg_strdup(fpr != NULL ? fpr : kid);
+	const struct sg_pgp_key *k = sg_keys_find(keys, n_keys, fpr);
+	struct sg_error e = SG_ERROR_INIT;
+	if (k != NULL && sg_pgp_key_usable(k, false, now, NULL, &e) == 0)
+		info->warning = sg_asprintf("decrypted with a key that cannot be used for new messages: %s",
+					    sg_error_msg(&e));
+	sg_error_clear(&e);
+	rnp_buffer_destroy(fpr);
+	rnp_buffer_destroy(kid);
+	if (kh != NULL)
+		rnp_key_handle_destroy(kh);
+}
+
+static int decrypt_failed(rnp_result_t r, rnp_op_verify_t op, struct op_ctx *c,
+			  enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	rnp_recipient_handle_t used = NULL;
+
+	/* librnp reports a failed MDC check as a read error once the session
+	 * key was recovered: with a recipient used, it is tampering. */
+	if (r == RNP_ERROR_READ && rnp_op_verify_get_used_recipient(op, &used) == RNP_SUCCESS && used != NULL) {
+		set_status(status_r, SG_CRYPTO_TAMPERED);
+		sg_error_set(err, "integrity check failed: message was modified");
+		return -1;
+	}
+	switch (r) {
+	case RNP_ERROR_DECRYPT_FAILED:
+	case RNP_ERROR_NO_SUITABLE_KEY:
+	case RNP_ERROR_KEY_NOT_FOUND:
+		if (!addressed_to_us(op, c)) {
+			set_status(status_r, SG_CRYPTO_WRONG_KEY);
+			sg_error_set(err, "message is not encrypted to any of the given keys");
+		} else {
+			set_status(status_r, SG_CRYPTO_TAMPERED);
+			sg_error_set(err, "integrity check failed: message was modified (%s)", rnp_msg(r));
+		}
+		break;
+	case RNP_ERROR_BAD_PASSWORD:
+		set_status(status_r, SG_CRYPTO_BAD_KEY);
+		sg_error_set(err, "wrong or missing passphrase for the secret key");
+		break;
+	case RNP_ERROR_NOT_SUPPORTED:
+		set_status(status_r, SG_CRYPTO_UNSUPPORTED);
+		sg_error_set(err, "unsupported OpenPGP data (%s; " SG_PGP_V6_HINT ")", rnp_msg(r));
+		break;
+	case RNP_ERROR_BAD_FORMAT:
+		set_status(status_r, SG_CRYPTO_MALFORMED);
+		sg_error_set(err, "not a valid OpenPGP message (%s; note: " SG_PGP_V6_HINT ")", rnp_msg(r));
+		break;
+	default:
+		set_status(status_r, SG_CRYPTO_MALFORMED);
+		sg_error_set(err, "not a valid OpenPGP message (%s)", rnp_msg(r));
+	}
+	return -1;
+}
+
+/* RFC 4880 s5.13: data without MDC can be changed undetected: refuse it. */
+static int check_protection(rnp_op_verify_t op, struct sg_pgp_info *info,
+			    enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	char *mode = NULL;
+	bool valid = false;
+	int ret = 1;
+
+	if (rnp_op_verify_get_protection_info(op, &mode, NULL, &valid) != RNP_SUCCESS)
+		valid = false;
+	if (mode != NULL && strcmp(mode, "none") == 0) {
+		set_status(status_r, SG_CRYPTO_MALFORMED);
+		sg_error_set(err, "OpenPGP data is not encrypted");
+		ret = -1;
+	} else if (!valid) {
+		set_status(status_r, SG_CRYPTO_UNSUPPORTED);
+		sg_error_set(err, "encrypted without integrity protection (%s): refused", mode ? mode : "?");
+		ret = -1;
+	}
+	info->authenticated = valid;
+	rnp_buffer_destroy(mode);
+	return ret;
+}
+
+int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, size_t n_keys,
+		   struct sg_key *const *verify_keys, size_t n_verify, time_t now,
+		   struct sg_buf *out, struct sg_pgp_info *info_r,
+		   enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	struct op_ctx c;
+	rnp_input_t in = NULL;
+	rnp_output_t o = NULL;
+	rnp_op_verify_t op = NULL;
+	struct sg_buf plain;
+	struct buf_writer wr = { &plain, false };
+	rnp_result_t r;
+	int ret = -1;
+
+	sg_buf_init(&plain, out->max);
+	memset(info_r, 0, sizeof(*info_r));
+	set_status(status_r, SG_CRYPTO_INTERNAL);
+	if (op_init(&c, err) < 0 || add_sg_keys(&c, keys, n_keys, err) < 0 ||
+	    add_sg_keys(&c, verify_keys, n_verify, err) < 0)
+		goto out;
+	/* Plaintext goes to memory first: nothing reaches out before the
+	 * MDC has been checked at the end of the stream. */
+	if (rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS ||
+	    rnp_output_to_callback(&o, buf_write, buf_close, &wr) != RNP_SUCCESS ||
+	    rnp_op_verify_create(&op, c.ffi, in, o) != RNP_SUCCESS ||
+	    rnp_op_verify_set_flags(op, RNP_VERIFY_IGNORE_SIGS_ON_DECRYPT) != RNP_SUCCESS) {
+		sg_error_set(err, "librnp: cannot set up decryption");
+		goto out;
+	}
+	r = rnp_op_verify_execute(op);
+	if (r != RNP_SUCCESS) {
+		if (wr.full) {
+			sg_error_set(err, "decrypted message larger than %zu bytes", out->max);
+			goto out;
+		}
+		decrypt_failed(r, op, &c, status_r, err);
+		goto out;
+	}
+	if (check_protection(op, info_r, status_r, err) < 0)
+		goto out;
+	used_key(op, &c, keys, n_keys, now, info_r);
+	read_signatures(op, verify_keys, n_verify, keys, n_keys, now, info_r);
+	if (out->len == 0) {
+		/* Hand the buffer over rather than copy it. */
+		sg_buf_free(out);
+		*out = plain;
+		sg_buf_init(&plain, out->max);
+	} else if (sg_buf_append(out, plain.data, plain.len) != 1) {
+		sg_error_set(err, "decrypted message too large");
+		goto out;
+	}
+	set_status(status_r, SG_CRYPTO_OK);
+	ret = 1;
+out:
+	if (op != NULL)
+		rnp_op_verify_destroy(op);
+	if (o != NULL)
+		rnp_output_destroy(o);
+	if (in != NULL)
+		rnp_input_destroy(in);
+	op_done(&c);
+	sg_buf_free_secret(&plain);
+	if (ret < 0)
+		sg_pgp_info_clear(info_r);
+	return ret;
+}
+
+int sg_pgp_verify_detached(const void *data, size_t len, const void *sig, size_t sig_len,
+			   struct sg_key *const *verify_keys, size_t n_verify, time_t now,
+			   struct sg_pgp_info *info_r, enum sg_crypto_status *status_r,
+			   struct sg_error *err)
+{
+	struct op_ctx c;
+	rnp_input_t in = NULL, sin = NULL;
+	rnp_op_verify_t op = NULL;
+	rnp_result_t r;
+	size_t n = 0;
+	int ret = -1;
+
+	memset(info_r, 0, sizeof(*info_r));
+	set_status(status_r, SG_CRYPTO_INTERNAL);
+	if (op_init(&c, err) < 0 || add_sg_keys(&c, verify_keys, n_verify, err) < 0)
+		goto out;
+	if (rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS ||
+	    rnp_input_from_memory(&sin, sig, sig_len, false) != RNP_SUCCESS ||
+	    rnp_op_verify_detached_create(&op, c.ffi, in, sin) != RNP_SUCCESS) {
+		sg_error_set(err, "librnp: cannot set up verification");
+		goto out;
+	}
+	r = rnp_op_verify_execute(op);
+	if (rnp_op_verify_get_signature_count(op, &n) != RNP_SUCCESS || n == 0) {
+		set_status(status_r, SG_CRYPTO_MALFORMED);
+		sg_error_set(err, "no OpenPGP signature found (%s)", rnp_msg(r));
+		goto out;
+	}
+	read_signatures(op, verify_keys, n_verify, NULL, 0, now, info_r);
+	set_status(status_r, SG_CRYPTO_OK);
+	ret = 1;
+out:
+	if (op != NULL)
+		rnp_op_verify_destroy(op);
+	if (sin != NULL)
+		rnp_input_destroy(sin);
+	if (in != NULL)
+		rnp_input_destroy(in);
+	op_done(&c);
+	return ret;
+}

@@ -1,0 +1,774 @@
+/* S/MIME keys and the CMS layer over OpenSSL 3: X.509 certificates with
+ * optional private keys, EnvelopedData/AuthEnvelopedData and SignedData. */
+#include "crypto/smime.h"
+#include "util/mem.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+struct sg_x509_key {
+	X509 *cert;
+	EVP_PKEY *pkey;         /* NULL: certificate only */
+	STACK_OF(X509) *chain;  /* intermediates sent along when signing */
+	char *fpr;
+};
+
+/* ---- helpers ---- */
+
+/* Set err to "what: <OpenSSL's last reason>" and empty OpenSSL's queue. */
+static void ossl_error(struct sg_error *err, const char *what)
+{
+	unsigned long e, last = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		last = e;
+	const char *reason = last != 0 ? ERR_reason_error_string(last) : NULL;
+	if (reason != NULL)
+		sg_error_set(err, "%s: %s", what, reason);
+	else
+		sg_error_set(err, "%s", what);
+}
+
+static int fail(enum sg_crypto_status *status_r, enum sg_crypto_status st,
+		struct sg_error *err, const char *what)
+{
+	*status_r = st;
+	ossl_error(err, what);
+	return -1;
+}
+
+static BIO *mem_bio(const void *data, size_t len)
+{
+	if (len > INT32_MAX)
+		return NULL;
+	return BIO_new_mem_buf(data, (int)len);
+}
+
+/* Append everything in a memory BIO to out. */
+static int bio_to_buf(BIO *b, struct sg_buf *out, struct sg_error *err)
+{
+	char *p;
+	long n = BIO_get_mem_data(b, &p);
+
+	if (n < 0 || !sg_buf_append(out, p, (size_t)n)) {
+		sg_error_set(err, "output larger than %zu bytes", out->max);
+		return -1;
+	}
+	return 1;
+}
+
+static char *fingerprint_of(X509 *cert)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	static const char hex[] = "0123456789ABCDEF";
+
+	if (X509_digest(cert, EVP_sha256(), md, &n) != 1)
+		return NULL;
+	char *s = sg_malloc(2 * n + 1);
+	for (unsigned int i = 0; i < n; i++) {
+		s[2 * i] = hex[md[i] >> 4];
+		s[2 * i + 1] = hex[md[i] & 15];
+	}
+	s[2 * n] = '\0';
+	return s;
+}
+
+/* ---- loading ---- */
+
+static int pass_cb(char *buf, int size, int rwflag, void *u)
+{
+	const char *pass = u;
+	if (pass == NULL)
+		return 0;
+	size_t n = strlen(pass);
+	if (n > (size_t)size)
+		return -1; /* refuse to truncate a passphrase */
+	memcpy(buf, pass, n);
+	return (int)n;
+}
+
+static int load_pkcs12(const void *data, size_t len, const char *pass, struct sg_x509_key *k)
+{
+	BIO *b = mem_bio(data, len);
+	PKCS12 *p12 = b != NULL ? d2i_PKCS12_bio(b, NULL) : NULL;
+	int ret = 0;
+
+	BIO_free(b);
+	if (p12 == NULL)
+		return 0;
+	ret = PKCS12_parse(p12, pass != NULL ? pass : "", &k->pkey, &k->cert, &k->chain) == 1 ? 1 : -1;
+	PKCS12_free(p12);
+	return ret;
+}
+
+/* PEM: any number of certificates and at most one private key. The key's
+ * certificate (or the first one) is the key; the rest is the chain. */
+static int load_pem(const void *data, size_t len, const char *pass, struct sg_x509_key *k)
+{
+	BIO *b = mem_bio(data, len);
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	X509 *x;
+	int ret = -1;
+
+	if (b == NULL || certs == NULL)
+		goto out;
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+		sk_X509_push(certs, x);
+	ERR_clear_error();
+	if (sk_X509_num(certs) == 0) {
+		ret = 0;
+		goto out;
+	}
+	BIO_free(b);
+	b = mem_bio(data, len);
+	if (b == NULL)
+		goto out;
+	/* no key in the file is fine; a key we cannot read is not */
+	if (memmem(data, len, "PRIVATE KEY-----", 16) != NULL) {
+		k->pkey = PEM_read_bio_PrivateKey(b, NULL, pass_cb, (void *)pass);
+		if (k->pkey == NULL)
+			goto out;
+	}
+	int idx = 0;
+	if (k->pkey != NULL) {
+		idx = -1;
+		for (int i = 0; i < sk_X509_num(certs) && idx < 0; i++)
+			if (X509_check_private_key(sk_X509_value(certs, i), k->pkey) == 1)
+				idx = i;
+		ERR_clear_error();
+		if (idx < 0) {
+			ERR_raise_data(ERR_LIB_USER, 0, "private key matches no certificate");
+			goto out;
+		}
+	}
+	k->cert = sk_X509_delete(certs, idx);
+	k->chain = certs;
+	certs = NULL;
+	ret = 1;
+out:
+	BIO_free(b);
+	sk_X509_pop_free(certs, X509_free);
+	return ret;
+}
+
+static int load_der_cert(const void *data, size_t len, struct sg_x509_key *k)
+{
+	const unsigned char *p = data;
+	if (len > LONG_MAX)
+		return 0;
+	k->cert = d2i_X509(NULL, &p, (long)len);
+	return k->cert != NULL && p == (const unsigned char *)data + len ? 1 : 0;
+}
+
+static void key_clear(struct sg_x509_key *k)
+{
+	X509_free(k->cert);
+	EVP_PKEY_free(k->pkey);
+	sk_X509_pop_free(k->chain, X509_free);
+	free(k->fpr);
+	memset(k, 0, sizeof(*k));
+}
+
+int sg_x509_key_load_mem(const void *data, size_t len, const char *passphrase,
+			 struct sg_x509_key **key_r, enum sg_crypto_status *status_r,
+			 struct sg_error *err)
+{
+	struct sg_x509_key *k = sg_calloc(1, sizeof(*k));
+	enum sg_crypto_status ignored;
+	int r;
+
+	if (status_r == NULL)
+		status_r = &ignored;
+	*key_r = NULL;
+	*status_r = SG_CRYPTO_OK;
+	if (len >= 11 && memcmp(data, "-----BEGIN ", 11) == 0) {
+		r = load_pem(data, len, passphrase, k);
+	} else {
+		r = load_pkcs12(data, len, passphrase, k);
+		if (r == 0) {
+			ERR_clear_error();
+			r = load_der_cert(data, len, k);
+		}
+	}
+	if (r <= 0) {
+		key_clear(k);
+		free(k);
+		return fail(status_r, r == 0 ? SG_CRYPTO_MALFORMED : SG_CRYPTO_BAD_KEY, err,
+			    r == 0 ? "x509: no certificate found"
+			    : "x509: cannot read key (wrong passphrase, or legacy PKCS#12 encryption such as RC2: re-export with AES)");
+	}
+	ERR_clear_error();
+	k->fpr = fingerprint_of(k->cert);
+	if (k->chain == NULL)
+		k->chain = sk_X509_new_null();
+	if (k->fpr == NULL || k->chain == NULL) {
+		key_clear(k);
+		free(k);
+		return fail(status_r, SG_CRYPTO_INTERNAL, err, "x509: fingerprint");
+	}
+	*key_r = k;
+	return 1;
+}
+
+const char *sg_x509_key_fingerprint(const struct sg_x509_key *k)
+{
+	return k->fpr;
+}
+
+bool sg_x509_key_has_secret(const struct sg_x509_key *k)
+{
+	return k->pkey != NULL;
+}
+
+/* addr equal to cand: local part exact, domain case-insensitive (RFC 5321 s2.4). */
+static bool addr_equal(const char *cand, const char *addr)
+{
+	const char *at1 = strrchr(cand, '@'), *at2 = strrchr(addr, '@');
+
+	if (at1 == NULL || at2 == NULL || at1 - cand != at2 - addr)
+		return false;
+	return memcmp(cand, addr, (size_t)(at1 - cand)) == 0 && strcasecmp(at1, at2) == 0;
+}
+
+int sg_x509_key_matches_addr(const struct sg_x509_key *k, const char *addr)
+{
+	STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(k->cert);
+	int found = 0;
+
+	for (int i = 0; i < sk_OPENSSL_STRING_num(emails) && !found; i++)
+		found = addr_equal(sk_OPENSSL_STRING_value(emails, i), addr);
+	X509_email_free(emails);
+	return found;
+}
+
+/* Key types CMS in OpenSSL 3.0 can use for both directions: RSA 2048-4096
+ * (key transport, PKCS#1 v1.5 signatures) and ECDSA/ECDH on P-256 (RFC 5753
+ * KARI). It has no X25519 KARI or Ed25519 SignerInfo support (RFC 8418,
+ * RFC 8419), so those are refused rather than producing unreadable mail. */
+static int key_type_ok(EVP_PKEY *pk, enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	int bits = EVP_PKEY_get_bits(pk);
+	char group[64];
+	size_t glen = 0;
+
+	if (EVP_PKEY_is_a(pk, "RSA")) {
+		if (bits >= 2048 && bits <= 4096)
+			return 1;
+		*status_r = SG_CRYPTO_UNSUPPORTED;
+		sg_error_set(err, "RSA key of %d bits (need 2048-4096)", bits);
+		return 0;
+	}
+	if (EVP_PKEY_is_a(pk, "EC")) {
+		if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group,
+						   sizeof(group), &glen) == 1 &&
+		    strcmp(group, "prime256v1") == 0)
+			return 1;
+		ERR_clear_error();
+		*status_r = SG_CRYPTO_UNSUPPORTED;
+		sg_error_set(err, "EC key not on P-256");
+		return 0;
+	}
+	*status_r = SG_CRYPTO_UNSUPPORTED;
+	sg_error_set(err, "%s keys are not supported for S/MIME by OpenSSL 3.0 CMS "
+		     "(no X25519 recipients, no Ed25519 signing); use RSA or P-256",
+		     EVP_PKEY_get0_type_name(pk) != NULL ? EVP_PKEY_get0_type_name(pk) : "unknown");
+	return 0;
+}
+
+static int validity_ok(X509 *cert, time_t now, enum sg_crypto_status *status_r,
+		       struct sg_error *err)
+{
+	time_t t = now;
+
+	if (X509_cmp_time(X509_get0_notAfter(cert), &t) < 0) {
+		*status_r = SG_CRYPTO_KEY_EXPIRED;
+		sg_error_set(err, "certificate expired");
+		return 0;
+	}
+	if (X509_cmp_time(X509_get0_notBefore(cert), &t) > 0) {
+		*status_r = SG_CRYPTO_KEY_EXPIRED;
+		sg_error_set(err, "certificate not yet valid");
+		return 0;
+	}
+	return 1;
+}
+
+/* RFC 8550 s4.4.2 keyUsage, s4.4.4 extKeyUsage. */
+static int usage_ok(X509 *cert, EVP_PKEY *pk, bool for_sign, enum sg_crypto_status *status_r,
+		    struct sg_error *err)
+{
+	uint32_t ku = X509_get_key_usage(cert); /* UINT32_MAX when absent */
+	uint32_t need;
+
+	if (for_sign)
+		need = KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION;
+	else
+		need = EVP_PKEY_is_a(pk, "EC") ? KU_KEY_AGREEMENT : KU_KEY_ENCIPHERMENT;
+	if ((ku & need) == 0) {
+		*status_r = SG_CRYPTO_BAD_KEY;
+		sg_error_set(err, "keyUsage does not allow %s", for_sign ? "signing" : "encryption");
+		return 0;
+	}
+	if ((X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) != 0 &&
+	    (X509_get_extended_key_usage(cert) & XKU_SMIME) == 0) {
+		*status_r = SG_CRYPTO_BAD_KEY;
+		sg_error_set(err, "extendedKeyUsage lacks emailProtection");
+		return 0;
+	}
+	return 1;
+}
+
+int sg_x509_key_usable(const struct sg_x509_key *k, bool for_sign, time_t now,
+		       enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	EVP_PKEY *pk = X509_get0_pubkey(k->cert);
+	enum sg_crypto_status ignored;
+
+	if (status_r == NULL) /* the caller only wants yes or no */
+		status_r = &ignored;
+	*status_r = SG_CRYPTO_OK;
+	if (pk == NULL) {
+		*status_r = SG_CRYPTO_BAD_KEY;
+		sg_error_set(err, "certificate has no readable public key");
+		return 0;
+	}
+	if (for_sign && k->pkey == NULL) {
+		*status_r = SG_CRYPTO_NO_KEY;
+		sg_error_set(err, "no private key");
+		return 0;
+	}
+	if (!key_type_ok(pk, status_r, err) || !validity_ok(k->cert, now, status_r, err) ||
+	    !usage_ok(k->cert, pk, for_sign, status_r, err))
+		return 0;
+	return 1;
+}
+
+void sg_x509_key_free(struct sg_x509_key **kp)
+{
+	if (*kp == NULL)
+		return;
+	key_clear(*kp);
+	free(*kp);
+	*kp = NULL;
+}
+
+/* ---- CMS: encrypt / decrypt ---- */
+
+static CMS_ContentInfo *cms_parse(const unsigned char *der, size_t len)
+{
+	const unsigned char *p = der;
+	if (len == 0 || len > LONG_MAX)
+		return NULL;
+	CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+	/* trailing garbage means a truncated or spliced message */
+	if (cms != NULL && p != der + len) {
+		CMS_ContentInfo_free(cms);
+		return NULL;
+	}
+	return cms;
+}
+
+int sg_cms_kind(const unsigned char *der, size_t len)
+{
+	CMS_ContentInfo *cms = cms_parse(der, len);
+	int nid;
+
+	ERR_clear_error();
+	if (cms == NULL)
+		return 0;
+	nid = OBJ_obj2nid(CMS_get0_type(cms));
+	CMS_ContentInfo_free(cms);
+	switch (nid) {
+	case NID_pkcs7_enveloped: return SG_CMS_KIND_ENVELOPED;
+	case NID_id_smime_ct_authEnvelopedData: return SG_CMS_KIND_AUTH_ENVELOPED;
+	case NID_pkcs7_signed: return SG_CMS_KIND_SIGNED;
+	default: return 0;
+	}
+}
+
+/* RFC 8418-style KDF choice for ECDH: SHA-256 rather than OpenSSL's SHA-1 default. */
+static int set_kari_kdf(CMS_RecipientInfo *ri)
+{
+	if (CMS_RecipientInfo_type(ri) != CMS_RECIPINFO_AGREE)
+		return 1;
+	EVP_PKEY_CTX *pctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
+	return pctx != NULL && EVP_PKEY_CTX_set_ecdh_kdf_md(pctx, EVP_sha256()) > 0;
+}
+
+int sg_cms_encrypt(const unsigned char *data, size_t len,
+		   struct sg_x509_key *const *recips, size_t n_recips,
+		   enum sg_cms_cipher cipher, struct sg_buf *der_out,
+		   enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	const unsigned int flags = CMS_BINARY | CMS_PARTIAL;
+	const EVP_CIPHER *c = cipher == SG_CMS_AES256_GCM ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
+	CMS_ContentInfo *cms = NULL;
+	BIO *in = NULL, *out = NULL;
+	int ret = -1;
+
+	*status_r = SG_CRYPTO_OK;
+	if (n_recips == 0) {
+		*status_r = SG_CRYPTO_NO_KEY;
+		sg_error_set(err, "cms encrypt: no recipients");
+		goto out;
+	}
+	for (size_t i = 0; i < n_recips; i++) {
+		EVP_PKEY *pk = X509_get0_pubkey(recips[i]->cert);
+		if (pk == NULL || !key_type_ok(pk, status_r, err)) {
+			if (pk == NULL)
+				*status_r = SG_CRYPTO_BAD_KEY;
+			sg_error_prefix(err, "cms encrypt: recipient %s", recips[i]->fpr);
+			goto out;
+		}
+	}
+	/* CMS_encrypt picks AuthEnvelopedData for an AEAD cipher (RFC 5083) */
+	cms = CMS_encrypt(NULL, NULL, c, flags);
+	if (cms == NULL) {
+		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms encrypt");
+		goto out;
+	}
+	for (size_t i = 0; i < n_recips; i++) {
+		CMS_RecipientInfo *ri = CMS_add1_recipient_cert(cms, recips[i]->cert, flags);
+		if (ri == NULL || !set_kari_kdf(ri)) {
+			fail(status_r, SG_CRYPTO_BAD_KEY, err, "cms encrypt: add recipient");
+			sg_error_prefix(err, "recipient %s", recips[i]->fpr);
+			goto out;
+		}
+	}
+	in = mem_bio(data, len);
+	out = BIO_new(BIO_s_mem());
+	if (in == NULL || out == NULL || CMS_final(cms, in, NULL, flags) != 1 ||
+	    i2d_CMS_bio(out, cms) != 1) {
+		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms encrypt");
+		goto out;
+	}
+	if (bio_to_buf(out, der_out, err) < 0) {
+		*status_r = SG_CRYPTO_INTERNAL;
+		goto out;
+	}
+	ret = 1;
+out:
+	BIO_free(in);
+	BIO_free(out);
+	CMS_ContentInfo_free(cms);
+	return ret;
+}
+
+/* Does any RecipientInfo name this certificate (issuer+serial or SKI)?
+ * Checked before decrypting so that "not for us" is told apart from
+ * "for us but broken" without asking the RSA oracle (MMA, RFC 3218). */
+static bool ri_names_cert(CMS_ContentInfo *cms, X509 *cert)
+{
+	STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(cms);
+
+	for (int i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
+		CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, i);
+		int type = CMS_RecipientInfo_type(ri);
+		if (type == CMS_RECIPINFO_TRANS && CMS_RecipientInfo_ktri_cert_cmp(ri, cert) == 0)
+			return true;
+		if (type != CMS_RECIPINFO_AGREE)
+			continue;
+		STACK_OF(CMS_RecipientEncryptedKey) *reks = CMS_RecipientInfo_kari_get0_reks(ri);
+		for (int j = 0; j < sk_CMS_RecipientEncryptedKey_num(reks); j++)
+			if (CMS_RecipientEncryptedKey_cert_cmp(
+				    sk_CMS_RecipientEncryptedKey_value(reks, j), cert) == 0)
+				return true;
+	}
+	return false;
+}
+
+static const struct sg_x509_key *find_decrypt_key(CMS_ContentInfo *cms,
+						  struct sg_x509_key *const *keys, size_t n,
+						  bool *have_secret_r)
+{
+	*have_secret_r = false;
+	for (size_t i = 0; i < n; i++) {
+		if (keys[i]->pkey == NULL)
+			continue;
+		*have_secret_r = true;
+		if (ri_names_cert(cms, keys[i]->cert))
+			return keys[i];
+	}
+	return NULL;
+}
+
+int sg_cms_decrypt(const unsigned char *der, size_t len,
+		   struct sg_x509_key *const *keys, size_t n_keys, time_t now,
+		   struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
+		   enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	CMS_ContentInfo *cms = cms_parse(der, len);
+	const struct sg_x509_key *k;
+	BIO *plain = NULL;
+	bool have_secret;
+	int ret = -1, nid;
+
+	memset(info_r, 0, sizeof(*info_r));
+	*status_r = SG_CRYPTO_OK;
+	if (cms == NULL) {
+		fail(status_r, SG_CRYPTO_MALFORMED, err, "cms decrypt: not a CMS structure");
+		goto out;
+	}
+	nid = OBJ_obj2nid(CMS_get0_type(cms));
+	if (nid != NID_pkcs7_enveloped && nid != NID_id_smime_ct_authEnvelopedData) {
+		*status_r = SG_CRYPTO_MALFORMED;
+		sg_error_set(err, "cms decrypt: not EnvelopedData or AuthEnvelopedData");
+		goto out;
+	}
+	k = find_decrypt_key(cms, keys, n_keys, &have_secret);
+	if (k == NULL) {
+		*status_r = have_secret ? SG_CRYPTO_WRONG_KEY : SG_CRYPTO_NO_KEY;
+		sg_error_set(err, have_secret ? "cms decrypt: not encrypted to any of our keys"
+				 : "cms decrypt: no private key to decrypt with");
+		goto out;
+	}
+	plain = BIO_new(BIO_s_mem());
+	/* With the certificate given, only the RecipientInfo naming it is tried
+	 * and no random-key substitution happens; a failure after that is the
+	 * content (or its GCM tag) not decrypting. */
+	if (plain == NULL || CMS_decrypt(cms, k->pkey, k->cert, NULL, plain, CMS_BINARY) != 1) {
+		fail(status_r, SG_CRYPTO_TAMPERED, err,
+		     nid == NID_id_smime_ct_authEnvelopedData
+			     ? "cms decrypt: authentication tag or content does not verify"
+			     : "cms decrypt: content does not decrypt (corrupt or tampered)");
+		goto out;
+	}
+	if (bio_to_buf(plain, out, err) < 0) {
+		*status_r = SG_CRYPTO_INTERNAL;
+		goto out;
+	}
+	info_r->authenticated = nid == NID_id_smime_ct_authEnvelopedData;
+	info_r->key = k;
+	{
+		enum sg_crypto_status st;
+		info_r->key_expired = !validity_ok(k->cert, now, &st, NULL);
+	}
+	ret = 1;
+out:
+	ERR_clear_error();
+	BIO_free(plain);
+	CMS_ContentInfo_free(cms);
+	return ret;
+}
+
+/* ---- CMS: sign / verify ---- */
+
+int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key *signer,
+		bool detached, struct sg_buf *der_out,
+		enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	const unsigned int flags = CMS_BINARY | CMS_PARTIAL | (detached ? CMS_DETACHED : 0);
+	CMS_ContentInfo *cms = NULL;
+	BIO *in = NULL, *out = NULL;
+	int ret = -1;
+
+	*status_r = SG_CRYPTO_OK;
+	if (signer->pkey == NULL) {
+		*status_r = SG_CRYPTO_NO_KEY;
+		sg_error_set(err, "cms sign: no private key");
+		goto out;
+	}
+	if (!key_type_ok(signer->pkey, status_r, err)) {
+		sg_error_prefix(err, "cms sign");
+		goto out;
+	}
+	cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
+	if (cms == NULL ||
+	    CMS_add1_signer(cms, signer->cert, signer->pkey, EVP_sha256(), flags) == NULL) {
+		fail(status_r, SG_CRYPTO_BAD_KEY, err, "cms sign");
+		goto out;
+	}
+	for (int i = 0; i < sk_X509_num(signer->chain); i++) {
+		if (CMS_add1_cert(cms, sk_X509_value(signer->chain, i)) != 1) {
+			fail(status_r, SG_CRYPTO_INTERNAL, err, "cms sign: add chain");
+			goto out;
+		}
+	}
+	in = mem_bio(data, len);
+	out = BIO_new(BIO_s_mem());
+	if (in == NULL || out == NULL || CMS_final(cms, in, NULL, flags) != 1 ||
+	    i2d_CMS_bio(out, cms) != 1) {
+		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms sign");
+		goto out;
+	}
+	if (bio_to_buf(out, der_out, err) < 0) {
+		*status_r = SG_CRYPTO_INTERNAL;
+		goto out;
+	}
+	ret = 1;
+out:
+	BIO_free(in);
+	BIO_free(out);
+	CMS_ContentInfo_free(cms);
+	return ret;
+}
+
+static char *signer_name(X509 *cert)
+{
+	STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(cert);
+	char *s = NULL;
+
+	if (sk_OPENSSL_STRING_num(emails) > 0)
+		s = sg_strdup(sk_OPENSSL_STRING_value(emails, 0));
+	X509_email_free(emails);
+	if (s == NULL) {
+		char *line = X509_NAME_oneline(X509_get_subject_name(cert), NULL, 0);
+		s = sg_strdup(line != NULL ? line : "?");
+		OPENSSL_free(line);
+	}
+	return s;
+}
+
+/* Chain from the signer to one of the anchors, at time now, for the S/MIME
+ * signing purpose (RFC 8550 s4.4). */
+static enum sg_sig_status verify_chain(X509 *signer, STACK_OF(X509) *untrusted,
+				       struct sg_x509_key *const *anchors, size_t n, time_t now)
+{
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	enum sg_sig_status sig = SG_SIG_UNKNOWN_SIGNER;
+
+	if (store == NULL || ctx == NULL)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		X509_STORE_add_cert(store, anchors[i]->cert);
+	if (X509_STORE_CTX_init(ctx, store, signer, untrusted) != 1)
+		goto out;
+	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SMIME_SIGN);
+	X509_STORE_CTX_set_time(ctx, 0, now);
+	if (X509_verify_cert(ctx) == 1) {
+		sig = SG_SIG_VALID;
+		goto out;
+	}
+	switch (X509_STORE_CTX_get_error(ctx)) {
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		sig = SG_SIG_KEY_EXPIRED;
+		break;
+	case X509_V_ERR_CERT_REVOKED:
+		sig = SG_SIG_KEY_REVOKED;
+		break;
+	default:
+		sig = SG_SIG_UNKNOWN_SIGNER;
+	}
+out:
+	ERR_clear_error();
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	return sig;
+}
+
+/* eContent of an opaque SignedData, unverified. */
+static int opaque_content(CMS_ContentInfo *cms, struct sg_buf *out,
+			  enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
+
+	if (pos == NULL || *pos == NULL) {
+		*status_r = SG_CRYPTO_MALFORMED;
+		sg_error_set(err, "cms verify: SignedData without content");
+		return -1;
+	}
+	if (!sg_buf_append(out, ASN1_STRING_get0_data(*pos), (size_t)ASN1_STRING_length(*pos))) {
+		*status_r = SG_CRYPTO_INTERNAL;
+		sg_error_set(err, "cms verify: content too large");
+		return -1;
+	}
+	return 1;
+}
+
+int sg_cms_verify(const unsigned char *der, size_t der_len,
+		  const unsigned char *content, size_t content_len,
+		  struct sg_x509_key *const *anchors, size_t n_anchors, time_t now,
+		  struct sg_buf *content_out, struct sg_cms_verify_info *info_r,
+		  enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	CMS_ContentInfo *cms = cms_parse(der, der_len);
+	STACK_OF(X509) *extra = sk_X509_new_null(), *embedded = NULL, *signers = NULL;
+	BIO *dcont = NULL, *plain = BIO_new(BIO_s_mem());
+	int ret = -1;
+
+	memset(info_r, 0, sizeof(*info_r));
+	*status_r = SG_CRYPTO_OK;
+	if (cms == NULL || OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+		fail(status_r, SG_CRYPTO_MALFORMED, err, "cms verify: not SignedData");
+		goto out;
+	}
+	if ((content != NULL) != (CMS_is_detached(cms) == 1)) {
+		*status_r = SG_CRYPTO_MALFORMED;
+		sg_error_set(err, "cms verify: %s", content != NULL ? "SignedData carries content"
+			     : "detached SignedData without content");
+		goto out;
+	}
+	if (sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)) != 1) {
+		*status_r = SG_CRYPTO_UNSUPPORTED;
+		sg_error_set(err, "cms verify: exactly one signer supported");
+		goto out;
+	}
+	if (extra == NULL || plain == NULL ||
+	    (content != NULL && (dcont = mem_bio(content, content_len)) == NULL)) {
+		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms verify");
+		goto out;
+	}
+	for (size_t i = 0; i < n_anchors; i++)
+		sk_X509_push(extra, anchors[i]->cert);
+	/* First the signature over the content alone: BAD means changed content. */
+	if (CMS_verify(cms, extra, NULL, dcont, plain, CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) != 1) {
+		unsigned long e = ERR_peek_last_error();
+		ossl_error(err, "cms verify");
+		if (ERR_GET_REASON(e) != CMS_R_SIGNER_CERTIFICATE_NOT_FOUND) {
+			info_r->sig = SG_SIG_BAD;
+			ret = 1;
+			goto out;
+		}
+		/* No certificate to check the signature with: the content is
+		 * passed on as from an unknown signer, like any unverifiable one. */
+		info_r->sig = SG_SIG_UNKNOWN_SIGNER;
+		ret = content == NULL ? opaque_content(cms, content_out, status_r, err) : 1;
+		goto out;
+	}
+	signers = CMS_get0_signers(cms);
+	embedded = CMS_get1_certs(cms);
+	if (signers == NULL || sk_X509_num(signers) != 1) {
+		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms verify: signer");
+		goto out;
+	}
+	X509 *signer = sk_X509_value(signers, 0);
+	info_r->signer = signer_name(signer);
+	info_r->sig = verify_chain(signer, embedded, anchors, n_anchors, now);
+	if (content == NULL && bio_to_buf(plain, content_out, err) < 0) {
+		*status_r = SG_CRYPTO_INTERNAL;
+		goto out;
+	}
+	ret = 1;
+out:
+	ERR_clear_error();
+	sk_X509_free(signers);
+	sk_X509_pop_free(embedded, X509_free);
+	sk_X509_free(extra);
+	BIO_free(dcont);
+	BIO_free(plain);
+	CMS_ContentInfo_free(cms);
+	return ret;
+}
+
+void sg_cms_verify_info_clear(struct sg_cms_verify_info *info)
+{
+	free(info->signer);
+	info->signer = NULL;
+	info->sig = SG_SIG_NONE;
+}
