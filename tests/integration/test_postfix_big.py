@@ -24,8 +24,8 @@ def test_50mib_message(path):
     body = line * (50 * 1024 * 1024 // len(line))
     msg = make_message(f"big-{path.proto}@x.test", body=body)
     t0 = time.monotonic()
-    path.postfix.send(msg, timeout=120)
-    (got, _), = at_sink(path, f"big-{path.proto}@x.test", timeout=90)
+    path.postfix.send(msg, timeout=180)
+    (got, _), = at_sink(path, f"big-{path.proto}@x.test", timeout=180)
     print(f"{path.proto}: {len(msg) / 2**20:.1f} MiB through Postfix and sealgate "
           f"in {time.monotonic() - t0:.1f} s")
     check_same_message(msg, got)
