@@ -19,7 +19,8 @@
 
 struct opts {
 	struct sg_relay_settings set;
-	unsigned copies, rounds, cancel_ms;
+	unsigned copies, rounds, cancel_ms, linger_s;
+	bool free_in_cb; /* sg_relay_free() from inside the last callback */
 	const char *prepend_file;
 };
 
@@ -46,7 +47,8 @@ struct driver {
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: relay-send [-l] [-x] [-v] [-n COPIES] [-r ROUNDS] [-c CANCEL_MS]\n"
+		"usage: relay-send [-l] [-x] [-v] [-F (free the relay in the last callback)] [-n COPIES] [-r ROUNDS] [-c CANCEL_MS]\n"
+		"  [-w LINGER_S (keep the loop running after the last reply)]\n"
 		"  [-C CONNECT_S] [-T COMMAND_S] [-D DATA_DONE_S] [-i MAX_IDLE] [-I IDLE_S]\n"
 		"  [-p PREPEND_FILE] [-P MAIL_PARAMS] [-8] [-u] [-a CLIENT_ADDR] [-A CLIENT_PORT]\n"
 		"  [-H CLIENT_HELO] [-q QUEUE_ID] [-X ATTR=VALUE]... -f FROM -t RCPT[ PARAMS]...\n"
@@ -124,10 +126,13 @@ static void on_done(void *ctx, const struct sg_relay_result *res)
 	d->reqs[slot->idx] = NULL; /* the relay frees it after this call */
 	if (--d->outstanding > 0)
 		return;
-	if (++d->round < d->o.rounds)
+	if (++d->round < d->o.rounds) {
 		start_round(d);
-	else
-		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	if (d->o.free_in_cb)
+		sg_relay_free(&d->relay);
+	event_base_loopexit(d->base, &(struct timeval){ d->o.linger_s, 0 });
 }
 
 static void on_cancel(evutil_socket_t fd, short what, void *arg)
@@ -203,7 +208,7 @@ static void parse_args(struct driver *d, int argc, char **argv)
 		.idle_timeout_s = 30, .xforward = false,
 	};
 	o->copies = o->rounds = 1;
-	while ((ch = getopt(argc, argv, "lxvn:r:c:C:T:D:i:I:p:P:8ua:A:H:q:X:f:t:")) != -1) {
+	while ((ch = getopt(argc, argv, "lxvFn:r:c:C:T:D:i:I:p:P:8ua:A:H:q:X:f:t:w:")) != -1) {
 		switch (ch) {
 		case 'l': o->set.proto = SG_PROTO_LMTP; break;
 		case 'x': o->set.xforward = true; break;
@@ -216,6 +221,8 @@ static void parse_args(struct driver *d, int argc, char **argv)
 		case 'D': o->set.data_done_timeout_s = (unsigned)atoi(optarg); break;
 		case 'i': o->set.max_idle = (unsigned)atoi(optarg); break;
 		case 'I': o->set.idle_timeout_s = (unsigned)atoi(optarg); break;
+		case 'F': o->free_in_cb = true; break;
+		case 'w': o->linger_s = (unsigned)atoi(optarg); break;
 		case 'p': o->prepend_file = optarg; break;
 		case 'P': d->env.mail_params = sg_strdup(optarg); break;
 		case '8': d->env.body_8bit = true; break;

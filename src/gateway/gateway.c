@@ -378,12 +378,6 @@ static void on_data(void *ctx, struct sg_smtp_txn *txn)
 	clock_gettime(CLOCK_MONOTONIC, &job->start);
 	job->replies = sg_calloc(env->n_rcpts, sizeof(*job->replies));
 	job->queued_as = sg_calloc(env->n_rcpts, sizeof(*job->queued_as));
-	sg_log_info("%s: from=<%s>, size=%zu, nrcpt=%zu%s%s%s%s", env->queue_id, env->mail_from,
-		    sg_spool_size(job->msg), env->n_rcpts,
-		    env->xf.ident != NULL ? ", orig_queue_id=" : "",
-		    env->xf.ident != NULL ? env->xf.ident : "",
-		    env->xf.addr != NULL ? ", orig_client=" : "",
-		    env->xf.addr != NULL ? env->xf.addr : "");
 	struct timeval tv = { (time_t)gw->cfg->transaction_time_budget, 0 };
 	job->budget = evtimer_new(gw->base, on_budget, job);
 	evtimer_add(job->budget, &tv);

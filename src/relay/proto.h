@@ -31,8 +31,9 @@ int sg_relay_reply_feed(struct sg_relay_reply_parser *p, const char *line, size_
 /* Length of a leading enhanced status code (RFC 3463, "2.1.5") in text whose
  * class matches the reply code's class; 0 when there is none. */
 size_t sg_relay_enhanced_len(int code, const char *text);
-/* Give r a default enhanced status ("4.0.0 ...") when it has none, so
- * that what we relay to our client is uniform. */
+/* Give r a default enhanced status ("4.0.0 ...") when it has none, for a
+ * caller that wants uniform replies to its client (the relay itself
+ * passes the next hop's replies on verbatim). */
 void sg_relay_reply_add_enhanced(struct sg_reply *r);
 
 /* XFORWARD attributes (Postfix XFORWARD_README) as a bit set. */

@@ -24,7 +24,7 @@
 #define CHUNK (128 * 1024)
 
 enum conn_state {
-	C_CONNECTING, C_GREETING, C_EHLO, C_TXN, C_RSET, C_IDLE, C_QUIT,
+	C_CONNECTING, C_GREETING, C_EHLO, C_HELO, C_TXN, C_RSET, C_IDLE, C_QUIT,
 };
 
 /* What a reply we wait for answers. */
@@ -72,6 +72,8 @@ struct sg_relay_req {
 	size_t n_accepted, lmtp_next;
 	bool mail_replied, mail_failed, streaming, dot_sent, retried, done;
 	char *queued_as, *detail;
+	char *xf[2]; /* XFORWARD commands for this transaction */
+	size_t nxf;
 	/* Streaming the message: part 0 the prepend, 1 the spool. */
 	int part;
 	size_t off;
@@ -179,8 +181,14 @@ static void conn_quit_now(struct conn *c)
 {
 	evutil_socket_t fd = c->bev != NULL ? bufferevent_getfd(c->bev) : -1;
 
-	if (fd >= 0 && c->st != C_CONNECTING)
-		(void)send(fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (fd >= 0 && c->st != C_CONNECTING) {
+		/* Commands still queued (an RSET) go first; never a
+		 * request's message data: those connections are cancelled. */
+		if (c->req == NULL)
+			(void)evbuffer_write(bufferevent_get_output(c->bev), fd);
+		if (c->st != C_QUIT)
+			(void)send(fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
 	conn_free(c);
 }
 
@@ -208,6 +216,8 @@ static void req_free(struct sg_relay_req *req)
 	free(req->prepend);
 	free(req->queued_as);
 	free(req->detail);
+	free(req->xf[0]);
+	free(req->xf[1]);
 	free(req);
 }
 
@@ -233,11 +243,10 @@ static void req_finish(struct sg_relay_req *req, int code, const char *text, con
 	size_t n = req->n;
 	struct timeval zero = { 0, 0 };
 
-	for (size_t i = 0; i < n; i++) {
+	/* The next hop's replies are passed on verbatim (code and text). */
+	for (size_t i = 0; i < n; i++)
 		if (req->replies[i].code == 0)
 			sg_reply_set(&req->replies[i], code, "%s", text);
-		sg_relay_reply_add_enhanced(&req->replies[i]);
-	}
 	free(req->detail);
 	req->detail = sg_asprintf("%s: %s", req->relay->hostport, detail);
 	if (req->conn != NULL)
@@ -291,7 +300,7 @@ static int resolve(struct sg_relay *r, struct addrinfo **ai_r, struct sg_error *
 	int e = getaddrinfo(r->host, r->port, &hints, ai_r);
 
 	/* A name instead of an address: resolved synchronously (normally
-	 * /etc/hosts for a local next hop); see the README on this. */
+	 * /etc/hosts for a local next hop); see relay.h. */
 	if (e == EAI_NONAME) {
 		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
 		e = getaddrinfo(r->host, r->port, &hints, ai_r);
@@ -399,7 +408,8 @@ static void conn_lost(struct conn *c, const char *what, bool timeout)
 		conn_free(c);
 		return;
 	}
-	if (c->st == C_CONNECTING) {
+	/* No usable greeting (closed, garbage) counts as unreachable. */
+	if (c->st == C_CONNECTING || (c->st == C_GREETING && !timeout)) {
 		sg_log_info("relay %s: connect: %s", r->hostport, what);
 		req_fail(req, "4.4.1", "next hop %s unreachable: %s", r->hostport, what);
 		conn_free(c);
@@ -411,8 +421,12 @@ static void conn_lost(struct conn *c, const char *what, bool timeout)
 	}
 	sg_log_info("relay %s: %s", r->hostport, what);
 	stage = c->st == C_GREETING ? "greeting" : c->st == C_EHLO ? "EHLO"
+		: c->st == C_HELO ? "HELO"
 		: c->npend > 0 ? pend_name[c->pend[c->pend_head].kind] : "message content";
-	if (timeout)
+	if (timeout && req->streaming)
+		req_fail(req, "4.4.2", "timeout from next hop %s while sending the message",
+			 r->hostport);
+	else if (timeout)
 		req_fail(req, "4.4.2", "timeout from next hop %s waiting for reply to %s",
 			 r->hostport, stage);
 	else
@@ -438,29 +452,12 @@ static size_t message_size(const struct sg_relay_req *req)
 	return req->prepend_len + sg_spool_size(req->msg);
 }
 
-static void txn_begin(struct conn *c)
+static void send_mail(struct conn *c)
 {
 	struct sg_relay_req *req = c->req;
 	const struct sg_envelope *env = req->env;
-	char *xf[2] = { NULL, NULL }, *params;
-	size_t nxf = 0;
+	char *params = sg_relay_mail_params(env, &c->caps, message_size(req));
 
-	c->st = C_TXN;
-	/* RFC 6531 3.4: no downgrade of a message that needs SMTPUTF8. */
-	if (sg_relay_needs_smtputf8(env) && !c->caps.smtputf8) {
-		req_finish(req, 550, "5.6.7 next hop does not support SMTPUTF8",
-			   "next hop lacks SMTPUTF8");
-		conn_idle(c);
-		return;
-	}
-	if (c->relay->set.xforward)
-		nxf = sg_relay_xforward_lines(env, &c->caps, xf);
-	for (size_t i = 0; i < nxf; i++) {
-		conn_send(c, "%s", xf[i]);
-		pend_push(c, P_XFORWARD, i);
-		free(xf[i]);
-	}
-	params = sg_relay_mail_params(env, &c->caps, message_size(req));
 	conn_send(c, "MAIL FROM:<%s>%s\r\n", env->mail_from, params);
 	free(params);
 	pend_push(c, P_MAIL, 0);
@@ -470,6 +467,48 @@ static void txn_begin(struct conn *c)
 			send_rcpt(c, i);
 		conn_send(c, "DATA\r\n");
 		pend_push(c, P_DATA, 0);
+	}
+}
+
+static void send_xforward(struct conn *c, size_t i)
+{
+	conn_send(c, "%s", c->req->xf[i]);
+	pend_push(c, P_XFORWARD, i);
+}
+
+static void txn_begin(struct conn *c)
+{
+	struct sg_relay_req *req = c->req;
+	const struct sg_envelope *env = req->env;
+
+	c->st = C_TXN;
+	/* RFC 6531 3.4: no downgrade of a message that needs SMTPUTF8. */
+	if (sg_relay_needs_smtputf8(env) && !c->caps.smtputf8) {
+		req_finish(req, 550, "5.6.7 next hop does not support SMTPUTF8",
+			   "next hop lacks SMTPUTF8");
+		conn_idle(c);
+		return;
+	}
+	/* RFC 1870 6.1: the next hop told us its limit; do not even try. */
+	if (c->caps.size_max > 0 && message_size(req) > c->caps.size_max) {
+		req_finish(req, 552, "5.3.4 message size exceeds the next hop's limit",
+			   "message larger than the next hop's SIZE");
+		conn_idle(c);
+		return;
+	}
+	/* XFORWARD goes before MAIL, once per transaction (a retry on a
+	 * new connection may see other attributes offered). */
+	free(req->xf[0]);
+	free(req->xf[1]);
+	req->nxf = c->relay->set.xforward ? sg_relay_xforward_lines(env, &c->caps, req->xf) : 0;
+	if (c->caps.pipelining) {
+		for (size_t i = 0; i < req->nxf; i++)
+			send_xforward(c, i);
+		send_mail(c);
+	} else if (req->nxf > 0) {
+		send_xforward(c, 0);
+	} else {
+		send_mail(c);
 	}
 	arm(c, c->relay->set.command_timeout_s);
 }
@@ -577,8 +616,8 @@ static void on_mail(struct conn *c, const struct sg_reply *rep)
 		send_rcpt(c, 0);
 }
 
-/* The first recipient that has no answer yet: the one the DATA reply
- * of an accepted recipient or a reply to "." belongs to. */
+/* Recipient i's RCPT reply: a refusal is that recipient's final answer;
+ * an acceptance waits for DATA's (or, for LMTP, its own) reply. */
 static void on_rcpt(struct conn *c, const struct sg_reply *rep, size_t i)
 {
 	struct sg_relay_req *req = c->req;
@@ -679,6 +718,10 @@ static void on_txn_reply(struct conn *c, const struct sg_reply *rep)
 				    rep->code, rep->text);
 		if (rep->code == 421 && retry_allowed(c, c->req))
 			conn_retry(c);
+		else if (!c->caps.pipelining && p.idx + 1 < c->req->nxf)
+			send_xforward(c, p.idx + 1);
+		else if (!c->caps.pipelining)
+			send_mail(c);
 		break;
 	case P_MAIL:
 		on_mail(c, rep);
@@ -716,12 +759,24 @@ static void on_greeting(struct conn *c, const struct sg_reply *rep)
 
 static void on_ehlo(struct conn *c, const struct sg_reply *rep)
 {
+	/* RFC 5321 4.1.4: an SMTP server that does not know EHLO gets HELO
+	 * (and then no extensions are used). LMTP has only LHLO. */
+	if (c->st == C_EHLO && sg_reply_class(rep) == 5 && !is_lmtp(c->relay)) {
+		c->st = C_HELO;
+		conn_send(c, "HELO %s\r\n", c->relay->helo);
+		arm(c, c->relay->set.command_timeout_s);
+		return;
+	}
 	if (sg_reply_class(rep) != 2) {
-		req_finish_reply(c->req, rep, is_lmtp(c->relay) ? "LHLO" : "EHLO");
+		req_finish_reply(c->req, rep, is_lmtp(c->relay) ? "LHLO"
+					      : c->st == C_HELO ? "HELO" : "EHLO");
 		conn_quit(c);
 		return;
 	}
-	sg_relay_parse_caps(rep->text, &c->caps);
+	if (c->st == C_EHLO)
+		sg_relay_parse_caps(rep->text, &c->caps);
+	else
+		memset(&c->caps, 0, sizeof(c->caps));
 	txn_begin(c);
 }
 
@@ -733,6 +788,7 @@ static void conn_on_reply(struct conn *c, const struct sg_reply *rep)
 		on_greeting(c, rep);
 		break;
 	case C_EHLO:
+	case C_HELO:
 		on_ehlo(c, rep);
 		break;
 	case C_TXN:

@@ -38,6 +38,19 @@ struct sg_relay_result {
 	char *detail;     /* "127.0.0.1:10026: ..." for the log line */
 };
 
+/* Notes on behaviour (relay.c):
+ * - The next hop's replies are passed on verbatim; our own failures are
+ *   451 4.4.1 (unreachable: DNS, refused, connect timeout, bad greeting),
+ *   451 4.4.2 (reply timeout, connection lost before the final reply),
+ *   550 5.6.7 (SMTPUTF8 needed, not offered), 552 5.3.4 (above the next
+ *   hop's SIZE).
+ * - host should be an address: a name is resolved with a blocking
+ *   getaddrinfo() (fine for /etc/hosts, stalls the loop on slow DNS), and
+ *   only its first address is tried.
+ * - At most one retry, on a fresh connection, when a pooled connection
+ *   turns out dead before answering MAIL; never after the final ".".
+ * - The message is queued to the socket by reference into the spool's
+ *   view (at most ~512 KiB at a time), never copied as a whole. */
 struct sg_relay;
 struct sg_relay_req;
 
@@ -54,8 +67,10 @@ struct sg_relay_req *sg_relay_send(struct sg_relay *relay, const struct sg_envel
 				   sg_relay_done_cb *cb, void *ctx);
 /* Abandon a request: its connection is closed without finishing DATA (so
  * the next hop does not take a message we will not acknowledge); cb is
- * not called. */
+ * not called. Not for a request whose cb is running. */
 void sg_relay_cancel(struct sg_relay_req *req);
+/* Cancels every request (no callbacks), sends QUIT to idle connections
+ * without waiting (best effort) and frees. May be called from a cb. */
 void sg_relay_free(struct sg_relay **relay);
 
 #endif

@@ -36,7 +36,8 @@ void sg_smtp_path_clear(struct sg_smtp_path *path)
 
 static bool is_atext(unsigned char c)
 {
-	return isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL || c >= 0x80;
+	/* c != 0: strchr() finds the terminating NUL too. */
+	return isalnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL) || c >= 0x80;
 }
 
 static bool is_letdig(unsigned char c)
@@ -100,7 +101,8 @@ static const char *parse_local(const char *s)
 			s++;
 		}
 	}
-	return (size_t)(s - start) <= MAX_LOCAL + 2 ? s : NULL;
+	/* 64 octets of local part; the quotes of a quoted string do not count. */
+	return (size_t)(s - start) <= MAX_LOCAL + (*start == '"' ? 2 : 0) ? s : NULL;
 }
 
 /* A-d-l ":" (a source route): RFC 5321 4.1.2 says to accept and ignore it. */

@@ -38,6 +38,11 @@ static void emit(struct sg_data_parser *p, const char *s, size_t n)
 		return;
 	if (p->olen + n > sizeof(p->obuf))
 		flush(p);
+	if (n > sizeof(p->obuf)) {
+		if (!(p->errors & SG_DATA_ERR_OUTPUT) && p->out(p->out_ctx, (const unsigned char *)s, n) < 0)
+			p->errors |= SG_DATA_ERR_OUTPUT;
+		return;
+	}
 	memcpy(p->obuf + p->olen, s, n);
 	p->olen += n;
 }
@@ -141,13 +146,37 @@ static void step(struct sg_data_parser *p, unsigned char c)
 	}
 }
 
+/* Fast path: inside a line, a run of bytes that are neither CR nor LF is
+ * content as it stands; the same as stepping through it byte by byte. */
+static size_t text_run(struct sg_data_parser *p, const unsigned char *s, size_t len)
+{
+	size_t n = 0;
+
+	while (n < len && s[n] != '\r' && s[n] != '\n')
+		n++;
+	if (n == 0)
+		return 0;
+	p->line_len += n;
+	if (p->max_line > 0 && p->line_len + 2 > p->max_line)
+		p->errors |= SG_DATA_ERR_LONG_LINE;
+	emit(p, (const char *)s, n);
+	return n;
+}
+
 size_t sg_data_push(struct sg_data_parser *p, const void *in, size_t len, bool *done_r)
 {
 	const unsigned char *s = in;
 	size_t i = 0;
 
-	while (i < len && !p->done)
+	while (i < len && !p->done) {
+		if (p->state == ST_TEXT) {
+			size_t n = text_run(p, s + i, len - i);
+			i += n;
+			if (n > 0)
+				continue;
+		}
 		step(p, s[i++]);
+	}
 	if (p->done)
 		flush(p);
 	*done_r = p->done;

@@ -9,10 +9,12 @@
 #include "util/mem.h"
 #include "util/spool.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +67,7 @@ struct session {
 	struct session *prev, *next;
 	struct bufferevent *bev;
 	struct event *close_timer;
+	unsigned close_polls;
 	int state;
 	bool tls, closing, skipping, in_loop, quit;
 	char *helo, *addr, *port;
@@ -171,21 +174,25 @@ static void set_timeouts(struct session *s, unsigned read_s)
  * time (seconds and microseconds) and a per-process counter that starts at
  * a random value, so two processes started at once rarely collide, and
  * one process never repeats an ID within the 16 bits of seconds (~18 h). */
+static unsigned qid_counter; /* seeded once by sg_smtp_server_new(); atomic */
+
+static void seed_queue_ids(void)
+{
+	unsigned seed;
+
+	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) != 1)
+		seed = (unsigned)getpid();
+	__atomic_store_n(&qid_counter, seed, __ATOMIC_RELAXED);
+}
+
 static char *new_queue_id(void)
 {
-	static unsigned counter;
-	static bool seeded;
 	struct timeval tv;
+	unsigned n = __atomic_add_fetch(&qid_counter, 1, __ATOMIC_RELAXED);
 
-	if (!seeded) {
-		if (RAND_bytes((unsigned char *)&counter, sizeof(counter)) != 1)
-			counter = (unsigned)getpid();
-		seeded = true;
-	}
 	gettimeofday(&tv, NULL);
-	counter++;
 	return sg_asprintf("%04lX%05lX%03X", (unsigned long)tv.tv_sec & 0xFFFF,
-			   (unsigned long)tv.tv_usec & 0xFFFFF, counter & 0xFFF);
+			   (unsigned long)tv.tv_usec & 0xFFFFF, n & 0xFFF);
 }
 
 /* ---- transactions ---- */
@@ -221,11 +228,20 @@ static const char *proto_name(const struct session *s)
 	return s->srv->set.proto == SG_PROTO_LMTP ? "LMTP" : "ESMTP";
 }
 
+static bool has_control(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
 static int cmd_helo_common(struct session *s, const char *args, const char *verb, bool ext)
 {
 	const struct sg_smtp_settings *set = &s->srv->set;
 
-	if (*args == '\0') {
+	if (*args == '\0' || has_control(args)) {
+		/* The name ends up in a Received: header: no control bytes. */
 		replyf(s, "501 5.5.4 Syntax: %s hostname", verb);
 		return CMD_ERROR;
 	}
@@ -269,10 +285,14 @@ static int cmd_lhlo(struct session *s, const char *args)
 
 static void log_client(struct session *s, const struct sg_envelope *env)
 {
-	if (env->xf.addr != NULL || env->xf.name != NULL)
-		sg_log_info("%s: client=unknown[%s], orig_client=%s[%s]", env->queue_id, s->addr,
+	/* The upstream queue ID (XFORWARD IDENT) and original client tie this
+	 * line to the Postfix log lines before us. */
+	if (env->xf.addr != NULL || env->xf.name != NULL || env->xf.ident != NULL)
+		sg_log_info("%s: client=unknown[%s], orig_client=%s[%s]%s%s", env->queue_id, s->addr,
 			    env->xf.name != NULL ? env->xf.name : "unknown",
-			    env->xf.addr != NULL ? env->xf.addr : "unknown");
+			    env->xf.addr != NULL ? env->xf.addr : "unknown",
+			    env->xf.ident != NULL ? ", orig_queue_id=" : "",
+			    env->xf.ident != NULL ? env->xf.ident : "");
 	else
 		sg_log_info("%s: client=unknown[%s]", env->queue_id, s->addr);
 }
@@ -537,6 +557,7 @@ static int cmd_starttls(struct session *s, const char *args)
 	setup_bev(s);
 	free(s->helo);
 	s->helo = NULL;
+	sg_xforward_clear(&s->xf);
 	s->state = ST_TLS;
 	return CMD_OK;
 }
@@ -788,7 +809,7 @@ static void log_disconnect(struct session *s)
 			continue;
 		char *name = sg_strdup(i < N_CMDS ? commands[i].verb : "unknown");
 		for (char *p = name; *p != '\0'; p++)
-			*p = (char)(*p - 'A' + 'a');
+			*p = (char)tolower((unsigned char)*p);
 		int fit = s->n_ok[i] == s->n_all[i]
 				  ? sg_buf_printf(&b, " %s=%u", name, s->n_ok[i])
 				  : sg_buf_printf(&b, " %s=%u/%u", name, s->n_ok[i], s->n_all[i]);
@@ -865,6 +886,13 @@ static void close_check(struct session *s)
 	}
 	if (bufferevent_get_underlying(s->bev) != NULL) {
 		struct timeval tv = { 0, 20000 };
+		unsigned limit = (s->srv->set.command_timeout_s > 0 ? s->srv->set.command_timeout_s
+								       : 60) * 50;
+		if (++s->close_polls > limit) {
+			/* A peer that stopped reading does not keep us. */
+			session_free(s);
+			return;
+		}
 		if (s->close_timer == NULL)
 			s->close_timer = evtimer_new(s->srv->base, close_timer_cb, s);
 		evtimer_add(s->close_timer, &tv);
@@ -908,7 +936,8 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		close_check(s);
 		return;
 	}
-	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing) {
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing &&
+	    s->state != ST_TLS) {
 		sg_log_info("timeout after %s from unknown[%s]",
 			    s->state == ST_DATA ? "DATA" : "command", s->addr);
 		replyf(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->set.hostname);
@@ -916,9 +945,18 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		close_check(s);
 		return;
 	}
+	if ((what & BEV_EVENT_EOF) && s->state != ST_WAIT && !s->closing && pending_output(s) > 0) {
+		/* A client that half-closed after its last command (QUIT, or a
+		 * pipelined batch) still gets the replies. */
+		session_close(s);
+		close_check(s);
+		return;
+	}
 	if (s->state == ST_TLS) {
+		/* No reply can be sent in the middle of a handshake. */
 		unsigned long e = bufferevent_get_openssl_error(bev);
-		const char *why = e != 0 ? ERR_reason_error_string(e) : NULL;
+		const char *why = e != 0 ? ERR_reason_error_string(e)
+			: (what & BEV_EVENT_TIMEOUT) ? "timeout" : NULL;
 		sg_log_info("TLS handshake failed from unknown[%s]: %s", s->addr,
 			    why != NULL ? why : "connection closed");
 	} else if (!s->quit && !s->closing)
@@ -1001,6 +1039,8 @@ struct sg_smtp_server *sg_smtp_server_new(struct event_base *base,
 	srv->cb = *cb;
 	srv->ctx = ctx;
 	srv->drain_ev = event_new(base, -1, 0, drain_cb, srv);
+	static pthread_once_t seeded = PTHREAD_ONCE_INIT;
+	pthread_once(&seeded, seed_queue_ids);
 	return srv;
 }
 
@@ -1143,12 +1183,14 @@ void sg_smtp_txn_finish(struct sg_smtp_txn *txn, const struct sg_reply *replies,
 		sg_panic("smtp: sg_smtp_txn_finish with %zu replies, want %zu", n, want);
 	for (size_t i = 0; i < n; i++) {
 		send_reply(s, &replies[i]);
+		/* The per-recipient outcome line is the caller's (it knows the
+		 * treatment and the next hop); the reply itself is debug detail. */
 		if (txn->env.lmtp)
-			sg_log_info("%s: to=<%s>, status=%d %s", txn->env.queue_id,
+			sg_log_debug("%s: to=<%s>, reply=%d %s", txn->env.queue_id,
 				    txn->env.rcpts[i].addr, replies[i].code,
 				    replies[i].text != NULL ? replies[i].text : "");
 		else
-			sg_log_info("%s: status=%d %s", txn->env.queue_id, replies[i].code,
+			sg_log_debug("%s: reply=%d %s", txn->env.queue_id, replies[i].code,
 				    replies[i].text != NULL ? replies[i].text : "");
 	}
 	end_txn(s);

@@ -21,16 +21,17 @@ enum sg_smtp_proto { SG_PROTO_SMTP, SG_PROTO_LMTP };
 struct sg_smtp_settings {
 	enum sg_smtp_proto proto;
 	const char *hostname;        /* greeting, EHLO reply; borrowed */
-	size_t max_line;             /* longest command line and DATA line accepted */
+	size_t max_line;             /* longest command line and DATA line accepted,
+				      * counting its CRLF (RFC 5321 4.5.3.1.4/6); 0: 1000 */
 	size_t max_message_size;     /* advertised with SIZE; 552 5.3.4 beyond */
-	unsigned max_recipients;     /* 452 4.5.3 beyond */
-	unsigned max_sessions;       /* accept() pauses at the cap */
-	unsigned max_errors;         /* 421 and close after this many bad commands */
-	unsigned command_timeout_s;  /* idle between commands */
-	unsigned data_timeout_s;     /* idle during DATA */
+	unsigned max_recipients;     /* 452 4.5.3 beyond; 0: no cap */
+	unsigned max_sessions;       /* accept() pauses at the cap; 0: no cap */
+	unsigned max_errors;         /* 421 and close after this many bad commands; 0: never */
+	unsigned command_timeout_s;  /* idle between commands; 0: none */
+	unsigned data_timeout_s;     /* idle during DATA; 0: none */
 	const char *spool_dir;       /* borrowed */
 	size_t spool_mem_max;        /* larger messages go to a temp file */
-	struct ssl_ctx_st *tls_ctx;  /* borrowed; NULL: no STARTTLS */
+	struct ssl_ctx_st *tls_ctx;  /* borrowed; NULL: no STARTTLS (see smtp/tls.h) */
 	bool xforward;               /* accept XFORWARD from this listener's clients */
 };
 

@@ -202,7 +202,7 @@ def test_xforward_logged(env):
                                 "XFORWARD IDENT=4F2A1B HELO=remote.test"])
     assert data[0][0] == 250
     log = gw.log()
-    assert "orig_queue_id=4F2A1B" in log and "orig_client=203.0.113.7" in log
+    assert "orig_client=mx.remote.test[203.0.113.7], orig_queue_id=4F2A1B" in log
 
 
 def test_concurrent_sessions(env):

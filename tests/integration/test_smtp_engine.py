@@ -23,8 +23,19 @@ SERVER_BIN = os.environ.get("SMTP_TEST_SERVER",
                             os.path.join(SOURCE_DIR, "build", "tests", "smtp-test-server"))
 
 
+def wait_v6(host, port, proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on [{host}]:{port}")
+
+
 class Server:
-    def __init__(self, tmp_path, *args):
+    def __init__(self, tmp_path, *args, host="127.0.0.1"):
         assert os.access(SERVER_BIN, os.X_OK), f"not built: {SERVER_BIN}"
         self.port = free_port()
         self.outdir = tmp_path / "out"
@@ -33,11 +44,15 @@ class Server:
         spool.mkdir(exist_ok=True)
         self.log = tmp_path / "server.log"
         self.stdout = tmp_path / "server.out"
-        cmd = [SERVER_BIN, "--listen", f"127.0.0.1:{self.port}", "--outdir", str(self.outdir),
+        listen = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        cmd = [SERVER_BIN, "--listen", listen, "--outdir", str(self.outdir),
                "--spool-dir", str(spool), *args]
         with open(self.stdout, "wb") as out, open(self.log, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        wait_port(self.port, proc=self.proc)
+        if host == "127.0.0.1":
+            wait_port(self.port, proc=self.proc)
+        else:
+            wait_v6(host, self.port, self.proc)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -70,8 +85,8 @@ class Server:
 def server(tmp_path):
     started = []
 
-    def start(*args):
-        s = Server(tmp_path, *args)
+    def start(*args, **kw):
+        s = Server(tmp_path, *args, **kw)
         started.append(s)
         return s
     yield start
@@ -312,6 +327,21 @@ def test_size_refusal(server):
     assert r.cmd("MAIL FROM:<a@b.test> FOO=bar")[0] == 555
 
 
+def test_spool_io_error_is_temporary(server, tmp_path):
+    # Messages over 100 bytes go to a file in the spool directory, which
+    # does not exist: the append fails like a full disk would.
+    s = server("--spool-mem", "100", "--spool-dir", str(tmp_path / "missing"))
+    r = raw_session(s.port)
+    r.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n")
+    assert [r.reply()[0] for _ in range(3)] == [250, 250, 354]
+    r.send(b"x" * 60 + b"\r\n" + b"y" * 60 + b"\r\n.\r\n")
+    assert r.reply() == (452, ["4.3.1 Insufficient system storage"])
+    r.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\nsmall\r\n.\r\n")
+    assert [r.reply()[0] for _ in range(4)] == [250, 250, 354, 250]
+    [(env, body)] = s.messages()
+    assert body == b"small\r\n"
+
+
 def test_too_many_recipients(server):
     s = server("--max-rcpt", "2")
     r = raw_session(s.port)
@@ -350,6 +380,7 @@ def test_syntax_and_sequence_errors(server):
     r.reply()
     assert r.cmd("MAIL FROM:<a@b.test>") == (503, ["5.5.1 Error: send HELO/EHLO first"])
     assert r.cmd("EHLO") == (501, ["5.5.4 Syntax: EHLO hostname"])
+    assert r.cmd("EHLO a\rb\tc") == (501, ["5.5.4 Syntax: EHLO hostname"])
     assert r.cmd("EHLO c.test")[0] == 250
     assert r.cmd("FROB") == (500, ["5.5.1 Error: command not recognized"])
     assert r.cmd("LHLO c.test")[0] == 500
@@ -375,6 +406,9 @@ def test_syntax_and_sequence_errors(server):
     r.send(b"NO\x00OP\r\n")
     assert r.reply()[0] == 500
     assert r.cmd("QUIT")[0] == 221
+    s.stop()
+    assert re.search(r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1/3 starttls=0/2 xforward=0/1 "
+                     r"mail=1/6 rcpt=1/6 data=0/3 rset=1 quit=1 unknown=0/4 commands=5/27", s.logtext())
 
 
 def test_too_many_errors(server):
@@ -586,7 +620,8 @@ def test_starttls_refuses_tls_1_1(server, cert):
     with pytest.raises((ssl.SSLError, OSError)):
         ctx.wrap_socket(r.sock).do_handshake()
     s.stop()
-    assert "TLS handshake failed from unknown[127.0.0.1]" in s.logtext()
+    # The server's own reason, so a client that refused locally cannot pass this.
+    assert "TLS handshake failed from unknown[127.0.0.1]: unsupported protocol" in s.logtext()
     assert "TLS connection established" not in s.logtext()
 
 
@@ -617,3 +652,54 @@ def test_swaks_starttls_lmtp(server, cert):
     assert res.returncode == 0, res.stdout + res.stderr
     [(env, body)] = s.messages()
     assert env["tls"] == ["1"] and env["lmtp"] == ["1"]
+
+
+def test_half_close_after_pipelined_batch(server):
+    s = server()
+    r = Raw(s.port)
+    assert r.reply()[0] == 220
+    r.send(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n")
+    assert [r.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
+    r.send(b"x\r\n.\r\nNOOP\r\nQUIT\r\n")
+    r.sock.shutdown(socket.SHUT_WR)
+    assert [r.reply()[0] for _ in range(3)] == [250, 250, 221]
+    assert r.eof()
+
+
+def test_ipv6_listen(server):
+    s = server(host="::1")
+    with smtplib.SMTP("::1", s.port) as c:
+        c.sendmail("a@b.test", ["c@d.test"], MSG)
+    [(env, _)] = s.messages()
+    assert env["client_addr"] == ["::1"]
+
+
+@pytest.mark.parametrize("lmtp", [False, True])
+def test_postfix_smtp_source(server, lmtp):
+    """Postfix's own load generator as the client: 200 messages, 3
+    recipients each, over 10 parallel sessions."""
+    s = server(*(["--lmtp"] if lmtp else []))
+    args = ["/usr/sbin/smtp-source", "-s", "10", "-m", "200", "-r", "3", "-l", "2000",
+            "-f", "src@b.test", "-t", "dst@d.test", "-M", "client.test"]
+    if lmtp:
+        args.append("-L")
+    t0 = time.monotonic()
+    res = subprocess.run(args + [f"127.0.0.1:{s.port}"], capture_output=True, timeout=60)
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 0, res.stdout + res.stderr
+    msgs = s.messages()
+    assert len(msgs) == 200
+    for env, body in msgs:
+        assert len(env["rcpt"]) == 3 and env["lmtp"] == [str(int(lmtp))]
+    print(f"smtp-source {'LMTP' if lmtp else 'SMTP'}: 200 messages in {elapsed:.2f}s")
+
+
+def test_starttls_handshake_timeout(server, cert):
+    s = server("--cert", cert[0], "--key", cert[1], "--timeout", "1")
+    r = raw_session(s.port)
+    assert r.cmd("STARTTLS")[0] == 220
+    t0 = time.monotonic()
+    assert r.eof(timeout=5)  # no ClientHello: the server gives up
+    assert time.monotonic() - t0 < 4
+    s.stop()
+    assert "TLS handshake failed from unknown[127.0.0.1]: timeout" in s.logtext()

@@ -16,6 +16,9 @@ static bool streq_null(const char *a, const char *b)
 	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
 }
 
+#define L16 "abcdefghijklmnop"
+#define L64 L16 L16 L16 L16
+
 struct path_case {
 	const char *args, *keyword;
 	bool allow_null, allow_pm;
@@ -66,6 +69,16 @@ static const struct path_case path_cases[] = {
 	{ "FROM:<a@b\xc3\xbc.test>", "FROM", true, false, 1, "a@b\xc3\xbc.test", NULL, true },
 	{ "FROM <a@b.test>", "FROM", true, false, 0, NULL, NULL, false },
 	{ "FROM:", "FROM", true, false, -1, NULL, NULL, false },
+	{ "FROM:<", "FROM", true, false, -1, NULL, NULL, false },  /* found by fuzz-smtp */
+	{ "TO:<" L64 "@d.test>", "TO", false, true, 1, L64 "@d.test", NULL, false },
+	{ "TO:<" L64 "x@d.test>", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<\"" L64 "\"@d.test>", "TO", false, true, 1, "\"" L64 "\"@d.test", NULL, false },
+	{ "TO:<\"" L64 "x\"@d.test>", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<a", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<\"a", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<a@", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<a@[1.2", "TO", false, true, -1, NULL, NULL, false },
+	{ "TO:<@", "TO", false, true, -1, NULL, NULL, false },
 	{ "", "FROM", true, false, 0, NULL, NULL, false },
 };
 

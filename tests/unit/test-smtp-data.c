@@ -157,12 +157,50 @@ static void test_large(void **state)
 	sg_buf_free(&k.b);
 }
 
+/* A line longer than the staging buffer, in one push and in odd chunks. */
+static void test_long_run(void **state)
+{
+	static const size_t chunks[] = { 20000, 4095, 4097, 1 };
+	struct sg_buf in, want;
+
+	(void)state;
+	sg_buf_init(&in, 1 << 20);
+	sg_buf_init(&want, 1 << 20);
+	for (int i = 0; i < 9000; i++) {
+		assert_true(sg_buf_printf(&in, "%c", 'a' + i % 26));
+		assert_true(sg_buf_printf(&want, "%c", 'a' + i % 26));
+	}
+	assert_true(sg_buf_append_str(&in, "\r\n..x\r\n.\r\n"));
+	assert_true(sg_buf_append_str(&want, "\r\n.x\r\n"));
+	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+		struct sg_data_parser p;
+		struct sink k = { .fail = false };
+		size_t pos = 0;
+		bool done = false;
+		sg_buf_init(&k.b, 1 << 20);
+		sg_data_init(&p, 0, 0, sink_out, &k);
+		while (pos < in.len && !done) {
+			size_t n = in.len - pos < chunks[c] ? in.len - pos : chunks[c];
+			pos += sg_data_push(&p, in.data + pos, n, &done);
+		}
+		assert_true(done);
+		assert_int_equal(pos, in.len);
+		assert_int_equal(p.errors, 0);
+		assert_int_equal(k.b.len, want.len);
+		assert_memory_equal(k.b.data, want.data, want.len);
+		sg_buf_free(&k.b);
+	}
+	sg_buf_free(&in);
+	sg_buf_free(&want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cases),
 		cmocka_unit_test(test_output_error),
 		cmocka_unit_test(test_large),
+		cmocka_unit_test(test_long_run),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
