@@ -330,6 +330,15 @@ int sg_config_parse(struct sg_config *cfg, const char *name, const char *text, s
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
 		char *line = sg_strndup(p, n);
+		/* A '#' at the start or after white space starts a comment, so
+		 * "listen = 127.0.0.1:10025   # SMTP filter" works as admins
+		 * expect; no value needs " #". */
+		for (char *h = line; (h = strchr(h, '#')) != NULL; h++) {
+			if (h == line || h[-1] == ' ' || h[-1] == '\t') {
+				*h = '\0';
+				break;
+			}
+		}
 		char *l = trim(line);
 		lineno++;
 		p += n + (nl != NULL);

@@ -36,7 +36,9 @@ static void test_values(void **state)
 		"xforward = off\n"
 		"relay_protocol = lmtp\n"
 		"max_recipients = 7\n"
-		"hostname = gw.example.test";
+		"hostname = gw.example.test # trailing comment\n"
+		"log = stderr\t# tab before it\n"
+		"syslog_facility = local#1\n";
 	struct sg_config cfg;
 	struct sg_error err = SG_ERROR_INIT;
 	(void)state;
@@ -51,6 +53,8 @@ static void test_values(void **state)
 	assert_string_equal(cfg.relay_protocol, "lmtp");
 	assert_int_equal(cfg.max_recipients, 7);
 	assert_string_equal(cfg.hostname, "gw.example.test");
+	assert_string_equal(cfg.log, "stderr");
+	assert_string_equal(cfg.syslog_facility, "local#1"); /* '#' inside a word is data */
 	sg_config_clear(&cfg);
 }
 
