@@ -265,8 +265,19 @@ size_t sg_dotstuff_span(struct sg_dotstuff *ds, const unsigned char *p, size_t l
 	size_t n;
 
 	*dot_r = ds->bol && p[0] == '.';
-	/* Everything up to and including the next "\n." goes out as is. */
-	hit = memmem(p, len, "\n.", 2);
+	/* Everything up to and including the next "\n." goes out as is.
+	 * memchr() for the rarer '.' beats memmem() on mail text. */
+	hit = NULL;
+	for (const unsigned char *q = p + 1; q < p + len;) {
+		const unsigned char *d = memchr(q, '.', (size_t)(p + len - q));
+		if (d == NULL)
+			break;
+		if (d[-1] == '\n') {
+			hit = d - 1;
+			break;
+		}
+		q = d + 1;
+	}
 	n = hit != NULL ? (size_t)(hit - p) + 1 : len;
 	ds->bol = p[n - 1] == '\n';
 	if (n >= 2) {

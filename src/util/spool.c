@@ -12,11 +12,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* On disk, appends are gathered into writes of this size. */
+#define SPOOL_WBUF (64 * 1024)
+
 struct sg_spool {
 	char *dir;
 	size_t mem_max, size_max, size;
 	struct sg_buf mem;
 	int fd;            /* -1 while in memory */
+	unsigned char *wbuf; /* on disk: writes are gathered here (fewer syscalls) */
+	size_t wlen;
 	int oversize, finished;
 	unsigned char *map; /* mmap of fd once finished */
 };
@@ -82,6 +87,18 @@ static int move_to_disk(struct sg_spool *sp, struct sg_error *err)
 	}
 	sg_buf_free(&sp->mem);
 	sp->fd = fd;
+	sp->wbuf = sg_malloc(SPOOL_WBUF);
+	sp->wlen = 0;
+	return 1;
+}
+
+static int flush_wbuf(struct sg_spool *sp, struct sg_error *err)
+{
+	if (sp->wlen == 0)
+		return 1;
+	if (write_all(sp->fd, sp->wbuf, sp->wlen, err) < 0)
+		return -1;
+	sp->wlen = 0;
 	return 1;
 }
 
@@ -101,8 +118,15 @@ int sg_spool_append(struct sg_spool *sp, const void *data, size_t len, struct sg
 	}
 	if (sp->fd < 0 && move_to_disk(sp, err) < 0)
 		return -1;
-	if (write_all(sp->fd, data, len, err) < 0)
+	if (sp->wlen + len > SPOOL_WBUF && flush_wbuf(sp, err) < 0)
 		return -1;
+	if (len >= SPOOL_WBUF) {
+		if (write_all(sp->fd, data, len, err) < 0)
+			return -1;
+	} else {
+		memcpy(sp->wbuf + sp->wlen, data, len);
+		sp->wlen += len;
+	}
 	sp->size += len;
 	return 1;
 }
@@ -115,6 +139,8 @@ int sg_spool_finish(struct sg_spool *sp, struct sg_error *err)
 		sg_error_set(err, "message exceeds the size limit of %zu bytes", sp->size_max);
 		return -1;
 	}
+	if (sp->fd >= 0 && flush_wbuf(sp, err) < 0)
+		return -1;
 	if (sp->fd >= 0 && sp->size > 0) {
 		void *m = mmap(NULL, sp->size, PROT_READ, MAP_PRIVATE, sp->fd, 0);
 		if (m == MAP_FAILED) {
@@ -161,6 +187,7 @@ void sg_spool_free(struct sg_spool **spp)
 	if (sp->fd >= 0)
 		close(sp->fd);
 	sg_buf_free(&sp->mem);
+	free(sp->wbuf);
 	free(sp->dir);
 	free(sp);
 	*spp = NULL;
