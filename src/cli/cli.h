@@ -42,6 +42,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_seal(int argc, char **argv);
 int cmd_unseal(int argc, char **argv);
 int cmd_rekey_msg(int argc, char **argv);
+int cmd_rekey(int argc, char **argv);
 
 /* Shared by seal/unseal (cmd-seal.c). */
 struct sg_key;
