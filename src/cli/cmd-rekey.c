@@ -274,12 +274,16 @@ static char *base_name(const char *name)
 	return sg_strndup(name, strcspn(name, ",:"));
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* w->done is sorted (open_journal). */
 static bool done_earlier(const struct walk *w, const char *name)
 {
 	char *b = base_name(name);
-	bool found = false;
-	for (size_t i = 0; i < w->n_done && !found; i++)
-		found = strcmp(w->done[i], b) == 0;
+	bool found = w->n_done > 0 && bsearch(&b, w->done, w->n_done, sizeof(*w->done), cmp_str) != NULL;
 	free(b);
 	return found;
 }
@@ -354,12 +358,15 @@ static int write_tmp(const char *path, const unsigned char *data, size_t len)
 	return close(fd);
 }
 
-static void journal(struct walk *w, const char *what, const char *name)
+/* "begin" is only flushed (it survives kill -9, and a lost one costs only
+ * the summary's accuracy); "done" is fsynced. */
+static void journal(struct walk *w, const char *what, const char *name, bool sync)
 {
 	char *b = base_name(name);
 	fprintf(w->journal, "%s %s\n", what, b);
 	fflush(w->journal);
-	fsync(fileno(w->journal));
+	if (sync)
+		fsync(fileno(w->journal));
 	free(b);
 }
 
@@ -385,7 +392,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		*why_r = "writing tmp/ file failed";
 		goto out;
 	}
-	journal(w, "begin", name);
+	journal(w, "begin", name, false);
 	/* Exchange, not rename: if Dovecot renamed the file meanwhile (new
 	 * flags) a plain rename would bring back a second copy. */
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) < 0) {
@@ -399,7 +406,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		goto out;
 	}
 	fsync_dir(dir);
-	journal(w, "done", name);
+	journal(w, "done", name, true);
 	ret = 1;
 out:
 	free(tmp);
@@ -454,11 +461,6 @@ out:
 	free(folder);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void list_sub(struct walk *w, const char *folder, const char *sub)
 {
 	char *dir = sg_asprintf("%s/%s", folder, sub);
@@ -498,7 +500,9 @@ static void list_all(struct walk *w)
 	qsort(w->paths, w->n_paths, sizeof(*w->paths), cmp_str);
 }
 
-/* Earlier runs: "done BASE" lines; tmp/ leftovers of a killed run go. */
+/* Earlier runs: "begin/done BASE" lines (for the summary: a re-keyed message is
+ * skipped anyway, the old key no longer being a recipient); tmp/ leftovers
+ * of a killed run go (old or new content, the message file is whole). */
 static int open_journal(struct walk *w)
 {
 	char *jp = sg_asprintf("%s/" JOURNAL_NAME, w->root);
@@ -507,14 +511,21 @@ static int open_journal(struct walk *w)
 	size_t cap = 0;
 	while (f != NULL && getline(&line, &cap, f) > 0) {
 		line[strcspn(line, "\n")] = '\0';
-		if (strncmp(line, "done ", 5) == 0) {
+		/* a "begin" without "done": killed around the exchange, so the
+		 * message may be re-keyed already */
+		const char *b = strncmp(line, "done ", 5) == 0	  ? line + 5
+				: strncmp(line, "begin ", 6) == 0 ? line + 6
+								  : NULL;
+		if (b != NULL) {
 			w->done = sg_reallocarray(w->done, w->n_done + 1, sizeof(*w->done));
-			w->done[w->n_done++] = sg_strdup(line + 5);
+			w->done[w->n_done++] = sg_strdup(b);
 		}
 	}
 	free(line);
 	if (f != NULL)
 		fclose(f);
+	if (w->n_done > 0)
+		qsort(w->done, w->n_done, sizeof(*w->done), cmp_str);
 	w->journal = fopen(jp, "a");
 	free(jp);
 	return w->journal != NULL ? 1 : -1;
