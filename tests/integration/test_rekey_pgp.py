@@ -16,7 +16,7 @@ KEYS = {
     "oldcv": ("Old Cv <oldcv@r.test>", "future-default", "old cv pass"),
     "oldrsa": ("Old Rsa <oldrsa@r.test>", "rsa2048", ""),
     "newcv": ("New Cv <newcv@r.test>", "future-default", ""),
-    "newrsa": ("New Rsa <newrsa@r.test>", "rsa2048", "new rsa pass"),
+    "newrsa": ("New Rsa <newrsa@r.test>", "rsa2048", ""),
     "other": ("Other <other@r.test>", "future-default", ""),
 }
 BODY = b"Content-Type: text/plain; charset=utf-8\r\n\r\nre-key me \xc3\xa9\r\n" + b"x" * 3000 + b"\r\n"
