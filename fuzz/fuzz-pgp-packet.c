@@ -1,5 +1,5 @@
 /* libFuzzer target for the OpenPGP packet layer and PKESK re-wrapping:
- * framing, armor, key parsing and sg_pgp_rewrap on arbitrary bytes. */
+ * framing, armor, key parsing, sg_pgp_rewrap and sg_rekey_message. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 
 #include "crypto/pgp-packet.h"
 #include "crypto/pgp-rewrap.h"
+#include "mime/rekey-msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -97,6 +98,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		       memcmp(out.data + info.out_data_off, data + info.data_off, size - info.data_off) != 0))
 		abort();
 	if (r != 1 && out.len != 0)
+		abort();
+	sg_error_clear(&err);
+	/* as a whole stored message: bytes before the payload are kept */
+	struct sg_rekey_keys rk = { old_kr, new_kr, NULL, NULL };
+	struct sg_rekey_info ri;
+	sg_buf_reset(&out);
+	if (sg_rekey_message(data, size, &rk, &out, &ri, &err) == 1 &&
+	    (ri.payload_off > out.len || memcmp(out.data, data, ri.payload_off) != 0 ||
+	     memcmp(out.data + ri.payload_end_out, data + ri.payload_end_in, size - ri.payload_end_in) != 0))
 		abort();
 	sg_error_clear(&err);
 	sg_buf_free(&out);

@@ -67,8 +67,8 @@ int sg_pgp_read_u32(struct sg_pgp_reader *r, uint32_t *v_r, const char *what,
 int sg_pgp_read_bytes(struct sg_pgp_reader *r, size_t n, const unsigned char **p_r,
 		      const char *what, struct sg_error *err) SG_WARN_UNUSED;
 /* MPI (RFC 4880 s3.2): value bytes borrowed (big-endian, no length). The
- * bit count must match the leading octet (s3.2: no leading zero bits),
- * except that SOS-style values (RFC 9580 s3.2.1) are accepted loosely. */
+ * bit count only gives the length: leading zero bits are not rejected, as
+ * gpg writes some values (SOS, RFC 9580 s3.2.1) that way. */
 int sg_pgp_read_mpi(struct sg_pgp_reader *r, const unsigned char **p_r, size_t *len_r,
 		    const char *what, struct sg_error *err) SG_WARN_UNUSED;
 /* Append an MPI of the big-endian value (leading zeros dropped). 1; -1. */
