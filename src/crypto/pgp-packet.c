@@ -4,6 +4,7 @@
 #include "util/mem.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <string.h>
 
 /* ---- packet headers (RFC 4880 s4.2) ---- */
@@ -286,19 +287,30 @@ int sg_pgp_write_mpi(struct sg_buf *out, const unsigned char *v, size_t len, str
 
 /* ---- armor (RFC 4880 s6) ---- */
 
+/* Table for CRC-24 one octet at a time (s6.1 polynomial 0x1864CFB). */
+static uint32_t crc24_table[256];
+
+static void crc24_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i << 16;
+		for (int b = 0; b < 8; b++) {
+			c <<= 1;
+			if (c & 0x1000000)
+				c ^= 0x1864cfb;
+		}
+		crc24_table[i] = c & 0xffffff;
+	}
+}
+
 uint32_t sg_pgp_crc24(const unsigned char *p, size_t len)
 {
-	/* s6.1: CRC24_INIT 0xB704CE, polynomial 0x1864CFB */
-	uint32_t crc = 0xb704ce;
-	for (size_t i = 0; i < len; i++) {
-		crc ^= (uint32_t)p[i] << 16;
-		for (int b = 0; b < 8; b++) {
-			crc <<= 1;
-			if (crc & 0x1000000)
-				crc ^= 0x1864cfb;
-		}
-	}
-	return crc & 0xffffff;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, crc24_init);
+	uint32_t crc = 0xb704ce; /* CRC24_INIT */
+	for (size_t i = 0; i < len; i++)
+		crc = ((crc << 8) ^ crc24_table[((crc >> 16) ^ p[i]) & 0xff]) & 0xffffff;
+	return crc;
 }
 
 void sg_pgp_armor_clear(struct sg_pgp_armor *armor)
