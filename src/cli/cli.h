@@ -24,6 +24,8 @@
 #define SG_EXIT_BAD_SIGNATURE 9
 #define SG_EXIT_UNSUPPORTED 10
 #define SG_EXIT_MALFORMED SG_EXIT_DATAERR
+/* rekey-msg: the message was left as it was (not encrypted, not for the old key). */
+#define SG_EXIT_SKIPPED 11
 
 struct sg_cli_command {
 	const char *name;
@@ -40,6 +42,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_seal(int argc, char **argv);
 int cmd_unseal(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_rekey_msg(int argc, char **argv);
+int cmd_rekey(int argc, char **argv);
 
 /* Shared by seal/unseal (cmd-seal.c). */
 struct sg_key;

@@ -9,6 +9,8 @@ const struct sg_cli_command sg_cli_commands[] = {
 	{ "seal", cmd_seal, "encrypt and/or sign a message (PGP/MIME, S/MIME) from stdin" },
 	{ "unseal", cmd_unseal, "decrypt and verify a message from stdin" },
 	{ "key", cmd_key, "manage the key store; publish keys (WKD)" },
+	{ "rekey", cmd_rekey, "re-wrap every message of a Maildir for a new key (journal, resumable)" },
+	{ "rekey-msg", cmd_rekey_msg, "re-wrap one stored message's session key for a new key (stdin to stdout)" },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "list the subcommands, or explain one" },
 	{ NULL, NULL, NULL },

@@ -1,0 +1,628 @@
+/* sealgate rekey / rekey-msg: re-wrap stored messages (a Maildir, or one
+ * message stdin to stdout) for a new key; encrypted content stays as it is. */
+#include "cli/cli.h"
+#include "crypto/cms-rewrap.h"
+#include "crypto/pgp-rewrap.h"
+#include "mime/rekey-msg.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/secret.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define REKEY_MSG_MAX ((size_t)1 << 30)
+#define KEYFILE_MAX ((size_t)16 << 20)
+
+struct rekey_opts {
+	char **old_files;
+	size_t n_old;
+	char **new_files;
+	size_t n_new;
+	const char *passphrase_file;
+	const char *maildir;
+	bool from_store;
+};
+
+struct rekey_keys {
+	struct sg_pgp_keyring *pgp_old, *pgp_new;
+	struct sg_cms_party *cms_old, *cms_new;
+	char *passphrase;
+};
+
+static void rekey_usage(FILE *f)
+{
+	fprintf(f, "usage: sealgate rekey-msg --old-key FILE... --new-key FILE... [--passphrase-file FILE]\n"
+		   "                         < in.eml > out.eml\n"
+		   "       sealgate rekey ADDR --old-key FILE... --new-key FILE... --maildir DIR\n"
+		   "                      [--passphrase-file FILE]\n"
+		   "Replaces the old key's PKESK (PGP/MIME) or RecipientInfo (S/MIME) by one for\n"
+		   "the new key; every other byte of the message stays the same.\n"
+		   "Keys: OpenPGP (armored or binary; old: secret key, new: public key) or PEM\n"
+		   "(old: certificate + private key, new: certificate); each option may repeat.\n"
+		   "Exit: 0 rewritten, 11 skipped (input copied unchanged; reason on stderr),\n"
+		   "3 bad key, 65 malformed message, 1 other failure, 64 usage.\n"
+		   "rekey walks DIR (cur/, new/ and Maildir++ .Folder/s): each message is rewritten\n"
+		   "atomically (tmp/, fsync, rename over the original keeping its base name and\n"
+		   "flags, S=/W= sizes fixed); a journal in DIR resumes after a crash. Run\n"
+		   "'doveadm force-resync -u ADDR INBOX' afterwards. Exit: 0 none failed, 1 some failed.\n");
+}
+
+static void add_str(char ***arr, size_t *n, char *s)
+{
+	*arr = sg_reallocarray(*arr, *n + 1, sizeof(**arr));
+	(*arr)[(*n)++] = s;
+}
+
+static int rekey_parse(int argc, char **argv, struct rekey_opts *o, int nargs)
+{
+	static const struct option longopts[] = {
+		{ "old-key", required_argument, NULL, 'o' },
+		{ "new-key", required_argument, NULL, 'n' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "maildir", required_argument, NULL, 'm' },
+		{ "from-store", no_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o': add_str(&o->old_files, &o->n_old, optarg); break;
+		case 'n': add_str(&o->new_files, &o->n_new, optarg); break;
+		case 'p': o->passphrase_file = optarg; break;
+		case 'm': o->maildir = optarg; break;
+		case 's': o->from_store = true; break;
+		case 'h': rekey_usage(stdout); return 0;
+		default: rekey_usage(stderr); return -1;
+		}
+	}
+	if (optind != argc - nargs || o->n_old == 0 || o->n_new == 0) {
+		rekey_usage(stderr);
+		return -1;
+	}
+	return 1;
+}
+
+static int read_fd(int fd, struct sg_buf *out)
+{
+	unsigned char chunk[65536];
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n == 0)
+			return 1;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || !sg_buf_append(out, chunk, (size_t)n))
+			return -1;
+	}
+}
+
+static int read_file(const char *path, struct sg_buf *out)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return -1;
+	int r = read_fd(fileno(f), out);
+	fclose(f);
+	return r;
+}
+
+static bool is_pem_cert(const struct sg_buf *b)
+{
+	return b->len > 0 && strstr((const char *)b->data, "-----BEGIN CERTIFICATE-----") != NULL;
+}
+
+/* Load one key file into the slot of its kind. 1; -1 (printed). */
+static int load_one(const char *path, bool old, struct rekey_keys *k)
+{
+	struct sg_buf b;
+	struct sg_error err = SG_ERROR_INIT;
+	int r = -1;
+	sg_buf_init(&b, KEYFILE_MAX);
+	if (read_file(path, &b) < 0) {
+		fprintf(stderr, "sealgate rekey-msg: %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	if (is_pem_cert(&b)) {
+		struct sg_cms_party **slot = old ? &k->cms_old : &k->cms_new;
+		if (*slot != NULL) {
+			sg_error_set(&err, "only one %s certificate", old ? "old" : "new");
+			goto fail;
+		}
+		r = sg_cms_party_load(b.data, b.len, k->passphrase, old, slot, &err);
+	} else {
+		struct sg_pgp_keyring **slot = old ? &k->pgp_old : &k->pgp_new;
+		if (*slot != NULL) {
+			sg_error_set(&err, "only one %s OpenPGP key", old ? "old" : "new");
+			goto fail;
+		}
+		r = sg_pgp_keyring_load(b.data, b.len, k->passphrase, slot, &err);
+	}
+	if (r > 0)
+		goto out;
+fail:
+	r = -1;
+	fprintf(stderr, "sealgate rekey-msg: %s: %s\n", path, sg_error_msg(&err));
+out:
+	sg_error_clear(&err);
+	sg_buf_free_secret(&b);
+	return r;
+}
+
+static int load_passphrase(const char *path, char **pass_r)
+{
+	struct sg_buf b;
+	sg_buf_init(&b, 64 * 1024);
+	if (read_file(path, &b) < 0) {
+		fprintf(stderr, "sealgate rekey-msg: %s: cannot read passphrase\n", path);
+		sg_buf_free_secret(&b);
+		return -1;
+	}
+	size_t n = strcspn(sg_buf_str(&b), "\r\n");
+	*pass_r = sg_strndup(sg_buf_str(&b), n);
+	sg_buf_free_secret(&b);
+	return 1;
+}
+
+static void free_keys(struct rekey_keys *k)
+{
+	sg_pgp_keyring_free(&k->pgp_old);
+	sg_pgp_keyring_free(&k->pgp_new);
+	sg_cms_party_free(&k->cms_old);
+	sg_cms_party_free(&k->cms_new);
+	if (k->passphrase != NULL)
+		sg_secret_free(&k->passphrase, strlen(k->passphrase));
+}
+
+static int load_all_keys(const struct rekey_opts *o, struct rekey_keys *k)
+{
+	if (o->passphrase_file != NULL && load_passphrase(o->passphrase_file, &k->passphrase) < 0)
+		return -1;
+	for (size_t i = 0; i < o->n_old; i++)
+		if (load_one(o->old_files[i], true, k) < 0)
+			return -1;
+	for (size_t i = 0; i < o->n_new; i++)
+		if (load_one(o->new_files[i], false, k) < 0)
+			return -1;
+	return 1;
+}
+
+int cmd_rekey_msg(int argc, char **argv)
+{
+	struct rekey_opts o;
+	struct rekey_keys k;
+	struct sg_buf in, out;
+	struct sg_error err = SG_ERROR_INIT;
+	struct sg_rekey_info info;
+	int ret = SG_EXIT_USAGE;
+	memset(&o, 0, sizeof(o));
+	memset(&k, 0, sizeof(k));
+	sg_buf_init(&in, REKEY_MSG_MAX);
+	sg_buf_init(&out, REKEY_MSG_MAX + REKEY_MSG_MAX / 2);
+	int pr = rekey_parse(argc, argv, &o, 0);
+	if (pr <= 0) {
+		ret = pr == 0 ? SG_EXIT_OK : SG_EXIT_USAGE;
+		goto out;
+	}
+	ret = SG_EXIT_BAD_KEY;
+	if (load_all_keys(&o, &k) < 0)
+		goto out;
+	ret = SG_EXIT_FAIL;
+	if (read_fd(STDIN_FILENO, &in) < 0) {
+		fprintf(stderr, "sealgate rekey-msg: reading stdin failed or message too large\n");
+		goto out;
+	}
+	struct sg_rekey_keys rk = { k.pgp_old, k.pgp_new, k.cms_old, k.cms_new };
+	int r = sg_rekey_message(in.data, in.len, &rk, &out, &info, &err);
+	if (r < 0) {
+		fprintf(stderr, "sealgate rekey-msg: %s\n", sg_error_msg(&err));
+		ret = SG_EXIT_DATAERR;
+		goto out;
+	}
+	if (r == 0) {
+		fprintf(stderr, "sealgate rekey-msg: skipped: %s\n", info.skip_reason);
+		ret = sg_cli_write_out(in.data, in.len, "rekey-msg") > 0 ? SG_EXIT_SKIPPED : SG_EXIT_FAIL;
+		goto out;
+	}
+	if (sg_cli_write_out(out.data, out.len, "rekey-msg") < 0)
+		goto out;
+	fprintf(stderr, "sealgate rekey-msg: rewrapped (%s): %zu replaced, %zu other recipient(s) kept\n",
+		info.kind == SG_REKEY_KIND_SMIME ? "S/MIME" : "PGP/MIME", info.removed, info.kept);
+	ret = SG_EXIT_OK;
+out:
+	sg_error_clear(&err);
+	free_keys(&k);
+	free(o.old_files);
+	free(o.new_files);
+	sg_buf_free(&in);
+	sg_buf_free(&out);
+	return ret;
+}
+
+/* ---- Maildir walk ---- */
+
+#define JOURNAL_NAME ".sealgate-rekey.journal"
+
+struct walk {
+	const char *root;
+	const struct sg_rekey_keys *keys;
+	FILE *journal;
+	char **done;            /* base names finished in an earlier run (journal) */
+	size_t n_done;
+	char **paths;           /* messages to look at: "folder/cur/name" */
+	size_t n_paths;
+	size_t n_ok, n_skip, n_fail, n_earlier;
+	struct sg_buf reasons;  /* "skipped|failed: name: reason" lines */
+	bool tty;
+	struct timespec t0;
+};
+
+/* The unique part of a Maildir name: up to the first ',' or ':'. */
+static char *base_name(const char *name)
+{
+	return sg_strndup(name, strcspn(name, ",:"));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* w->done is sorted (open_journal). */
+static bool done_earlier(const struct walk *w, const char *name)
+{
+	char *b = base_name(name);
+	bool found = w->n_done > 0 && bsearch(&b, w->done, w->n_done, sizeof(*w->done), cmp_str) != NULL;
+	free(b);
+	return found;
+}
+
+/* New name: the same base and flags with S= (file size) and W= (size with
+ * CRLF line ends, RFC 822 size) rewritten when present. */
+static char *fixed_name(const char *name, const unsigned char *data, size_t len)
+{
+	size_t bare_lf = 0;
+	for (size_t i = 0; i < len; i++)
+		if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r'))
+			bare_lf++;
+	struct sg_buf b;
+	sg_buf_init(&b, 4096);
+	const char *p = name;
+	const char *info = strchr(name, ':');
+	const char *end = info ? info : name + strlen(name);
+	while (p < end) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *seg_end = comma ? comma : end;
+		bool ok;
+		if (p != name && seg_end - p > 2 && strncmp(p, "S=", 2) == 0)
+			ok = sg_buf_printf(&b, "S=%zu", len);
+		else if (p != name && seg_end - p > 2 && strncmp(p, "W=", 2) == 0)
+			ok = sg_buf_printf(&b, "W=%zu", len + bare_lf);
+		else
+			ok = sg_buf_append(&b, p, (size_t)(seg_end - p));
+		if (ok && comma)
+			ok = sg_buf_append(&b, ",", 1);
+		if (!ok)
+			sg_panic("maildir name too long");
+		p = comma ? comma + 1 : end;
+	}
+	if (info && !sg_buf_append_str(&b, info))
+		sg_panic("maildir name too long");
+	size_t n;
+	return (char *)sg_buf_steal(&b, &n);
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+static int write_tmp(const char *path, const unsigned char *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = write(fd, data + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			close(fd);
+			unlink(path);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) < 0) {
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	return close(fd);
+}
+
+/* Flushed, not fsynced: it survives kill -9, and after a power loss a lost
+ * line costs only the summary's accuracy (a re-keyed message is skipped
+ * anyway), so the I/O per message stays that of a plain copy. */
+static void journal(struct walk *w, const char *what, const char *name)
+{
+	char *b = base_name(name);
+	fprintf(w->journal, "%s %s\n", what, b);
+	fflush(w->journal);
+	free(b);
+}
+
+static void note(struct walk *w, const char *kind, const char *rel, const char *why)
+{
+	if (!sg_buf_printf(&w->reasons, "  %s: %s: %s\n", kind, rel, why))
+		sg_buf_reset(&w->reasons); /* keep going; counts stay right */
+}
+
+/* Replace dir/name by data: tmp/ file, fsync, rename over the original
+ * (the one atomic step: the message is either old or new, never both or
+ * neither), fsync the folder, then the size fields of its name. 1; -1. */
+static int replace_msg(struct walk *w, const char *folder, const char *sub, const char *name,
+		       const unsigned char *data, size_t len, const char **why_r)
+{
+	char *tmp = sg_asprintf("%s/tmp/%s.rekey-%ld", folder, name, (long)getpid());
+	char *dir = sg_asprintf("%s/%s", folder, sub);
+	char *path = sg_asprintf("%s/%s", dir, name);
+	char *nn = fixed_name(name, data, len);
+	char *npath = sg_asprintf("%s/%s", dir, nn);
+	int ret = -1;
+	if (write_tmp(tmp, data, len) < 0) {
+		*why_r = "writing tmp/ file failed";
+		goto out;
+	}
+	journal(w, "begin", name);
+	/* Exchange, not rename: if Dovecot renamed the file meanwhile (new
+	 * flags) a plain rename would bring back a second copy. */
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) < 0) {
+		*why_r = errno == ENOENT ? "renamed by someone else meanwhile; run again" : "rename failed";
+		unlink(tmp);
+		goto out;
+	}
+	unlink(tmp); /* now the old content */
+	if (strcmp(nn, name) != 0 && rename(path, npath) < 0) {
+		*why_r = "size fields not fixed (rename failed)";
+		goto out;
+	}
+	fsync_dir(dir);
+	journal(w, "done", name);
+	ret = 1;
+out:
+	free(tmp);
+	free(dir);
+	free(path);
+	free(nn);
+	free(npath);
+	return ret;
+}
+
+static void one_message(struct walk *w, const char *rel)
+{
+	/* rel: "<folder>/<cur|new>/<name>" relative to nothing: full path */
+	const char *slash = strrchr(rel, '/');
+	char *dir = sg_strndup(rel, (size_t)(slash - rel));
+	const char *name = slash + 1;
+	const char *sub = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+	char *folder = sg_strndup(dir, (size_t)(sub - dir) - (sub > dir ? 1 : 0));
+	struct sg_buf in, out;
+	struct sg_error err = SG_ERROR_INIT;
+	struct sg_rekey_info info;
+	const char *why = NULL;
+	sg_buf_init(&in, REKEY_MSG_MAX);
+	sg_buf_init(&out, REKEY_MSG_MAX + REKEY_MSG_MAX / 2);
+	if (read_file(rel, &in) < 0) {
+		w->n_fail++;
+		note(w, "failed", rel, errno == ENOENT ? "vanished (renamed or expunged); run again" : "unreadable");
+		goto out;
+	}
+	int r = sg_rekey_message(in.data, in.len, w->keys, &out, &info, &err);
+	if (r < 0) {
+		w->n_fail++;
+		note(w, "failed", rel, sg_error_msg(&err));
+	} else if (r == 0) {
+		if (done_earlier(w, name)) {
+			w->n_earlier++;
+		} else {
+			w->n_skip++;
+			note(w, "skipped", rel, info.skip_reason);
+		}
+	} else if (replace_msg(w, folder, sub, name, out.data, out.len, &why) < 0) {
+		w->n_fail++;
+		note(w, "failed", rel, why);
+	} else {
+		w->n_ok++;
+	}
+out:
+	sg_error_clear(&err);
+	sg_buf_free(&in);
+	sg_buf_free(&out);
+	free(dir);
+	free(folder);
+}
+
+static void list_sub(struct walk *w, const char *folder, const char *sub)
+{
+	char *dir = sg_asprintf("%s/%s", folder, sub);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		w->paths = sg_reallocarray(w->paths, w->n_paths + 1, sizeof(*w->paths));
+		w->paths[w->n_paths++] = sg_asprintf("%s/%s", dir, de->d_name);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(dir);
+}
+
+/* The root folder and Maildir++ sub-folders (".Name"). */
+static void list_all(struct walk *w)
+{
+	list_sub(w, w->root, "cur");
+	list_sub(w, w->root, "new");
+	DIR *d = opendir(w->root);
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] != '.' || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		char *f = sg_asprintf("%s/%s", w->root, de->d_name);
+		struct stat st;
+		if (stat(f, &st) == 0 && S_ISDIR(st.st_mode)) {
+			list_sub(w, f, "cur");
+			list_sub(w, f, "new");
+		}
+		free(f);
+	}
+	if (d != NULL)
+		closedir(d);
+	qsort(w->paths, w->n_paths, sizeof(*w->paths), cmp_str);
+}
+
+/* Earlier runs: "begin/done BASE" lines (for the summary: a re-keyed message is
+ * skipped anyway, the old key no longer being a recipient); tmp/ leftovers
+ * of a killed run go (old or new content, the message file is whole). */
+static int open_journal(struct walk *w)
+{
+	char *jp = sg_asprintf("%s/" JOURNAL_NAME, w->root);
+	FILE *f = fopen(jp, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	while (f != NULL && getline(&line, &cap, f) > 0) {
+		line[strcspn(line, "\n")] = '\0';
+		/* a "begin" without "done": killed around the exchange, so the
+		 * message may be re-keyed already */
+		const char *b = strncmp(line, "done ", 5) == 0	  ? line + 5
+				: strncmp(line, "begin ", 6) == 0 ? line + 6
+								  : NULL;
+		if (b != NULL) {
+			w->done = sg_reallocarray(w->done, w->n_done + 1, sizeof(*w->done));
+			w->done[w->n_done++] = sg_strdup(b);
+		}
+	}
+	free(line);
+	if (f != NULL)
+		fclose(f);
+	if (w->n_done > 0)
+		qsort(w->done, w->n_done, sizeof(*w->done), cmp_str);
+	w->journal = fopen(jp, "a");
+	free(jp);
+	return w->journal != NULL ? 1 : -1;
+}
+
+static void remove_leftovers(const char *root)
+{
+	char *tmpd = sg_asprintf("%s/tmp", root);
+	DIR *d = opendir(tmpd);
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (strstr(de->d_name, ".rekey-") == NULL)
+			continue;
+		char *p = sg_asprintf("%s/%s", tmpd, de->d_name);
+		unlink(p);
+		free(p);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(tmpd);
+}
+
+static double elapsed(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void progress(const struct walk *w, size_t i)
+{
+	if (!w->tty)
+		return;
+	double s = elapsed(&w->t0), rate = s > 0 ? (double)i / s : 0;
+	double eta = rate > 0 ? (double)(w->n_paths - i) / rate : 0;
+	int width = 30, fill = w->n_paths ? (int)((double)width * (double)i / (double)w->n_paths) : width;
+	fprintf(stderr, "\r[%.*s%*s] %zu/%zu  %.1f msg/s  ETA %.0fs ", fill,
+		"##############################", width - fill, "", i, w->n_paths, rate, eta);
+	fflush(stderr);
+}
+
+int cmd_rekey(int argc, char **argv)
+{
+	struct rekey_opts o;
+	struct rekey_keys k;
+	struct walk w;
+	int ret = SG_EXIT_USAGE;
+	memset(&o, 0, sizeof(o));
+	memset(&k, 0, sizeof(k));
+	memset(&w, 0, sizeof(w));
+	sg_buf_init(&w.reasons, 16 << 20);
+	int pr = rekey_parse(argc, argv, &o, 1);
+	if (pr <= 0) {
+		ret = pr == 0 ? SG_EXIT_OK : SG_EXIT_USAGE;
+		goto out;
+	}
+	const char *addr = argv[argc - 1];
+	if (o.from_store || o.maildir == NULL) {
+		fprintf(stderr, "sealgate rekey: %s: only --maildir DIR is supported (no message store yet)\n", addr);
+		goto out;
+	}
+	ret = SG_EXIT_BAD_KEY;
+	if (load_all_keys(&o, &k) < 0)
+		goto out;
+	ret = SG_EXIT_FAIL;
+	struct sg_rekey_keys rk = { k.pgp_old, k.pgp_new, k.cms_old, k.cms_new };
+	w.root = o.maildir;
+	w.keys = &rk;
+	w.tty = isatty(STDERR_FILENO);
+	if (open_journal(&w) < 0) {
+		fprintf(stderr, "sealgate rekey: %s: cannot open the journal: %s\n", o.maildir, strerror(errno));
+		goto out;
+	}
+	remove_leftovers(w.root);
+	list_all(&w);
+	clock_gettime(CLOCK_MONOTONIC, &w.t0);
+	for (size_t i = 0; i < w.n_paths; i++) {
+		progress(&w, i);
+		one_message(&w, w.paths[i]);
+	}
+	progress(&w, w.n_paths);
+	if (w.tty)
+		fputc('\n', stderr);
+	fprintf(stderr, "sealgate rekey: %s: %zu done, %zu done earlier, %zu skipped, %zu failed (%.1f s)\n%s",
+		addr, w.n_ok, w.n_earlier, w.n_skip, w.n_fail, elapsed(&w.t0), sg_buf_str(&w.reasons));
+	ret = w.n_fail == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
+out:
+	if (w.journal != NULL)
+		fclose(w.journal);
+	for (size_t i = 0; i < w.n_paths; i++)
+		free(w.paths[i]);
+	for (size_t i = 0; i < w.n_done; i++)
+		free(w.done[i]);
+	free(w.paths);
+	free(w.done);
+	sg_buf_free(&w.reasons);
+	free_keys(&k);
+	free(o.old_files);
+	free(o.new_files);
+	return ret;
+}
