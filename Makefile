@@ -63,8 +63,12 @@ fuzz-check: $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	scripts/fuzz.sh $(FUZZ_BUILD) 10
 
-bench: build
-	bench/relay.sh $(BUILD)/sealgate
+# Every benchmark, each against its named baseline in the same run.
+bench: deps-test build
+	bench/relay.sh $(CURDIR)/$(BUILD)/sealgate
+	bench/seal.sh $(BUILD)
+	bench/keys.sh $(BUILD)
+	bench/rekey.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
