@@ -346,8 +346,13 @@ static int seal_run(const struct seal_opts *o, struct sg_key **keys)
 	int quiet = sg_cli_quiet_begin();
 	int r = sg_seal(in.data, in.len, &req, &out, &outcome, &st, &err);
 	sg_cli_quiet_end(quiet);
-	if (r < 0)
-		goto fail;
+	if (r < 0) {
+		/* sg_seal's message already starts with "seal: " / "smime seal: ". */
+		fprintf(stderr, "sealgate %s\n", sg_error_msg(&err));
+		code = sg_cli_exit_for_status(st);
+		code = code == SG_EXIT_OK ? SG_EXIT_FAIL : code;
+		goto out;
+	}
 	if (outcome == SG_SEAL_ALREADY_ENCRYPTED)
 		fprintf(stderr, "sealgate seal: message is already encrypted; passed on unchanged\n");
 	code = sg_cli_write_out(out.data, out.len, "seal") == 1 ? SG_EXIT_OK : SG_EXIT_FAIL;

@@ -5,8 +5,6 @@
 #include "util/mem.h"
 #include "util/secret.h"
 
-#include <fcntl.h>
-#include <pthread.h>
 #include <rnp/rnp.h>
 #include <rnp/rnp_err.h>
 #include <stdint.h>
@@ -63,7 +61,7 @@ bool sg_pgp_looks_like_key(const void *data, size_t len)
 
 struct op_ctx {
 	rnp_ffi_t ffi;
-	const struct sg_pgp_key *pass_keys[16]; /* keys whose passphrase we may hand out */
+	const struct sg_pgp_key **pass_keys; /* keys whose passphrase we may hand out; owned array */
 	size_t n_pass;
 };
 
@@ -104,14 +102,6 @@ static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, co
 	return ok;
 }
 
-static pthread_once_t null_once = PTHREAD_ONCE_INIT;
-static int null_fd = -1;
-
-static void open_null(void)
-{
-	null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-}
-
 static int op_init(struct op_ctx *c, struct sg_error *err)
 {
 	memset(c, 0, sizeof(*c));
@@ -119,10 +109,6 @@ static int op_init(struct op_ctx *c, struct sg_error *err)
 		sg_error_set(err, "librnp: cannot create a context");
 		return -1;
 	}
-	/* librnp logs its internal diagnostics to stderr; ours say it better. */
-	pthread_once(&null_once, open_null);
-	if (null_fd >= 0)
-		rnp_ffi_set_log_fd(c->ffi, null_fd);
 	rnp_ffi_set_pass_provider(c->ffi, pass_provider, c);
 	return 1;
 }
@@ -142,8 +128,8 @@ static int op_add_key(struct op_ctx *c, const struct sg_pgp_key *k, struct sg_er
 		sg_error_set(err, "key %s: %s", k->fpr, rnp_msg(r));
 		return -1;
 	}
-	if (c->n_pass < sizeof(c->pass_keys) / sizeof(c->pass_keys[0]))
-		c->pass_keys[c->n_pass++] = k;
+	c->pass_keys = sg_reallocarray(c->pass_keys, c->n_pass + 1, sizeof(*c->pass_keys));
+	c->pass_keys[c->n_pass++] = k;
 	return 1;
 }
 
@@ -152,6 +138,9 @@ static void op_done(struct op_ctx *c)
 	if (c->ffi != NULL)
 		rnp_ffi_destroy(c->ffi);
 	c->ffi = NULL;
+	free(c->pass_keys);
+	c->pass_keys = NULL;
+	c->n_pass = 0;
 }
 
 static rnp_key_handle_t op_locate(struct op_ctx *c, const struct sg_pgp_key *k)
@@ -309,7 +298,7 @@ int sg_pgp_key_load_mem(const void *data, size_t len, const char *passphrase,
 	rnp_result_t r;
 	int ret = -1;
 
-	c.ffi = NULL;
+	memset(&c, 0, sizeof(c));
 	set_status(status_r, SG_CRYPTO_BAD_KEY);
 	k->data = sg_malloc(len + 1);
 	memcpy(k->data, data, len);
@@ -609,8 +598,12 @@ int sg_pgp_encrypt(const struct sg_pgp_piece *pieces, size_t n_pieces,
 		goto out;
 	}
 	r = setup_encrypt(op, &c, recips, n_recips, signer, err);
-	if (r == RNP_SUCCESS && (r = rnp_op_encrypt_execute(op)) != RNP_SUCCESS)
-		sg_error_set(err, "%s", wr.full ? "output too large" : rnp_msg(r));
+	if (r == RNP_SUCCESS && (r = rnp_op_encrypt_execute(op)) != RNP_SUCCESS) {
+		if (r == RNP_ERROR_BAD_PASSWORD && signer != NULL)
+			sg_error_set(err, "signer %s: wrong or missing passphrase", signer->fpr);
+		else
+			sg_error_set(err, "%s", wr.full ? "output too large" : rnp_msg(r));
+	}
 	if (r != RNP_SUCCESS) {
 		set_status(status_r, status_of_rnp(r));
 		goto out;
@@ -702,6 +695,16 @@ static int add_sg_keys(struct op_ctx *c, struct sg_key *const *keys, size_t n, s
 			return -1;
 	}
 	return 1;
+}
+
+static bool any_secret(struct sg_key *const *keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct sg_pgp_key *k = sg_key_pgp(keys[i]);
+		if (k != NULL && k->secret)
+			return true;
+	}
+	return false;
 }
 
 static const struct sg_pgp_key *sg_keys_find(struct sg_key *const *keys, size_t n, const char *fpr)
@@ -852,6 +855,10 @@ static int decrypt_failed(rnp_result_t r, rnp_op_verify_t op, struct op_ctx *c,
 		set_status(status_r, SG_CRYPTO_UNSUPPORTED);
 		sg_error_set(err, "unsupported OpenPGP data (%s; " SG_PGP_V6_HINT ")", rnp_msg(r));
 		break;
+	case RNP_ERROR_BAD_FORMAT:
+		set_status(status_r, SG_CRYPTO_MALFORMED);
+		sg_error_set(err, "not a valid OpenPGP message (%s; note: " SG_PGP_V6_HINT ")", rnp_msg(r));
+		break;
 	default:
 		set_status(status_r, SG_CRYPTO_MALFORMED);
 		sg_error_set(err, "not a valid OpenPGP message (%s)", rnp_msg(r));
@@ -899,6 +906,12 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 
 	sg_buf_init(&plain, out->max);
 	memset(info_r, 0, sizeof(*info_r));
+	memset(&c, 0, sizeof(c));
+	if (!any_secret(keys, n_keys)) {
+		set_status(status_r, SG_CRYPTO_NO_KEY);
+		sg_error_set(err, "no OpenPGP secret key to decrypt with");
+		goto out;
+	}
 	set_status(status_r, SG_CRYPTO_INTERNAL);
 	if (op_init(&c, err) < 0 || add_sg_keys(&c, keys, n_keys, err) < 0 ||
 	    add_sg_keys(&c, verify_keys, n_verify, err) < 0)

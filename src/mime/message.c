@@ -577,3 +577,33 @@ int sg_msg_to_crlf(const unsigned char *data, size_t len, struct sg_buf *out,
 	}
 	return put(out, data + start, len - start, err);
 }
+
+int sg_msg_decode_body(const struct sg_msg_view *v, struct sg_buf *out, struct sg_error *err)
+{
+	struct sg_msg_field f;
+	GMimeEncoding enc;
+	GMimeContentEncoding ce;
+	const unsigned char *body = v->data + v->body_off;
+	size_t len = v->len - v->body_off;
+
+	if (sg_msg_find_field(v, "Content-Transfer-Encoding", &f) != 1)
+		return 0;
+	char *val = sg_msg_field_value(&f);
+	sg_gmime_init();
+	ce = g_mime_content_encoding_from_string(val);
+	free(val);
+	if (ce != GMIME_CONTENT_ENCODING_BASE64 && ce != GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE)
+		return 0;
+	g_mime_encoding_init_decode(&enc, ce);
+	/* Decoding never grows the data (RFC 2045 s6.7, s6.8). */
+	size_t outcap = g_mime_encoding_outlen(&enc, len);
+	if (outcap > out->max - out->len) {
+		sg_error_set(err, "decoded body too large");
+		return -1;
+	}
+	unsigned char *dst = sg_malloc(outcap + 1);
+	size_t n = g_mime_encoding_flush(&enc, (const char *)body, len, (char *)dst);
+	int ret = put(out, dst, n, err);
+	free(dst);
+	return ret;
+}

@@ -138,6 +138,11 @@ int sg_msg_make_subject(const char *text, struct sg_buf *out, struct sg_error *e
 int sg_msg_unprotect_inner(const struct sg_msg_view *inner, struct sg_buf *content_out,
 			   struct sg_msg_field *subject_r, struct sg_error *err) SG_WARN_UNUSED;
 
+/* The body of v with its Content-Transfer-Encoding (base64,
+ * quoted-printable) undone, appended to out: 1 decoded, 0 identity encoding
+ * (nothing appended: use the body as it is), -1 error. */
+int sg_msg_decode_body(const struct sg_msg_view *v, struct sg_buf *out, struct sg_error *err) SG_WARN_UNUSED;
+
 /* Convert bare LF line ends to CRLF (RFC 5322 s2.3), appending to out.
  * 1 ok, -1 when out is full. */
 int sg_msg_to_crlf(const unsigned char *data, size_t len, struct sg_buf *out,

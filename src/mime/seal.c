@@ -487,18 +487,26 @@ static int pgp_unseal_encrypted(const struct sg_msg_view *v, const struct sg_uns
 {
 	struct sg_msg_bodypart *parts = NULL;
 	struct sg_msg_view cv, inner, signed_entity;
-	struct sg_buf plain;
+	struct sg_buf plain, decoded;
 	struct sg_pgp_info info;
 	int ret = -1;
 
 	sg_buf_init(&plain, out->max);
+	sg_buf_init(&decoded, out->max);
 	if (get_parts(v, 2, &parts, status_r, err) < 0)
 		goto out;
 	if (part_view(v, &parts[1], &cv, err) < 0)
 		goto malformed;
-	if (sg_pgp_decrypt(cv.data + cv.body_off, cv.len - cv.body_off, req->keys, req->n_keys, req->verify_keys,
+	/* Some clients base64 the armored part (RFC 3156 s4 allows any CTE). */
+	int dec = sg_msg_decode_body(&cv, &decoded, err);
+	if (dec < 0)
+		goto malformed;
+	const unsigned char *ct = dec == 1 ? decoded.data : cv.data + cv.body_off;
+	size_t ct_len = dec == 1 ? decoded.len : cv.len - cv.body_off;
+	if (sg_pgp_decrypt(ct, ct_len, req->keys, req->n_keys, req->verify_keys,
 			   req->n_verify_keys, time(NULL), &plain, &info, status_r, err) < 0)
 		goto out;
+	sg_buf_free(&decoded);
 	res->was_encrypted = true;
 	take_info(res, &info);
 	if (sg_msg_split(plain.data, plain.len, &inner, err) < 0)
@@ -519,6 +527,7 @@ malformed:
 	set_status(status_r, SG_CRYPTO_MALFORMED);
 out:
 	sg_buf_free_secret(&plain);
+	sg_buf_free(&decoded);
 	free(parts);
 	return ret;
 }
@@ -617,7 +626,8 @@ int sg_unseal(const unsigned char *msg, size_t len, const struct sg_unseal_req *
 			out->data[saved] = '\0';
 		}
 		sg_unseal_result_clear(res);
-		sg_error_prefix(err, "unseal");
+		if (cls != SG_MSG_SMIME_ENCRYPTED && cls != SG_MSG_SMIME_SIGNED)
+			sg_error_prefix(err, "unseal"); /* smime-mime.c says "smime unseal" */
 		return -1;
 	}
 	return 1;

@@ -69,6 +69,8 @@ def make_keys(home, keydir, names=None):
     with open(oldmail, "wb") as f:
         f.write(b"Content-Type: text/plain\r\n\r\nold mail\r\n")
     gpg(home, "--trust-model", "always", "--armor", "-r", "erin@e.test", "-o", oldmail + ".asc", "-e", oldmail)
+    gpg(home, "--armor", "--digest-algo", "SHA256", "-u", "erin@e.test", "-o", oldmail + ".sig",
+        "--detach-sign", oldmail)
     fpr = fingerprint(home, "erin@e.test")
     rev = open(os.path.join(home, "openpgp-revocs.d", fpr + ".rev"), "rb").read()
     rev = rev.replace(b":-----BEGIN PGP PUBLIC KEY BLOCK", b"-----BEGIN PGP PUBLIC KEY BLOCK")

@@ -236,6 +236,42 @@ def test_peer_encrypts_sealgate_unseals(keys, tmp_path, peer, sign):
     assert (b"signature: valid" if sign else b"signature: none") in r.stderr
 
 
+def test_rfc3156_6_1_signed_then_encrypted(keys, tmp_path):
+    """A peer's multipart/signed inside multipart/encrypted (RFC 3156 s6.1)."""
+    entity = (b'Content-Type: text/plain; charset=utf-8; protected-headers="v1"\r\nSubject: nested\r\n\r\n'
+              b"inner text\r\n")
+    signed = pgp_signed(b"", entity, peer_sign_detached("gpg", keys, str(tmp_path), entity))
+    msg = pgp_mime(b"From: alice@a.test\r\nSubject: ...\r\n", peer_encrypt("gpg", keys, str(tmp_path), signed))
+    r = sealgate("unseal", "--key", keys["bob.sec"], "--verify-key", keys["alice.pub"], inp=msg)
+    assert r.returncode == 0, r.stderr
+    assert b"signature: valid" in r.stderr
+    assert b"Subject: nested\r\n" in r.stdout
+    assert r.stdout.endswith(b"\r\n\r\ninner text\r\n")
+
+
+def test_inline_pgp_unseal(keys, tmp_path):
+    armored = peer_encrypt("gpg", keys, str(tmp_path), b"inline secret\n", sign=True)
+    msg = b"Subject: inline\r\nContent-Type: text/plain\r\n\r\nHello,\r\n" + armored.replace(b"\n", b"\r\n")
+    r = sealgate("unseal", "--key", keys["bob.sec"], "--verify-key", keys["alice.pub"], inp=msg)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"Subject: inline\r\nContent-Type: text/plain\r\n\r\nHello,\r\ninline secret\n\r\n"
+    assert b"signature: valid" in r.stderr
+
+
+def test_base64_encoded_ciphertext_part(keys, tmp_path):
+    """RFC 3156 s4 lets the octet-stream part carry any transfer encoding."""
+    import base64
+    armored = peer_encrypt("gpg", keys, str(tmp_path), b"Content-Type: text/plain\r\n\r\nb64 part\r\n")
+    msg = pgp_mime(b"Subject: x\r\n", armored)
+    b64 = base64.encodebytes(armored.replace(b"\n", b"\r\n")).replace(b"\n", b"\r\n")
+    msg = msg.replace(b'name="encrypted.asc"\r\n\r\n' + armored.replace(b"\n", b"\r\n"),
+                      b'name="encrypted.asc"\r\nContent-Transfer-Encoding: base64\r\n\r\n' + b64)
+    assert b"Content-Transfer-Encoding: base64" in msg
+    r = sealgate("unseal", "--key", keys["bob.sec"], inp=msg)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith(b"\r\n\r\nb64 part\r\n")
+
+
 @pytest.mark.parametrize("peer", PEERS)
 def test_peer_signs_sealgate_verifies(keys, tmp_path, peer):
     entity = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nsigned by " + peer.encode() + b"\r\n"
@@ -275,6 +311,20 @@ def test_passphrase_key(keys):
     u = sealgate("unseal", "--key", keys["carol.sec"], inp=r.stdout)
     assert u.returncode == 3, u.stderr
     assert b"passphrase" in u.stderr
+
+
+def test_passphrase_signer(keys, tmp_path):
+    args = ["seal", "--to", "bob@b.test", "--sign-as", "carol@c.test", "--key", keys["bob.pub"],
+            "--key", keys["carol.sec"]]
+    r = sealgate(*args, inp=PLAIN_8BIT)
+    assert r.returncode == 3, r.stderr
+    assert "passphrase" in one_line(r.stderr)
+    assert r.stdout == b""
+    r = sealgate(*args, "--passphrase-file", keys["carol.pass"], inp=PLAIN_8BIT)
+    assert r.returncode == 0, r.stderr
+    plain, sig_ok = peer_decrypt("gpg", keys, str(tmp_path), encrypted_payload(r.stdout))
+    assert sig_ok
+    check_inner_exact(PLAIN_8BIT, plain)
 
 
 def test_lf_input_becomes_crlf(keys):
@@ -359,6 +409,13 @@ def test_wrong_key(keys):
     assert r.stdout == b""
 
 
+def test_no_secret_key_to_decrypt(keys):
+    r = sealgate("unseal", "--verify-key", keys["alice.pub"], inp=sealed_to_bob(keys))
+    assert r.returncode == 2, r.stderr
+    assert "no OpenPGP secret key" in one_line(r.stderr)
+    assert r.stdout == b""
+
+
 def test_no_key_for_recipient(keys):
     r = sealgate("seal", "--to", "zed@z.test", "--key", keys["bob.pub"], inp=PLAIN_8BIT)
     assert r.returncode == 2
@@ -412,6 +469,15 @@ def test_signer_key_revoked_or_expired(keys, tmp_path):
     r = sealgate("unseal", "--verify-key", keys["dave.pub"], inp=msg)
     assert r.returncode == 4, r.stderr
     assert b"signer key expired" in r.stderr
+
+
+def test_signer_key_revoked(keys):
+    """Signed before erin's key was revoked: the signature is no longer trusted."""
+    entity = open(os.path.join(keys["dir"], "erin.old"), "rb").read()
+    msg = pgp_signed(b"Subject: s\r\n", entity, open(os.path.join(keys["dir"], "erin.old.sig"), "rb").read())
+    r = sealgate("unseal", "--verify-key", keys["erin.pub"], inp=msg)
+    assert r.returncode == 5, r.stderr
+    assert b"signer key revoked" in r.stderr
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.9])

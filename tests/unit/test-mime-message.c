@@ -236,6 +236,37 @@ static void test_subject_and_crlf(void **state)
 	sg_buf_free(&b);
 }
 
+struct decode_case {
+	const char *name;
+	const char *msg;
+	int ret;
+	const char *want;
+};
+
+static const struct decode_case decode_cases[] = {
+	{ "base64", "Content-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8=\r\n", 1, "hello" },
+	{ "qp", "Content-Transfer-Encoding: Quoted-Printable\r\n\r\ncaf=C3=A9=\r\n!\r\n", 1, "caf\xc3\xa9!\r\n" },
+	{ "7bit", "Content-Transfer-Encoding: 7bit\r\n\r\nx", 0, "" },
+	{ "none", "Content-Type: text/plain\r\n\r\nx", 0, "" },
+	{ "empty base64", "Content-Transfer-Encoding: base64\r\n\r\n", 1, "" },
+};
+
+static void test_decode_body(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(decode_cases) / sizeof(decode_cases[0]); i++) {
+		const struct decode_case *c = &decode_cases[i];
+		struct sg_msg_view v;
+		struct sg_buf b;
+		sg_buf_init(&b, 1 << 20);
+		assert_int_equal(sg_msg_split((const unsigned char *)c->msg, strlen(c->msg), &v, NULL), 1);
+		int r = sg_msg_decode_body(&v, &b, NULL);
+		if (r != c->ret || strcmp(sg_buf_str(&b), c->want) != 0)
+			fail_msg("case '%s': ret %d '%s'", c->name, r, sg_buf_str(&b));
+		sg_buf_free(&b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +276,7 @@ int main(void)
 		cmocka_unit_test(test_multipart),
 		cmocka_unit_test(test_header_protection),
 		cmocka_unit_test(test_subject_and_crlf),
+		cmocka_unit_test(test_decode_body),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <rnp/rnp.h>
 #include <rnp/rnp_err.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,47 @@ static void test_malformed(void **state)
 	sg_buf_free(&sealed);
 }
 
+/* Operations on worker threads: each has its own librnp context. */
+static void *worker(void *arg)
+{
+	struct sg_key *recips[] = { bob_pub };
+	struct sg_seal_req req = { .format = SG_SEAL_PGP, .recipients = recips, .n_recipients = 1,
+				   .signer = alice_sec };
+	long ok = 0;
+
+	(void)arg;
+	for (int i = 0; i < 10; i++) {
+		struct sg_buf sealed, out;
+		struct sg_unseal_result res;
+		enum sg_crypto_status st;
+		enum sg_seal_outcome oc;
+		memset(&res, 0, sizeof(res));
+		sg_buf_init(&out, 1);
+		sg_buf_init(&sealed, 1 << 24);
+		if (sg_seal((const unsigned char *)MSG, strlen(MSG), &req, &sealed, &oc, &st, NULL) == 1 &&
+		    unseal(&sealed, bob_sec, alice_pub, &out, &res, &st) == 1 && res.sig == SG_SIG_VALID &&
+		    out.len == strlen(MSG) && memcmp(out.data, MSG, out.len) == 0)
+			ok++;
+		sg_unseal_result_clear(&res);
+		sg_buf_free(&out);
+		sg_buf_free(&sealed);
+	}
+	return (void *)ok;
+}
+
+static void test_threads(void **state)
+{
+	pthread_t t[4];
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, worker, NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		void *ok;
+		assert_int_equal(pthread_join(t[i], &ok), 0);
+		assert_int_equal((long)ok, 10);
+	}
+}
+
 static void test_status_names(void **state)
 {
 	(void)state;
@@ -309,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_seal_unseal),
 		cmocka_unit_test(test_sign_only),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_status_names),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
