@@ -498,6 +498,8 @@ int sg_cms_encrypt(const unsigned char *data, size_t len,
 	}
 	in = mem_bio(data, len);
 	out = sink_bio(der_out);
+	/* DER, not CMS_STREAM's indefinite-length BER: one encoding of each
+	 * message, and a GCM tag that sits at the end */
 	if (in == NULL || out == NULL || CMS_final(cms, in, NULL, flags) != 1 ||
 	    i2d_CMS_bio(out, cms) != 1) {
 		buf_rollback(der_out, saved);

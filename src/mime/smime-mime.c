@@ -274,12 +274,17 @@ static int seal_view(const struct sg_msg_view *v, const struct sg_seal_req *req,
 				   req->smime_gcm ? SG_CMS_AES256_GCM : SG_CMS_AES256_CBC,
 				   &der, status_r, err) < 0)
 			goto out;
+		/* large messages: keep at most two copies alive at a time */
+		sg_buf_free_secret(&inner);
+		entity_free(&signed_e);
+		entity_init(&signed_e);
 		*status_r = SG_CRYPTO_INTERNAL;
 		if (pkcs7_entity(req->smime_gcm ? "authEnveloped-data" : "enveloped-data",
 				 "smime.p7m", &der, &enc_e, err) < 0 ||
 		    sg_msg_make_subject(req->neutral_subject != NULL ? req->neutral_subject : "...",
 					&subject, err) < 0)
 			goto out;
+		sg_buf_free(&der);
 		top = &enc_e;
 	}
 	if (sg_msg_build_outer(v, encrypt ? subject.data : NULL, subject.len,
@@ -297,6 +302,30 @@ out:
 	return ret;
 }
 
+/* Mail is CRLF (RFC 5322 s2.3); convert only input that is not, so that
+ * the usual case costs no copy. The result is msg itself or crlf's data. */
+static int canonical(const unsigned char *msg, size_t len, struct sg_buf *crlf,
+		     const unsigned char **data_r, size_t *len_r, struct sg_error *err)
+{
+	const unsigned char *nl = msg;
+	size_t left = len;
+
+	while ((nl = memchr(nl, '\n', left)) != NULL) {
+		if (nl == msg || nl[-1] != '\r') {
+			if (sg_msg_to_crlf(msg, len, crlf, err) < 0)
+				return -1;
+			*data_r = crlf->data;
+			*len_r = crlf->len;
+			return 1;
+		}
+		nl++;
+		left = len - (size_t)(nl - msg);
+	}
+	*data_r = msg;
+	*len_r = len;
+	return 1;
+}
+
 int sg_smime_seal(const unsigned char *msg, size_t len, const struct sg_seal_req *req,
 		  struct sg_buf *out, enum sg_seal_outcome *outcome_r,
 		  enum sg_crypto_status *status_r, struct sg_error *err)
@@ -308,10 +337,12 @@ int sg_smime_seal(const unsigned char *msg, size_t len, const struct sg_seal_req
 	size_t n_recips = 0;
 	int ret = -1;
 
+	const unsigned char *data;
+	size_t dlen;
+
 	sg_buf_init(&crlf, SMIME_MAX);
 	*status_r = SG_CRYPTO_MALFORMED;
-	if (sg_msg_to_crlf(msg, len, &crlf, err) < 0 ||
-	    sg_msg_split(crlf.data, crlf.len, &v, err) < 0)
+	if (canonical(msg, len, &crlf, &data, &dlen, err) < 0 || sg_msg_split(data, dlen, &v, err) < 0)
 		goto out;
 	if (sg_msg_class_is_encrypted(sg_msg_classify(&v)) && req->n_recipients > 0) {
 		/* never wrap ciphertext again: pass it on as it came */
@@ -590,11 +621,13 @@ int sg_smime_unseal(const unsigned char *msg, size_t len, const struct sg_unseal
 	int ret = -1;
 
 	memset(res, 0, sizeof(*res));
+	const unsigned char *data;
+	size_t dlen;
+
 	sg_buf_init(&crlf, SMIME_MAX);
 	sg_buf_init(&tmp, out->max);
 	*status_r = SG_CRYPTO_MALFORMED;
-	if (sg_msg_to_crlf(msg, len, &crlf, err) < 0 ||
-	    sg_msg_split(crlf.data, crlf.len, &v, err) < 0)
+	if (canonical(msg, len, &crlf, &data, &dlen, err) < 0 || sg_msg_split(data, dlen, &v, err) < 0)
 		goto out;
 	c.keys = x509_array(req->keys, req->n_keys, true, &c.n_keys, status_r, err);
 	c.anchors = x509_array(req->verify_keys, req->n_verify_keys, true, &c.n_anchors,
