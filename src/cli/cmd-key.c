@@ -148,23 +148,7 @@ static int load_master(struct key_ctx *ctx, struct sg_master_key **mk_r)
 
 static int open_store(struct key_ctx *ctx)
 {
-	const char *spec = ctx->o.store != NULL ? ctx->o.store : ctx->cfg.store;
-	char *def = NULL;
-	int r;
-
-	if (spec == NULL || *spec == '\0') {
-		/* The default store lives in the state dir, which holds secrets
-		 * (sealed) and mail: owner-only. */
-		if (mkdir(ctx->cfg.state_dir, 0700) < 0 && errno != EEXIST) {
-			sg_error_set(&ctx->err, "state_dir %s: %s", ctx->cfg.state_dir, strerror(errno));
-			return -1;
-		}
-		def = sg_asprintf("sqlite:%s/sealgate.db", ctx->cfg.state_dir);
-		spec = def;
-	}
-	r = sg_store_open(spec, &ctx->store, &ctx->err);
-	free(def);
-	return r;
+	return sg_store_open_config(&ctx->cfg, ctx->o.store, &ctx->store, &ctx->err);
 }
 
 static char *fmt_date(int64_t t)

@@ -1,7 +1,10 @@
 /* sealgate seal: encrypt and/or sign one message read from stdin, keys
- * from --key files (until the key store exists). Also the helpers that
+ * from --key files or the key store. Also the helpers that
  * seal and unseal share: key loading, stdin, exit codes. */
 #include "cli/cli.h"
+#include "config/config.h"
+#include "store/store.h"
+#include "keys/lookup.h"
 #include "crypto/crypto.h"
 #include "mime/message.h"
 #include "mime/seal.h"
@@ -212,6 +215,8 @@ struct seal_opts {
 	enum sg_seal_format format;
 	bool gcm;
 	bool opaque;
+	const char *config;      /* -c: where the key store is configured */
+	const char *state_dir;
 };
 
 static void seal_usage(FILE *f)
@@ -219,7 +224,8 @@ static void seal_usage(FILE *f)
 	fprintf(f, "usage: sealgate seal --to ADDR [--to ADDR...] [--sign-as ADDR] [--pgp|--smime]\n"
 		   "                     [--key FILE]... [--passphrase-file FILE] [--subject TEXT]\n"
 		   "                     [--gcm] [--opaque] < in.eml > out.eml\n"
-		   "Encrypts to every --to (keys chosen among the --key/--cert files by address),\n"
+		   "Encrypts to every --to (keys chosen among the --key/--cert files by address,\n"
+		   "else from the key store of -c FILE / --state-dir DIR),\n"
 		   "signs with --sign-as, or both; with no --to, signs only. The outer Subject\n"
 		   "becomes --subject (default \"...\"), the real one travels encrypted.\n"
 		   "Exit: 0 ok (also: already encrypted, passed unchanged), 2 no key, 3 bad key,\n"
@@ -255,6 +261,8 @@ static int seal_parse(int argc, char **argv, struct seal_opts *o)
 	o->format = SG_SEAL_PGP;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		/* -c and --state-dir name the key store used when --key has no
+		 * key for a recipient. */
 		switch (c) {
 		case 't': add_str(&o->to, &o->n_to, optarg); break;
 		case 's': o->sign_as = optarg; break;
@@ -265,7 +273,8 @@ static int seal_parse(int argc, char **argv, struct seal_opts *o)
 		case 'j': o->subject = optarg; break;
 		case 'g': o->gcm = true; break;
 		case 'o': o->opaque = true; break;
-		case 'c': case 'd': break; /* accepted; no configuration is read yet */
+		case 'c': o->config = optarg; break;
+		case 'd': o->state_dir = optarg; break;
 		case 'h': seal_usage(stdout); return 0;
 		default: seal_usage(stderr); return -1;
 		}
@@ -310,9 +319,52 @@ static int pick_key(struct sg_key **keys, size_t n, const char *addr, enum sg_ke
 	return -1;
 }
 
+/* The key store, opened on first need (most scripted uses pass --key). */
+struct store_lookup {
+	struct sg_store *store;
+	struct sg_keys_lookup *lookup;
+};
+
+/* A usable key of kind for addr from the key store: 1, or -1 with the
+ * reason (no key, expired, revoked, only a key of the other standard). */
+static int store_key(const struct seal_opts *o, struct store_lookup *sl, const char *addr,
+		     enum sg_key_kind kind, struct sg_key **key_r, enum sg_crypto_status *status_r,
+		     struct sg_error *err)
+{
+	if (sl->lookup == NULL) {
+		struct sg_config cfg;
+		int r;
+		sg_config_defaults(&cfg);
+		r = o->config != NULL ? sg_config_load(&cfg, o->config, err) : 1;
+		if (r > 0 && o->state_dir != NULL)
+			r = sg_config_set(&cfg, "state_dir", o->state_dir, err);
+		if (r > 0)
+			r = sg_store_open_config(&cfg, NULL, &sl->store, err);
+		sg_config_clear(&cfg);
+		if (r < 0) {
+			*status_r = SG_CRYPTO_INTERNAL;
+			return -1;
+		}
+		sl->lookup = sg_keys_lookup_new(sl->store);
+	}
+	int r = sg_keys_find_encrypt(sl->lookup, addr, kind, time(NULL), key_r, status_r, err);
+	if (r == 1 && sg_key_kind(*key_r) != kind) {
+		sg_key_free(key_r);
+		*status_r = SG_CRYPTO_NO_KEY;
+		sg_error_set(err, "the key store has only %s for it; use %s",
+			     kind == SG_KEY_PGP ? "an X.509 certificate" : "an OpenPGP key",
+			     kind == SG_KEY_PGP ? "--smime" : "--pgp");
+		return -1;
+	}
+	return r == 1 ? 1 : -1;
+}
+
 static int seal_run(const struct seal_opts *o, struct sg_key **keys)
 {
 	struct sg_key **recips = sg_calloc(o->n_to + 1, sizeof(*recips));
+	struct sg_key **store_keys = sg_calloc(o->n_to + 1, sizeof(*store_keys));
+	size_t n_store_keys = 0;
+	struct store_lookup lk_store = { NULL, NULL };
 	struct sg_key *signer = NULL;
 	struct sg_error err = SG_ERROR_INIT;
 	enum sg_crypto_status st = SG_CRYPTO_OK;
@@ -323,11 +375,21 @@ static int seal_run(const struct seal_opts *o, struct sg_key **keys)
 
 	sg_buf_init(&in, SG_CLI_MSG_MAX);
 	sg_buf_init(&out, 2 * SG_CLI_MSG_MAX);
-	for (size_t i = 0; i < o->n_to; i++)
-		if (pick_key(keys, o->n_keys, o->to[i], kind, false, &recips[i], &st, &err) < 0) {
-			sg_error_prefix(&err, "recipient %s", o->to[i]);
-			goto fail;
+	for (size_t i = 0; i < o->n_to; i++) {
+		if (pick_key(keys, o->n_keys, o->to[i], kind, false, &recips[i], &st, &err) == 1)
+			continue;
+		/* No usable --key for this recipient: ask the key store. */
+		if (st == SG_CRYPTO_NO_KEY) {
+			sg_error_clear(&err);
+			int r = store_key(o, &lk_store, o->to[i], kind, &store_keys[n_store_keys], &st, &err);
+			if (r == 1) {
+				recips[i] = store_keys[n_store_keys++];
+				continue;
+			}
 		}
+		sg_error_prefix(&err, "recipient %s", o->to[i]);
+		goto fail;
+	}
 	if (o->sign_as != NULL && pick_key(keys, o->n_keys, o->sign_as, kind, true, &signer, &st, &err) < 0) {
 		sg_error_prefix(&err, "signer %s", o->sign_as);
 		goto fail;
@@ -367,6 +429,11 @@ out:
 	sg_buf_free(&in);
 	sg_buf_free(&out);
 	free(recips);
+	for (size_t i = 0; i < n_store_keys; i++)
+		sg_key_free(&store_keys[i]);
+	free(store_keys);
+	sg_keys_lookup_free(&lk_store.lookup);
+	sg_store_close(&lk_store.store);
 	return code;
 }
 

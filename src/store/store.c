@@ -1,11 +1,14 @@
 /* The store's typed operations, written once over the driver table's
  * parameterised queries, and the versioned schema migration at open. */
 #include "store/store.h"
+#include "config/config.h"
 #include "util/mem.h"
 #include "util/secret.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 struct sg_store {
@@ -477,4 +480,24 @@ void sg_store_cache_free(struct sg_store_cache **rows, size_t n)
 	}
 	free(*rows);
 	*rows = NULL;
+}
+
+int sg_store_open_config(const struct sg_config *cfg, const char *spec_override,
+			 struct sg_store **store_r, struct sg_error *err)
+{
+	const char *spec = spec_override != NULL ? spec_override : cfg->store;
+	char *def = NULL;
+	int r;
+
+	if (spec == NULL || *spec == '\0') {
+		if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
+			sg_error_set(err, "state_dir %s: %s", cfg->state_dir, strerror(errno));
+			return -1;
+		}
+		def = sg_asprintf("sqlite:%s/sealgate.db", cfg->state_dir);
+		spec = def;
+	}
+	r = sg_store_open(spec, store_r, err);
+	free(def);
+	return r;
 }

@@ -69,6 +69,12 @@ extern const struct sg_store_driver sg_store_driver_pgsql;
  * database if needed and applies pending migrations in one transaction. */
 int sg_store_open(const char *spec, struct sg_store **store_r, struct sg_error *err) SG_WARN_UNUSED;
 void sg_store_close(struct sg_store **store);
+/* The store a configuration names: cfg->store, or by default
+ * sqlite:STATE_DIR/sealgate.db (the state dir is created 0700: it holds
+ * sealed secrets and mail). spec_override (may be NULL) wins over both. */
+struct sg_config;
+int sg_store_open_config(const struct sg_config *cfg, const char *spec_override,
+			 struct sg_store **store_r, struct sg_error *err) SG_WARN_UNUSED;
 const char *sg_store_driver_name(const struct sg_store *store);
 /* Current schema version (after open: the newest). */
 int sg_store_schema_version(struct sg_store *store, int *version_r, struct sg_error *err);
