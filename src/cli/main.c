@@ -9,6 +9,7 @@ const struct sg_cli_command sg_cli_commands[] = {
 	{ "seal", cmd_seal, "encrypt and/or sign a message (PGP/MIME, S/MIME) from stdin" },
 	{ "unseal", cmd_unseal, "decrypt and verify a message from stdin" },
 	{ "key", cmd_key, "manage the key store; publish keys (WKD)" },
+	{ "policy", cmd_policy, "explain the outbound policy: policy test --from A --to B" },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "list the subcommands, or explain one" },
 	{ NULL, NULL, NULL },
