@@ -3,6 +3,7 @@ test_policy_cli.py, test_inbound_verify.py): keys of every kind made with
 gpg and openssl, put into a sealgate store (`sealgate key import`, or raw
 rows for keys that import refuses: expired, revoked, wrong user ID)."""
 import os
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -88,6 +89,13 @@ class Keys:
         return out.strip().split("=", 1)[1].replace(":", "")
 
     def populate(self, state):
+        """populate_once() into a template, copied to state for each caller."""
+        tmpl = os.path.join(self.dir, "store-template")
+        if not os.path.exists(tmpl):
+            self.populate_once(tmpl)
+        shutil.copytree(tmpl, state, dirs_exist_ok=True)
+
+    def populate_once(self, state):
         """The store: bob, frank (both kinds), data5-k: usable; carol:
         S/MIME; dave expired, erin revoked, mallory's key filed under
         wrong@w.test: raw rows."""
