@@ -14,6 +14,8 @@ to=*@nd.test e2e missing=defer
 to=frank@f.test subject=[smime] e2e prefer=smime
 header="X-Sealgate-Encrypt: yes" e2e
 to=*@p.test pass
+to=*@np.test e2e missing=pass
+to=*@nt.test e2e missing=tls-only
 * e2e
 """
 
@@ -41,7 +43,7 @@ def test_usable_pgp_key(env):
     r = ptest(env, "--from", "alice@a.test", "--to", "bob@b.test")
     out = r.stdout.decode()
     assert r.returncode == 0, out + r.stderr.decode()
-    assert f"rule: {env.rules}:7" in out and "treatment: e2e" in out
+    assert f"rule: {env.rules}:9" in out and "treatment: e2e" in out
     assert f"encrypt (OpenPGP) to key {env.fpr['bob']}" in out
 
 
@@ -109,3 +111,19 @@ def test_exit_codes(env, tmp_path):
     assert sealgate("policy", "test", "--to", "b@b.test").returncode == 64  # no --from
     assert sealgate("policy", "frobnicate").returncode == 64
     assert sealgate("policy", "--help").returncode == 0
+
+
+def test_missing_fallbacks(env):
+    out = ptest(env, "--from", "a@a.test", "--to", "x@np.test", "--to", "x@nt.test").stdout.decode()
+    np_, nt = out.split("to=<")[1:]
+    assert "treatment: e2e -> pass (missing key)" in np_ and "reason: no key for x@np.test" in np_
+    assert "outcome: relay, unchanged" in np_
+    assert "treatment: e2e -> tls-only (missing key)" in nt and "relay_tls_only" in nt
+
+
+def test_sign_line(env, tmp_path):
+    rules = tmp_path / "sign.rules"
+    rules.write_text("* pass sign=yes\n")
+    out = ptest(env, "--from", "bob@b.test", "--to", "x@y.test", rules=str(rules)).stdout.decode()
+    # no master key configured: nothing can be signed, and it says why
+    assert "sign: no (no master key configured)" in out
