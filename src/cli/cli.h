@@ -44,6 +44,7 @@ int cmd_unseal(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_rekey_msg(int argc, char **argv);
 int cmd_rekey(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 
 /* Shared by seal/unseal (cmd-seal.c). */
 struct sg_key;

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "gateway/gateway.h"
+#include "policy/service.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "version.h"
@@ -183,6 +184,8 @@ int cmd_serve(int argc, char **argv)
 	int ret = SG_EXIT_FAIL, c;
 	char *spool = NULL;
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
+	struct sg_gateway_transforms transforms = { { NULL } };
+	struct sg_policy_service *policy = NULL;
 
 	memset(&st, 0, sizeof(st));
 	optind = 1;
@@ -250,7 +253,11 @@ int cmd_serve(int argc, char **argv)
 		sg_error_set(&err, "cannot create the event loop");
 		goto fail;
 	}
-	st.gw = sg_gateway_new(st.base, &st.cfg, NULL, &err);
+	/* Policy (outbound) and verification (inbound): src/policy/. */
+	if (sg_policy_service_open(&st.cfg, &policy, &err) < 0)
+		goto fail;
+	sg_policy_service_install(policy, &transforms);
+	st.gw = sg_gateway_new(st.base, &st.cfg, &transforms, &err);
 	if (st.gw == NULL)
 		goto fail;
 	if (drop_privileges(&st.cfg, spool, &err) < 0)
@@ -283,6 +290,7 @@ out:
 	if (ev_hup != NULL)
 		event_free(ev_hup);
 	sg_gateway_free(&st.gw);
+	sg_policy_service_close(&policy);
 	if (st.base != NULL)
 		event_base_free(st.base);
 	free(spool);

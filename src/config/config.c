@@ -111,6 +111,22 @@ static const struct setting settings[] = {
 	  "PEM certificate for HTTPS on wkd_listen (empty: plain HTTP, loopback only)" },
 	{ "wkd_tls_key_file", T_STR, "", 0, 0, F(wkd_tls_key_file), NULL,
 	  "PEM private key for wkd_tls_cert_file" },
+	{ "policy_file", T_STR, "", 0, 0, F(policy_file), NULL,
+	  "outbound policy rules, first match wins (doc/policy.md; empty: policy_default for all)" },
+	{ "policy_default", T_ENUM, "pass", 0, 0, F(policy_default),
+	  "e2e|domain|tls-only|portal|pass|reject", "treatment when no policy rule matches" },
+	{ "policy_missing_key", T_ENUM, "reject", 0, 0, F(policy_missing_key), "reject|defer",
+	  "policy needs a key that is missing/expired/revoked: reject (5.7.1) or defer (4.7.1)" },
+	{ "policy_key_preference", T_ENUM, "pgp", 0, 0, F(policy_key_preference), "pgp|smime",
+	  "the kind of key used when a recipient has both" },
+	{ "policy_sign", T_BOOL, "no", 0, 0, F(policy_sign), NULL,
+	  "sign outbound mail with the sender's key when the store holds it (rules: sign=)" },
+	{ "authserv_id", T_STR, "", 0, 0, F(authserv_id), NULL,
+	  "authserv-id of our Authentication-Results headers (empty: hostname)" },
+	{ "smime_trust_anchors", T_STR, "", 0, 0, F(smime_trust_anchors), NULL,
+	  "PEM CA certificate files trusted for S/MIME signatures, space separated" },
+	{ "inbound_verify", T_BOOL, "yes", 0, 0, F(inbound_verify), NULL,
+	  "verify signed mail on the inbound listeners and add Authentication-Results" },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -53,6 +53,14 @@ struct sg_config {
 	char *wkd_submission_address;
 	char *wkd_tls_cert_file;
 	char *wkd_tls_key_file;
+	char *policy_file;       /* outbound policy rules (doc/policy.md), "" = none: every recipient pass */
+	char *policy_default;    /* treatment when no rule matches */
+	char *policy_missing_key; /* "reject" (5.7.1) or "defer" (4.7.1) when a key is missing */
+	char *policy_key_preference; /* "pgp" or "smime" when a recipient has both */
+	bool policy_sign;        /* sign outbound with the sender's stored private key */
+	char *authserv_id;       /* Authentication-Results authserv-id; "" = hostname */
+	char *smime_trust_anchors; /* PEM CA certificate files, space separated */
+	bool inbound_verify;     /* verify signatures on the inbound listeners */
 };
 
 /* Defaults for everything (no file). */

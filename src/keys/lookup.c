@@ -42,6 +42,15 @@ static int status_rank(enum sg_crypto_status st)
 	}
 }
 
+/* "key FPR expired on DATE" from crypto's "key expired on DATE". */
+static void why_msg(struct sg_error *why, const char *fpr, const char *msg)
+{
+	if (strncmp(msg, "key ", 4) == 0)
+		sg_error_set(why, "key %s %s", fpr, msg + 4);
+	else
+		sg_error_set(why, "key %s: %s", fpr, msg);
+}
+
 int sg_keys_find_encrypt(struct sg_keys_lookup *lk, const char *addr, enum sg_key_kind pref,
 			 time_t now, struct sg_key **key_r, enum sg_crypto_status *status_r,
 			 struct sg_error *err)
@@ -72,19 +81,23 @@ int sg_keys_find_encrypt(struct sg_keys_lookup *lk, const char *addr, enum sg_ke
 		if (sg_key_load_mem(rows[i].data, rows[i].len, NULL, &k, &st, &kerr) < 0 ||
 		    sg_key_matches_addr(k, norm) != 1 ||
 		    sg_key_usable_for_encrypt(k, now, &st, &kerr) != 1) {
-			if (st == SG_CRYPTO_OK)
+			if (status_rank(st) == 0)
 				st = SG_CRYPTO_BAD_KEY;
 			if (kerr.msg == NULL)
-				sg_error_set(&kerr, "key %s does not carry this address", rows[i].fingerprint);
-			if (status_rank(st) >= status_rank(why)) {
+				sg_error_set(&kerr, "key does not carry this address");
+			/* The first, most telling reason wins: revoked, then
+			 * expired, then any other flaw. */
+			if (status_rank(st) > status_rank(why) || why_err.msg == NULL) {
 				why = st;
-				sg_error_set(&why_err, "%s", sg_error_msg(&kerr));
+				why_msg(&why_err, rows[i].fingerprint, sg_error_msg(&kerr));
 			}
 			sg_error_clear(&kerr);
 			sg_key_free(&k);
 			continue;
 		}
 		/* Usable. Prefer the asked-for kind; else the first found. */
+		if (pref == 0)
+			pref = SG_KEY_PGP;
 		if (best == NULL || (pref != 0 && sg_key_kind(best) != pref && sg_key_kind(k) == pref)) {
 			sg_key_free(&best);
 			best = k;
@@ -99,7 +112,7 @@ int sg_keys_find_encrypt(struct sg_keys_lookup *lk, const char *addr, enum sg_ke
 	} else {
 		*status_r = why;
 		if (why == SG_CRYPTO_NO_KEY)
-			sg_error_set(err, "%s: no key", norm);
+			sg_error_set(err, "no key for %s", norm);
 		else
 			sg_error_set(err, "%s: %s", norm, sg_error_msg(&why_err));
 		ret = 0;
