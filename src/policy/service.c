@@ -21,12 +21,10 @@ int sg_policy_service_open(const struct sg_config *cfg, struct sg_policy_service
 			   struct sg_error *err)
 {
 	struct sg_policy_service *s = sg_calloc(1, sizeof(*s));
-	char *spec = cfg->store[0] != '\0' ? sg_strdup(cfg->store)
-					    : sg_asprintf("sqlite:%s/sealgate.db", cfg->state_dir);
 	int ret = -1;
 
 	*s_r = NULL;
-	if (sg_store_open(spec, &s->store, err) < 0) {
+	if (sg_store_open_config(cfg, NULL, &s->store, err) < 0) {
 		sg_error_prefix(err, "key store");
 		goto out;
 	}
@@ -47,7 +45,6 @@ int sg_policy_service_open(const struct sg_config *cfg, struct sg_policy_service
 	ret = 1;
 out:
 	sg_policy_service_close(&s);
-	free(spec);
 	return ret;
 }
 

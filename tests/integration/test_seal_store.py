@@ -19,9 +19,11 @@ def world():
     tmp = tempfile.mkdtemp(prefix="seal-store-")
     home = os.path.join(tmp, "gnupg")
     os.makedirs(home, mode=0o700)
-    for uid, expire in (("Bob <bob@b.test>", "never"), ("Old <old@b.test>", "seconds=1")):
-        r = gpg(home, "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", uid,
-                "future-default", "default", expire)
+    # Old's key was made in 2020 and expired a day later.
+    for uid, expire, when in (("Bob <bob@b.test>", "never", []),
+                              ("Old <old@b.test>", "1d", ["--faked-system-time", "20200101T000000!"])):
+        r = gpg(home, *when, "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+                uid, "future-default", "default", expire)
         assert r.returncode == 0, r.stderr
     files = {}
     for addr in ("bob@b.test", "old@b.test"):
