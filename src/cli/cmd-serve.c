@@ -125,6 +125,20 @@ static int drop_privileges(const struct sg_config *cfg, const char *spool, struc
 		sg_error_set(err, "cannot give %s to %s: %s", cfg->state_dir, cfg->user, strerror(errno));
 		return -1;
 	}
+	/* The default SQLite store was opened (and maybe created) as root:
+	 * its files must be the user's too, or WAL writes fail later. */
+	static const char *const db_files[] = { "sealgate.db", "sealgate.db-wal", "sealgate.db-shm" };
+	for (size_t i = 0; i < sizeof(db_files) / sizeof(db_files[0]); i++) {
+		char *path = sg_asprintf("%s/%s", cfg->state_dir, db_files[i]);
+		int r = chown(path, pw->pw_uid, pw->pw_gid);
+		int e = errno;
+		free(path);
+		if (r < 0 && e != ENOENT) {
+			sg_error_set(err, "cannot give %s/%s to %s: %s", cfg->state_dir, db_files[i],
+				     cfg->user, strerror(e));
+			return -1;
+		}
+	}
 	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0) {
 		sg_error_set(err, "cannot switch to user %s: %s", cfg->user, strerror(errno));
