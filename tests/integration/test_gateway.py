@@ -311,3 +311,6 @@ def test_drops_privileges(env):
     m, rr, data = send_raw(gw.smtp_port, ["bob@example.test"])
     assert data[0][0] == 250
     assert "running as user nobody" in gw.log()
+    db = os.path.join(gw.state, "sealgate.db")
+    if os.path.exists(db):
+        assert os.stat(db).st_uid == 65534   # the store stays writable after the drop
