@@ -71,13 +71,17 @@ static int rekey_parse(int argc, char **argv, struct rekey_opts *o, int nargs)
 		{ "passphrase-file", required_argument, NULL, 'p' },
 		{ "maildir", required_argument, NULL, 'm' },
 		{ "from-store", no_argument, NULL, 's' },
+		{ "state-dir", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (c) {
+		/* Every command takes -c and --state-dir; rekey reads keys from
+		 * files only until --from-store exists. */
+		case 'c': case 'd': break;
 		case 'o': add_str(&o->old_files, &o->n_old, optarg); break;
 		case 'n': add_str(&o->new_files, &o->n_new, optarg); break;
 		case 'p': o->passphrase_file = optarg; break;
