@@ -330,6 +330,9 @@ static void conn_open(struct sg_relay *r, struct sg_relay_req *req)
 	req->conn = c;
 	c->st = C_CONNECTING;
 	c->bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	/* 64 KiB per write call instead of libevent's 4 KiB default. */
+	bufferevent_set_max_single_write(c->bev, 64 * 1024);
+	bufferevent_set_max_single_read(c->bev, 64 * 1024);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ);
 	arm(c, r->set.connect_timeout_s);

@@ -995,6 +995,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		free(s);
 		return;
 	}
+	/* libevent reads and writes 4 KiB per call by default: a 1 MiB DATA
+	 * would cost 256 wake-ups. Larger single reads cost no memory while
+	 * idle (buffers grow only with data). */
+	bufferevent_set_max_single_read(s->bev, 64 * 1024);
+	bufferevent_set_max_single_write(s->bev, 64 * 1024);
 	s->next = srv->sessions;
 	if (s->next != NULL)
 		s->next->prev = s;
