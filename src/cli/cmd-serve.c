@@ -262,7 +262,16 @@ int cmd_serve(int argc, char **argv)
 		sg_error_set(&err, "libevent without thread support");
 		goto fail;
 	}
-	st.base = event_base_new();
+	{
+		/* The changelist folds the many enable/disable pairs bufferevents
+		 * make within one loop iteration into one epoll_ctl each. */
+		struct event_config *ec = event_config_new();
+		if (ec != NULL)
+			event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		st.base = ec != NULL ? event_base_new_with_config(ec) : NULL;
+		if (ec != NULL)
+			event_config_free(ec);
+	}
 	if (st.base == NULL) {
 		sg_error_set(&err, "cannot create the event loop");
 		goto fail;

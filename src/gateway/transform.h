@@ -5,6 +5,7 @@
 #ifndef SG_GATEWAY_TRANSFORM_H
 #define SG_GATEWAY_TRANSFORM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "mail/envelope.h"
@@ -59,6 +60,9 @@ struct sg_transform {
 	int (*run)(void *ctx, const struct sg_envelope *env, struct sg_spool *msg,
 		   struct sg_transform_out *out, struct sg_error *err);
 	void *ctx;
+	/* run() does no crypto, disk or look-up work: it may run on the event
+	 * loop itself, saving the worker hand-off. */
+	bool cheap;
 };
 
 /* The identity transform: every recipient in one group, bytes unchanged. */
