@@ -144,8 +144,21 @@ static const struct setting *find_setting(const char *name)
 	return NULL;
 }
 
-/* "64M", "10k", "1048576" -> bytes. */
-static int parse_size(const char *v, unsigned long long *r)
+/* A number with an optional unit suffix from units[] ("64M", "5m"). */
+struct unit {
+	char suffix;
+	unsigned long long mult;
+	bool ci;          /* suffix matches in either case */
+};
+
+static const struct unit size_units[] = {
+	{ 'k', 1024ULL, true }, { 'm', MiB, true }, { 'g', 1024ULL * MiB, true }, { 0, 0, false },
+};
+static const struct unit time_units[] = {
+	{ 's', 1, false }, { 'm', 60, false }, { 'h', 3600, false }, { 'd', 86400, false }, { 0, 0, false },
+};
+
+static int parse_scaled(const char *v, const struct unit *units, bool allow_b, unsigned long long *r)
 {
 	char *end;
 	errno = 0;
@@ -156,13 +169,15 @@ static int parse_size(const char *v, unsigned long long *r)
 		return -1;
 	unsigned long long mult = 1;
 	if (*end != '\0') {
-		switch (toupper((unsigned char)*end)) {
-		case 'K': mult = 1024ULL; break;
-		case 'M': mult = MiB; break;
-		case 'G': mult = 1024ULL * MiB; break;
-		default: return -1;
-		}
-		if (end[1] != '\0' && !(toupper((unsigned char)end[1]) == 'B' && end[2] == '\0'))
+		const struct unit *u = units;
+		for (; u->suffix != 0; u++)
+			if (*end == u->suffix || (u->ci && tolower((unsigned char)*end) == u->suffix))
+				break;
+		if (u->suffix == 0)
+			return -1;
+		mult = u->mult;
+		/* sizes may say "2MB" as well as "2M" */
+		if (end[1] != '\0' && !(allow_b && toupper((unsigned char)end[1]) == 'B' && end[2] == '\0'))
 			return -1;
 	}
 	if (n > ULLONG_MAX / mult)
@@ -171,32 +186,16 @@ static int parse_size(const char *v, unsigned long long *r)
 	return 1;
 }
 
+/* "64M", "10k", "1048576" -> bytes. */
+static int parse_size(const char *v, unsigned long long *r)
+{
+	return parse_scaled(v, size_units, true, r);
+}
+
 /* "300", "300s", "5m", "1h" -> seconds. */
 static int parse_time(const char *v, unsigned long long *r)
 {
-	char *end;
-	errno = 0;
-	if (!isdigit((unsigned char)v[0]))
-		return -1;
-	unsigned long long n = strtoull(v, &end, 10);
-	if (errno != 0)
-		return -1;
-	unsigned long long mult = 1;
-	if (*end != '\0') {
-		if (end[1] != '\0')
-			return -1;
-		switch (*end) {
-		case 's': mult = 1; break;
-		case 'm': mult = 60; break;
-		case 'h': mult = 3600; break;
-		case 'd': mult = 86400; break;
-		default: return -1;
-		}
-	}
-	if (n > ULLONG_MAX / mult)
-		return -1;
-	*r = n * mult;
-	return 1;
+	return parse_scaled(v, time_units, false, r);
 }
 
 static int parse_bool(const char *v, bool *r)
