@@ -2,7 +2,10 @@
  * gateway until SIGTERM. */
 #include "cli/cli.h"
 #include "config/config.h"
+#include "deliver/deliver.h"
 #include "gateway/gateway.h"
+#include "keys/lookup.h"
+#include "store/store.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "version.h"
@@ -41,6 +44,11 @@ struct serve_state {
 	const char *config_path;
 	struct sg_gateway *gw;
 	struct event_base *base;
+	struct sg_gateway_transforms transforms;
+	/* SG_ROLE_DELIVER: the key store, its look-up, the deliver transform. */
+	struct sg_store *deliver_store;
+	struct sg_keys_lookup *deliver_lookup;
+	struct sg_deliver *deliver;
 };
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -135,6 +143,40 @@ static int drop_privileges(const struct sg_config *cfg, const char *spool, struc
 	}
 	sg_log_info("running as user %s (uid %ld)", cfg->user, (long)pw->pw_uid);
 	return 1;
+}
+
+/* SG_ROLE_DELIVER (sealing at rest): needs the key store; only when
+ * deliver_listen is set. Opened before privileges are dropped. */
+static int setup_deliver(struct serve_state *st, struct sg_error *err)
+{
+	char *def = NULL;
+	const char *spec = st->cfg.store;
+	int ret = -1;
+
+	if (st->cfg.deliver_listen[0] == '\0')
+		return 1;
+	if (spec[0] == '\0')
+		spec = def = sg_asprintf("sqlite:%s/sealgate.db", st->cfg.state_dir);
+	if (sg_store_open(spec, &st->deliver_store, err) < 0) {
+		sg_error_prefix(err, "deliver: key store");
+		goto out;
+	}
+	st->deliver_lookup = sg_keys_lookup_new(st->deliver_store);
+	st->deliver = sg_deliver_new(&st->cfg, st->deliver_lookup, err);
+	if (st->deliver == NULL)
+		goto out;
+	st->transforms.role[SG_ROLE_DELIVER] = sg_deliver_transform(st->deliver);
+	ret = 1;
+out:
+	free(def);
+	return ret;
+}
+
+static void free_deliver(struct serve_state *st)
+{
+	sg_deliver_free(&st->deliver);
+	sg_keys_lookup_free(&st->deliver_lookup);
+	sg_store_close(&st->deliver_store);
 }
 
 static void limits(struct sg_config *cfg)
@@ -250,7 +292,9 @@ int cmd_serve(int argc, char **argv)
 		sg_error_set(&err, "cannot create the event loop");
 		goto fail;
 	}
-	st.gw = sg_gateway_new(st.base, &st.cfg, NULL, &err);
+	if (setup_deliver(&st, &err) < 0)
+		goto fail;
+	st.gw = sg_gateway_new(st.base, &st.cfg, &st.transforms, &err);
 	if (st.gw == NULL)
 		goto fail;
 	if (drop_privileges(&st.cfg, spool, &err) < 0)
@@ -283,6 +327,7 @@ out:
 	if (ev_hup != NULL)
 		event_free(ev_hup);
 	sg_gateway_free(&st.gw);
+	free_deliver(&st);
 	if (st.base != NULL)
 		event_base_free(st.base);
 	free(spool);

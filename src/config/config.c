@@ -111,6 +111,16 @@ static const struct setting settings[] = {
 	  "PEM certificate for HTTPS on wkd_listen (empty: plain HTTP, loopback only)" },
 	{ "wkd_tls_key_file", T_STR, "", 0, 0, F(wkd_tls_key_file), NULL,
 	  "PEM private key for wkd_tls_cert_file" },
+	{ "deliver_maildir", T_STR, "", 0, 0, F(deliver_maildir), NULL,
+	  "deliver_listen writes sealed mail into this Maildir itself (%u address, %n local part, %d domain); empty: hand it to deliver_lmtp" },
+	{ "deliver_no_key", T_ENUM, "plain", 0, 0, F(deliver_no_key), "plain|refuse|defer",
+	  "a recipient with no usable key: store in the clear, refuse (550 5.7.1) or defer (450 4.7.1)" },
+	{ "deliver_format", T_ENUM, "auto", 0, 0, F(deliver_format), "auto|pgp|smime",
+	  "format of sealed copies: auto follows the recipient's key (OpenPGP first)" },
+	{ "deliver_user_formats", T_STR, "", 0, 0, F(deliver_user_formats), NULL,
+	  "per-user format preference, space separated ADDR=pgp|smime (overrides deliver_format)" },
+	{ "deliver_subject", T_STR, "...", 0, 0, F(deliver_subject), NULL,
+	  "outer Subject of sealed copies (the real one is protected inside)" },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -53,6 +53,12 @@ struct sg_config {
 	char *wkd_submission_address;
 	char *wkd_tls_cert_file;
 	char *wkd_tls_key_file;
+	/* Delivery (deliver_listen): sealing at rest. */
+	char *deliver_maildir;     /* Maildir path template (%u %n %d); "" = hand to deliver_lmtp */
+	char *deliver_no_key;      /* "plain", "refuse" (550 5.7.1) or "defer" (450 4.7.1) */
+	char *deliver_format;      /* "auto" (the key's kind), "pgp" or "smime" */
+	char *deliver_user_formats; /* "addr=pgp addr=smime ..." per-user preference */
+	char *deliver_subject;     /* outer Subject of sealed copies */
 };
 
 /* Defaults for everything (no file). */
