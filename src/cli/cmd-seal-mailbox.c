@@ -173,18 +173,23 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 		sg_error_set(err, "moved while sealing (run again)");
 		goto out;
 	}
-	if (rename(tmp, dst) < 0) {
+	/* Over the original first, under its own name: at no moment are there
+	 * two copies. Then the size fields; a crash in between leaves a sealed
+	 * file with stale S=/W=, which the next run fixes (fix_sizes()). */
+	if (rename(tmp, orig) < 0) {
 		sg_error_set(err, "rename: %s", strerror(errno));
-		goto out;
-	}
-	/* A crash between here and the unlink leaves the sealed copy and the
-	 * original: the next run seals the original again onto the same name. */
-	if (strcmp(dst, orig) != 0 && unlink(orig) < 0 && errno != ENOENT) {
-		sg_error_set(err, "unlink original: %s", strerror(errno));
 		goto out;
 	}
 	if (sg_maildir_sync_dir(subdir, err) < 0)
 		goto out;
+	if (strcmp(dst, orig) != 0) {
+		if (rename(orig, dst) < 0) {
+			sg_error_set(err, "rename to %s: %s", newname, strerror(errno));
+			goto out;
+		}
+		if (sg_maildir_sync_dir(subdir, err) < 0)
+			goto out;
+	}
 	ret = 1;
 out:
 	if (fd >= 0)
@@ -197,6 +202,35 @@ out:
 	free(subdir);
 	free(newname);
 	free(dst);
+	return ret;
+}
+
+/* An encrypted file whose S= disagrees with its size (a run stopped between
+ * its two renames): put the size fields right. 1 renamed, 0 nothing to do. */
+static int fix_sizes(struct job *j, const char *rel, const struct sg_buf *crlf,
+		     struct sg_error *err)
+{
+	const char *slash = strchr(rel, '/');
+	const char *name = slash + 1;
+	const char *sfield = strstr(name, ",S=");
+	size_t lf = sg_maildir_lf_size(crlf->data, crlf->len);
+	char *want = NULL, *from = NULL, *to = NULL;
+	int ret = 0;
+
+	if (sfield == NULL || (size_t)strtoull(sfield + 3, NULL, 10) == lf)
+		return 0;
+	want = rename_for(name, lf, crlf->len);
+	from = sg_asprintf("%s/%s", j->maildir, rel);
+	to = sg_asprintf("%s/%.*s/%s", j->maildir, (int)(slash - rel), rel, want);
+	if (rename(from, to) < 0) {
+		sg_error_set(err, "fixing size fields: %s", strerror(errno));
+		ret = -1;
+	} else {
+		ret = 1;
+	}
+	free(want);
+	free(from);
+	free(to);
 	return ret;
 }
 
@@ -226,6 +260,8 @@ static void seal_one(struct job *j, const char *rel)
 		goto failed;
 	}
 	if (outcome == SG_SEAL_ALREADY_ENCRYPTED) {
+		if (fix_sizes(j, rel, &msg, &err) < 0)
+			goto failed;
 		j->skipped_enc++;
 		goto out;
 	}

@@ -90,6 +90,16 @@ def test_seal_mailbox_in_place_and_resumable(sealgate_bin, tmp_path):
              for n in os.listdir(os.path.join(md, s))}
     assert before == after
 
+    # A run stopped between its two renames leaves a sealed file with stale
+    # size fields under the original name: the next run puts them right.
+    name = [n for n in os.listdir(os.path.join(md, "new")) if n.startswith("1600000001.")][0]
+    stale = "1600000001.M2P1.host,S=61,W=65"
+    os.rename(os.path.join(md, "new", name), os.path.join(md, "new", stale))
+    r = run([sealgate_bin, "seal-mailbox", "alice@example.test", "--maildir", md,
+             "--state-dir", state])
+    assert "0 sealed, 4 skipped" in r.stdout.decode(), r.stdout
+    assert os.listdir(os.path.join(md, "new")) == [name]
+
 
 def test_seal_mailbox_progress_on_a_tty_and_errors(sealgate_bin, tmp_path):
     tmp = str(tmp_path)
