@@ -45,8 +45,9 @@ if [ ! -f "$STATE/demo.key" ]; then
 	"$BIN" key export "$USER_ADDR" --state-dir "$KEYS" > "$STATE/demo.pub"
 	(umask 077 && "$BIN" key export "$USER_ADDR" --secret --state-dir "$KEYS" \
 		--master-key "$MASTER" > "$STATE/demo.key")
-	"$BIN" key import "$STATE/demo.pub" --state-dir "$STATE" -c "$CONF" >/dev/null
 fi
+# Every time (idempotent): the store may be new while the key is not.
+"$BIN" key import "$STATE/demo.pub" --state-dir "$STATE" -c "$CONF" >/dev/null
 
 "$BIN" serve -c "$CONF" &
 SERVE=$!

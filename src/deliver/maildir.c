@@ -26,6 +26,18 @@ static int safe_part(const char *s, size_t n)
 	return 1;
 }
 
+/* Mailbox paths are lower case, as Dovecot's %Ln/%Ld make them: "Alice@"
+ * and "alice@" are one mailbox (and one key, keys/ normalises the same way). */
+static int append_lower(struct sg_buf *b, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = (char)tolower((unsigned char)s[i]);
+		if (!sg_buf_append(b, &c, 1))
+			return 0;
+	}
+	return 1;
+}
+
 int sg_maildir_expand(const char *tmpl, const char *addr, char **path_r, struct sg_error *err)
 {
 	const char *at = strrchr(addr, '@');
@@ -47,14 +59,9 @@ int sg_maildir_expand(const char *tmpl, const char *addr, char **path_r, struct 
 			continue;
 		}
 		switch (*++p) {
-		case 'u': ok = sg_buf_append_str(&b, addr); break;
-		case 'n': ok = sg_buf_append(&b, addr, nlen); break;
-		case 'd':
-			for (const char *d = dom; *d != '\0' && ok; d++) {
-				char c = (char)tolower((unsigned char)*d);
-				ok = sg_buf_append(&b, &c, 1);
-			}
-			break;
+		case 'u': ok = append_lower(&b, addr, strlen(addr)); break;
+		case 'n': ok = append_lower(&b, addr, nlen); break;
+		case 'd': ok = append_lower(&b, dom, strlen(dom)); break;
 		case '%': ok = sg_buf_append(&b, "%", 1); break;
 		default:
 			sg_error_set(err, "maildir template '%s': unknown %%-escape", tmpl);

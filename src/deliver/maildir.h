@@ -9,7 +9,7 @@
 #include "util/error.h"
 
 /* Expand a path template for an address: %u the whole address, %n its
- * local part, %d its domain (lower-cased), %% a '%'. Parts that could
+ * local part, %d its domain (all lower-cased), %% a '%'. Parts that could
  * leave the tree ('/', a leading '.', control characters) are refused.
  * 1 with *path_r (owned), or -1. */
 int sg_maildir_expand(const char *tmpl, const char *addr, char **path_r, struct sg_error *err)

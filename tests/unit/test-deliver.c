@@ -82,6 +82,7 @@ static void test_expand(void **state)
 	} cases[] = {
 		{ "/v/%d/%n/Maildir", "alice@Example.TEST", "/v/example.test/alice/Maildir" },
 		{ "/v/%u", "bob@b.test", "/v/bob@b.test" },
+		{ "/v/%d/%n", "Bob.Smith@B.test", "/v/b.test/bob.smith" },
 		{ "/v/100%%/%n", "c@c.test", "/v/100%/c" },
 		{ "/v/%n", "../etc@x.test", NULL },
 		{ "/v/%n", "a/b@x.test", NULL },
