@@ -121,6 +121,8 @@ static const struct setting settings[] = {
 	  "per-user format preference, space separated ADDR=pgp|smime (overrides deliver_format)" },
 	{ "deliver_subject", T_STR, "...", 0, 0, F(deliver_subject), NULL,
 	  "outer Subject of sealed copies (the real one is protected inside)" },
+	{ "deliver_key_cache_ttl", T_TIME, "60s", 0, 3600, F(deliver_key_cache_ttl), NULL,
+	  "reuse a recipient's key found in the store for this long (0: look it up for every message)" },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -59,6 +59,7 @@ struct sg_config {
 	char *deliver_format;      /* "auto" (the key's kind), "pgp" or "smime" */
 	char *deliver_user_formats; /* "addr=pgp addr=smime ..." per-user preference */
 	char *deliver_subject;     /* outer Subject of sealed copies */
+	unsigned deliver_key_cache_ttl; /* seconds a found key is reused; 0 = look up every time */
 };
 
 /* Defaults for everything (no file). */

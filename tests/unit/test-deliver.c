@@ -397,6 +397,58 @@ static void test_transform_lmtp_groups(void **state)
 	sg_envelope_clear(&env);
 }
 
+/* One recipient through a given deliver object (LMTP mode): the group's treatment. */
+static char *treatment_of(struct sg_deliver *d, const char *rcpt)
+{
+	struct sg_envelope env;
+	struct sg_transform_out out;
+	struct sg_error err = SG_ERROR_INIT;
+	const struct sg_transform *tr = sg_deliver_transform(d);
+	struct sg_spool *sp = sg_spool_from_mem(MSG, strlen(MSG));
+	memset(&env, 0, sizeof(env));
+	memset(&out, 0, sizeof(out));
+	sg_envelope_add_rcpt(&env, rcpt, NULL);
+	env.queue_id = sg_strdup("TESTQ");
+	assert_int_equal(tr->run(tr->ctx, &env, sp, &out, &err), 1);
+	assert_int_equal(out.n_groups, 1);
+	char *t = sg_strdup(out.groups[0].treatment);
+	sg_transform_out_clear(&out, env.n_rcpts);
+	sg_envelope_clear(&env);
+	sg_spool_free(&sp);
+	return t;
+}
+
+/* A found key is reused for deliver_key_cache_ttl (the store is not asked
+ * again); with 0 every message looks it up, so a deleted key is gone at once. */
+static void test_key_cache(void **state)
+{
+	struct fx *f = *state;
+	struct sg_error err = SG_ERROR_INIT;
+	assert_int_equal(sg_config_set(&f->cfg, "deliver_maildir", "", &err), 1);
+	assert_int_equal(sg_config_set(&f->cfg, "deliver_lmtp", "127.0.0.1:24", &err), 1);
+	struct sg_deliver *cached = sg_deliver_new(&f->cfg, f->lk, &err);
+	assert_int_equal(sg_config_set(&f->cfg, "deliver_key_cache_ttl", "0", &err), 1);
+	struct sg_deliver *uncached = sg_deliver_new(&f->cfg, f->lk, &err);
+	assert_non_null(cached);
+	assert_non_null(uncached);
+	char *t;
+	t = treatment_of(cached, "Alice@A.test");
+	assert_string_equal(t, "sealed-pgp");
+	free(t);
+	t = treatment_of(uncached, "alice@a.test");
+	assert_string_equal(t, "sealed-pgp");
+	free(t);
+	assert_int_equal(sg_store_key_delete(f->store, "alice@a.test", f->alice.fingerprint, &err), 1);
+	t = treatment_of(cached, "alice@a.test");
+	assert_string_equal(t, "sealed-pgp");
+	free(t);
+	t = treatment_of(uncached, "alice@a.test");
+	assert_string_equal(t, "plain");
+	free(t);
+	sg_deliver_free(&cached);
+	sg_deliver_free(&uncached);
+}
+
 static void test_new_checks(void **state)
 {
 	struct fx *f = *state;
@@ -434,6 +486,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transform_no_key_policy, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_transform_lmtp_groups, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_new_checks, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_key_cache, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
