@@ -45,6 +45,7 @@ int cmd_key(int argc, char **argv);
 int cmd_rekey_msg(int argc, char **argv);
 int cmd_rekey(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_seal_mailbox(int argc, char **argv);
 
 /* Shared by seal/unseal (cmd-seal.c). */
 struct sg_key;

@@ -2,8 +2,11 @@
  * gateway until SIGTERM. */
 #include "cli/cli.h"
 #include "config/config.h"
+#include "deliver/deliver.h"
 #include "gateway/gateway.h"
+#include "keys/lookup.h"
 #include "policy/service.h"
+#include "store/store.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "version.h"
@@ -42,6 +45,11 @@ struct serve_state {
 	const char *config_path;
 	struct sg_gateway *gw;
 	struct event_base *base;
+	struct sg_gateway_transforms transforms;
+	/* SG_ROLE_DELIVER: the key store, its look-up, the deliver transform. */
+	struct sg_store *deliver_store;
+	struct sg_keys_lookup *deliver_lookup;
+	struct sg_deliver *deliver;
 };
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -152,6 +160,31 @@ static int drop_privileges(const struct sg_config *cfg, const char *spool, struc
 	return 1;
 }
 
+/* SG_ROLE_DELIVER (sealing at rest): needs the key store; only when
+ * deliver_listen is set. Opened before privileges are dropped. */
+static int setup_deliver(struct serve_state *st, struct sg_error *err)
+{
+	if (st->cfg.deliver_listen[0] == '\0')
+		return 1;
+	if (sg_store_open_config(&st->cfg, NULL, &st->deliver_store, err) < 0) {
+		sg_error_prefix(err, "deliver: key store");
+		return -1;
+	}
+	st->deliver_lookup = sg_keys_lookup_new(st->deliver_store);
+	st->deliver = sg_deliver_new(&st->cfg, st->deliver_lookup, err);
+	if (st->deliver == NULL)
+		return -1;
+	st->transforms.role[SG_ROLE_DELIVER] = sg_deliver_transform(st->deliver);
+	return 1;
+}
+
+static void free_deliver(struct serve_state *st)
+{
+	sg_deliver_free(&st->deliver);
+	sg_keys_lookup_free(&st->deliver_lookup);
+	sg_store_close(&st->deliver_store);
+}
+
 static void limits(struct sg_config *cfg)
 {
 	struct rlimit rl = { 0, 0 };
@@ -198,7 +231,6 @@ int cmd_serve(int argc, char **argv)
 	int ret = SG_EXIT_FAIL, c;
 	char *spool = NULL;
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
-	struct sg_gateway_transforms transforms = { { NULL } };
 	struct sg_policy_service *policy = NULL;
 
 	memset(&st, 0, sizeof(st));
@@ -276,11 +308,14 @@ int cmd_serve(int argc, char **argv)
 		sg_error_set(&err, "cannot create the event loop");
 		goto fail;
 	}
-	/* Policy (outbound) and verification (inbound): src/policy/. */
+	/* Policy (outbound) and verification (inbound): src/policy/;
+	 * sealing at rest (deliver): src/deliver/. */
 	if (sg_policy_service_open(&st.cfg, &policy, &err) < 0)
 		goto fail;
-	sg_policy_service_install(policy, &transforms);
-	st.gw = sg_gateway_new(st.base, &st.cfg, &transforms, &err);
+	sg_policy_service_install(policy, &st.transforms);
+	if (setup_deliver(&st, &err) < 0)
+		goto fail;
+	st.gw = sg_gateway_new(st.base, &st.cfg, &st.transforms, &err);
 	if (st.gw == NULL)
 		goto fail;
 	if (drop_privileges(&st.cfg, spool, &err) < 0)
@@ -314,6 +349,7 @@ out:
 		event_free(ev_hup);
 	sg_gateway_free(&st.gw);
 	sg_policy_service_close(&policy);
+	free_deliver(&st);
 	if (st.base != NULL)
 		event_base_free(st.base);
 	free(spool);

@@ -8,6 +8,7 @@ const struct sg_cli_command sg_cli_commands[] = {
 	{ "serve", cmd_serve, "run the gateway (SMTP/LMTP filter)" },
 	{ "seal", cmd_seal, "encrypt and/or sign a message (PGP/MIME, S/MIME) from stdin" },
 	{ "unseal", cmd_unseal, "decrypt and verify a message from stdin" },
+	{ "seal-mailbox", cmd_seal_mailbox, "seal the mail already in a user's Maildir" },
 	{ "key", cmd_key, "manage the key store; publish keys (WKD)" },
 	{ "rekey", cmd_rekey, "re-wrap every message of a Maildir for a new key (journal, resumable)" },
 	{ "rekey-msg", cmd_rekey_msg, "re-wrap one stored message's session key for a new key (stdin to stdout)" },

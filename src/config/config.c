@@ -127,6 +127,18 @@ static const struct setting settings[] = {
 	  "PEM CA certificate files trusted for S/MIME signatures, space separated" },
 	{ "inbound_verify", T_BOOL, "yes", 0, 0, F(inbound_verify), NULL,
 	  "verify signed mail on the inbound listeners and add Authentication-Results" },
+	{ "deliver_maildir", T_STR, "", 0, 0, F(deliver_maildir), NULL,
+	  "deliver_listen writes sealed mail into this Maildir itself (%u address, %n local part, %d domain); empty: hand it to deliver_lmtp" },
+	{ "deliver_no_key", T_ENUM, "plain", 0, 0, F(deliver_no_key), "plain|refuse|defer",
+	  "a recipient with no usable key: store in the clear, refuse (550 5.7.1) or defer (450 4.7.1)" },
+	{ "deliver_format", T_ENUM, "auto", 0, 0, F(deliver_format), "auto|pgp|smime",
+	  "format of sealed copies: auto follows the recipient's key (OpenPGP first)" },
+	{ "deliver_user_formats", T_STR, "", 0, 0, F(deliver_user_formats), NULL,
+	  "per-user format preference, space separated ADDR=pgp|smime (overrides deliver_format)" },
+	{ "deliver_subject", T_STR, "...", 0, 0, F(deliver_subject), NULL,
+	  "outer Subject of sealed copies (the real one is protected inside)" },
+	{ "deliver_key_cache_ttl", T_TIME, "60s", 0, 3600, F(deliver_key_cache_ttl), NULL,
+	  "reuse a recipient's key found in the store for this long (0: look it up for every message)" },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

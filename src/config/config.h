@@ -61,6 +61,13 @@ struct sg_config {
 	char *authserv_id;       /* Authentication-Results authserv-id; "" = hostname */
 	char *smime_trust_anchors; /* PEM CA certificate files, space separated */
 	bool inbound_verify;     /* verify signatures on the inbound listeners */
+	/* Delivery (deliver_listen): sealing at rest. */
+	char *deliver_maildir;     /* Maildir path template (%u %n %d); "" = hand to deliver_lmtp */
+	char *deliver_no_key;      /* "plain", "refuse" (550 5.7.1) or "defer" (450 4.7.1) */
+	char *deliver_format;      /* "auto" (the key's kind), "pgp" or "smime" */
+	char *deliver_user_formats; /* "addr=pgp addr=smime ..." per-user preference */
+	char *deliver_subject;     /* outer Subject of sealed copies */
+	unsigned deliver_key_cache_ttl; /* seconds a found key is reused; 0 = look up every time */
 };
 
 /* Defaults for everything (no file). */

@@ -1,0 +1,426 @@
+/* sealgate seal-mailbox: seal the mail a user already has in a Maildir
+ * (stored before sealgate, or appended over IMAP), one message at a time. */
+#include "cli/cli.h"
+#include "config/config.h"
+#include "deliver/deliver.h"
+#include "deliver/maildir.h"
+#include "keys/lookup.h"
+#include "mime/message.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MSG_MAX ((size_t)1 << 30)
+
+static const char usage[] =
+	"usage: sealgate seal-mailbox ADDR --maildir DIR [--key FILE]\n"
+	"                             [-c FILE] [--state-dir DIR] [--store SPEC] [--subject TEXT]\n"
+	"\n"
+	"Seal every not yet encrypted message in DIR/new and DIR/cur to ADDR's key\n"
+	"(--key FILE, else the key store), one message at a time: the sealed copy is\n"
+	"written to DIR/tmp, fsynced and renamed over the original, keeping its base\n"
+	"name and flags (S= and W= are updated). Already encrypted messages are\n"
+	"skipped, so running it again resumes. Tell Dovecot afterwards:\n"
+	"  doveadm force-resync -u USER INBOX\n"
+	"Exit: 0 all done or skipped, 1 some failed, 2 no key, 64 usage.\n";
+
+struct failure {
+	char *name;
+	char *reason;
+};
+
+struct job {
+	const char *maildir;
+	struct sg_key *key;
+	const char *subject;
+	char **paths;        /* sub/name relative to maildir */
+	size_t n_paths;
+	size_t done, skipped_enc, failed;
+	struct failure *fails;
+	struct timespec start;
+	bool tty;
+};
+
+static int list_sub(struct job *j, const char *sub)
+{
+	char *dir = sg_asprintf("%s/%s", j->maildir, sub);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (d == NULL) {
+		fprintf(stderr, "sealgate seal-mailbox: %s: %s\n", dir, strerror(errno));
+		free(dir);
+		return -1;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		j->paths = sg_reallocarray(j->paths, j->n_paths + 1, sizeof(*j->paths));
+		j->paths[j->n_paths++] = sg_asprintf("%s/%s", sub, e->d_name);
+	}
+	closedir(d);
+	free(dir);
+	return 1;
+}
+
+static int read_file(const char *path, struct sg_buf *crlf, struct sg_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct sg_buf raw;
+	unsigned char chunk[65536];
+	ssize_t n;
+	int ret = -1;
+
+	sg_buf_init(&raw, MSG_MAX);
+	if (fd < 0) {
+		sg_error_set(err, "open: %s", strerror(errno));
+		goto out;
+	}
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			sg_error_set(err, "read: %s", strerror(errno));
+			goto out;
+		}
+		if (!sg_buf_append(&raw, chunk, (size_t)n)) {
+			sg_error_set(err, "larger than %zu bytes", raw.max);
+			goto out;
+		}
+	}
+	/* Maildir holds LF lines; sealing works on RFC 5322 CRLF. */
+	if (sg_msg_to_crlf(raw.data, raw.len, crlf, err) < 0)
+		goto out;
+	ret = 1;
+out:
+	if (fd >= 0)
+		close(fd);
+	sg_buf_free(&raw);
+	return ret;
+}
+
+/* "BASE,S=1,W=2,X=y:2,FS" -> "BASE,X=y,S=new,W=new:2,FS" (maildir++ size
+ * fields that Dovecot trusts for quota and RFC822.SIZE). */
+static char *rename_for(const char *name, size_t s, size_t w)
+{
+	const char *colon = strchr(name, ':');
+	size_t left = colon != NULL ? (size_t)(colon - name) : strlen(name);
+	struct sg_buf b;
+	const char *p = name, *end = name + left;
+	bool first = true;
+
+	sg_buf_init(&b, left + 64 + (colon != NULL ? strlen(colon) : 0));
+	while (p < end) {
+		const char *c = memchr(p, ',', (size_t)(end - p));
+		size_t n = c != NULL ? (size_t)(c - p) : (size_t)(end - p);
+		bool size_field = !first && n >= 2 && (p[0] == 'S' || p[0] == 'W') && p[1] == '=';
+		if (!size_field && (!sg_buf_append(&b, first ? "" : ",", first ? 0 : 1) ||
+				    !sg_buf_append(&b, p, n)))
+			goto overflow;
+		first = false;
+		p += n + (c != NULL);
+	}
+	if (!sg_buf_printf(&b, ",S=%zu,W=%zu%s", s, w, colon != NULL ? colon : ""))
+		goto overflow;
+	return (char *)sg_buf_steal(&b, NULL);
+overflow:
+	sg_buf_free(&b);
+	return sg_strdup(name);
+}
+
+static int write_sealed(struct job *j, const char *rel, const unsigned char *data, size_t len,
+			struct sg_error *err)
+{
+	char *base = sg_maildir_unique();
+	char *tmp = sg_asprintf("%s/tmp/%s", j->maildir, base);
+	char *orig = sg_asprintf("%s/%s", j->maildir, rel);
+	const char *slash = strchr(rel, '/');
+	char *subdir = sg_asprintf("%s/%.*s", j->maildir, (int)(slash - rel), rel);
+	char *newname = rename_for(slash + 1, sg_maildir_lf_size(data, len), len);
+	char *dst = sg_asprintf("%s/%s", subdir, newname);
+	int fd = -1, ret = -1;
+	struct stat st;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		sg_error_set(err, "create %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	/* Keep the owner and mode the mailbox server gave it (best effort). */
+	if (stat(orig, &st) == 0 && (fchown(fd, st.st_uid, st.st_gid) < 0 ||
+				     fchmod(fd, st.st_mode & 0777) < 0))
+		sg_log_debug("seal-mailbox: %s: keeping owner/mode: %s", rel, strerror(errno));
+	if (sg_maildir_write_fd(fd, data, len, err) < 0)
+		goto out;
+	close(fd);
+	fd = -1;
+	/* The mailbox server may have moved it (new -> cur, flags) meanwhile:
+	 * then leave it; a later run finds it under its new name. */
+	if (stat(orig, &st) < 0) {
+		sg_error_set(err, "moved while sealing (run again)");
+		goto out;
+	}
+	/* Over the original first, under its own name: at no moment are there
+	 * two copies. Then the size fields; a crash in between leaves a sealed
+	 * file with stale S=/W=, which the next run fixes (fix_sizes()). */
+	if (rename(tmp, orig) < 0) {
+		sg_error_set(err, "rename: %s", strerror(errno));
+		goto out;
+	}
+	if (sg_maildir_sync_dir(subdir, err) < 0)
+		goto out;
+	if (strcmp(dst, orig) != 0) {
+		if (rename(orig, dst) < 0) {
+			sg_error_set(err, "rename to %s: %s", newname, strerror(errno));
+			goto out;
+		}
+		if (sg_maildir_sync_dir(subdir, err) < 0)
+			goto out;
+	}
+	ret = 1;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (ret < 0)
+		unlink(tmp);
+	free(base);
+	free(tmp);
+	free(orig);
+	free(subdir);
+	free(newname);
+	free(dst);
+	return ret;
+}
+
+/* An encrypted file whose S= disagrees with its size (a run stopped between
+ * its two renames): put the size fields right. 1 renamed, 0 nothing to do. */
+static int fix_sizes(struct job *j, const char *rel, const struct sg_buf *crlf,
+		     struct sg_error *err)
+{
+	const char *slash = strchr(rel, '/');
+	const char *name = slash + 1;
+	const char *sfield = strstr(name, ",S=");
+	size_t lf = sg_maildir_lf_size(crlf->data, crlf->len);
+	char *want = NULL, *from = NULL, *to = NULL;
+	int ret = 0;
+
+	if (sfield == NULL || (size_t)strtoull(sfield + 3, NULL, 10) == lf)
+		return 0;
+	want = rename_for(name, lf, crlf->len);
+	from = sg_asprintf("%s/%s", j->maildir, rel);
+	to = sg_asprintf("%s/%.*s/%s", j->maildir, (int)(slash - rel), rel, want);
+	if (rename(from, to) < 0) {
+		sg_error_set(err, "fixing size fields: %s", strerror(errno));
+		ret = -1;
+	} else {
+		ret = 1;
+	}
+	free(want);
+	free(from);
+	free(to);
+	return ret;
+}
+
+static void add_failure(struct job *j, const char *rel, const char *reason)
+{
+	j->fails = sg_reallocarray(j->fails, j->failed + 1, sizeof(*j->fails));
+	j->fails[j->failed].name = sg_strdup(rel);
+	j->fails[j->failed++].reason = sg_strdup(reason);
+}
+
+static void seal_one(struct job *j, const char *rel)
+{
+	char *path = sg_asprintf("%s/%s", j->maildir, rel);
+	struct sg_buf msg;
+	struct sg_error err = SG_ERROR_INIT;
+	unsigned char *sealed = NULL;
+	size_t slen = 0;
+	enum sg_seal_outcome outcome = SG_SEAL_SEALED;
+	enum sg_crypto_status st = SG_CRYPTO_OK;
+
+	sg_buf_init(&msg, 2 * MSG_MAX);
+	if (read_file(path, &msg, &err) < 0)
+		goto failed;
+	if (sg_deliver_seal(msg.data, msg.len, j->key, j->subject, &sealed, &slen, &outcome, &st,
+			    &err) < 0) {
+		sg_error_prefix(&err, "%s", sg_crypto_status_name(st));
+		goto failed;
+	}
+	if (outcome == SG_SEAL_ALREADY_ENCRYPTED) {
+		if (fix_sizes(j, rel, &msg, &err) < 0)
+			goto failed;
+		j->skipped_enc++;
+		goto out;
+	}
+	if (write_sealed(j, rel, sealed, slen, &err) < 0)
+		goto failed;
+	j->done++;
+	goto out;
+failed:
+	add_failure(j, rel, sg_error_msg(&err));
+out:
+	free(sealed);
+	free(path);
+	sg_buf_free(&msg);
+	sg_error_clear(&err);
+}
+
+static double elapsed(const struct job *j)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - j->start.tv_sec) + (double)(now.tv_nsec - j->start.tv_nsec) / 1e9;
+}
+
+static void progress(const struct job *j, size_t i, bool last)
+{
+	if (!j->tty)
+		return;
+	double t = elapsed(j), rate = t > 0 ? (double)i / t : 0;
+	double eta = rate > 0 ? (double)(j->n_paths - i) / rate : 0;
+	fprintf(stderr, "\rseal-mailbox: %zu/%zu (%3zu%%) %.1f msg/s, ETA %.0fs   %s", i, j->n_paths,
+		j->n_paths > 0 ? i * 100 / j->n_paths : 100, rate, eta, last ? "\n" : "");
+}
+
+static int load_key(const char *addr, const char *key_file, struct sg_config *cfg,
+		    const char *store_spec, struct sg_key **key_r)
+{
+	struct sg_error err = SG_ERROR_INIT;
+	enum sg_crypto_status st = SG_CRYPTO_OK;
+	struct sg_store *store = NULL;
+	struct sg_keys_lookup *lk = NULL;
+	char *def = NULL;
+	int ret = -1;
+
+	if (key_file != NULL) {
+		if (sg_key_load_file(key_file, NULL, key_r, &st, &err) < 0)
+			goto out;
+		if (sg_key_usable_for_encrypt(*key_r, time(NULL), &st, &err) != 1)
+			goto out;
+		ret = 1;
+		goto out;
+	}
+	const char *spec = store_spec != NULL ? store_spec : cfg->store;
+	if (spec[0] == '\0')
+		spec = def = sg_asprintf("sqlite:%s/sealgate.db", cfg->state_dir);
+	if (sg_store_open(spec, &store, &err) < 0) {
+		st = SG_CRYPTO_INTERNAL;
+		goto out;
+	}
+	lk = sg_keys_lookup_new(store);
+	enum sg_key_kind pref = strcmp(cfg->deliver_format, "smime") == 0 ? SG_KEY_X509 :
+				strcmp(cfg->deliver_format, "pgp") == 0 ? SG_KEY_PGP : 0;
+	if (sg_keys_find_encrypt(lk, addr, pref, time(NULL), key_r, &st, &err) == 1)
+		ret = 1;
+out:
+	if (ret < 0) {
+		fprintf(stderr, "sealgate seal-mailbox: key for %s: %s\n", addr, sg_error_msg(&err));
+		sg_key_free(key_r);
+	}
+	sg_keys_lookup_free(&lk);
+	sg_store_close(&store);
+	free(def);
+	sg_error_clear(&err);
+	return ret < 0 ? -(st == SG_CRYPTO_INTERNAL ? SG_EXIT_FAIL : SG_EXIT_NO_KEY) : 1;
+}
+
+static void summary(const struct job *j)
+{
+	double t = elapsed(j);
+	printf("seal-mailbox: %zu sealed, %zu skipped (already encrypted), %zu failed, in %.1fs\n",
+	       j->done, j->skipped_enc, j->failed, t);
+	for (size_t i = 0; i < j->failed; i++)
+		printf("  failed %s: %s\n", j->fails[i].name, j->fails[i].reason);
+}
+
+int cmd_seal_mailbox(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "maildir", required_argument, NULL, 'm' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "state-dir", required_argument, NULL, 'S' },
+		{ "store", required_argument, NULL, 's' },
+		{ "subject", required_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *key_file = NULL, *config = NULL, *state_dir = NULL, *store = NULL;
+	const char *subject = NULL;
+	struct job j;
+	struct sg_config cfg;
+	struct sg_error err = SG_ERROR_INIT;
+	int c, ret = SG_EXIT_USAGE;
+
+	memset(&j, 0, sizeof(j));
+	sg_config_defaults(&cfg);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': j.maildir = optarg; break;
+		case 'k': key_file = optarg; break;
+		case 'c': config = optarg; break;
+		case 'S': state_dir = optarg; break;
+		case 's': store = optarg; break;
+		case 'j': subject = optarg; break;
+		case 'h': fputs(usage, stdout); ret = SG_EXIT_OK; goto out;
+		default: fputs(usage, stderr); goto out;
+		}
+	}
+	if (optind + 1 != argc || j.maildir == NULL) {
+		fputs(usage, stderr);
+		goto out;
+	}
+	if ((config != NULL && sg_config_load(&cfg, config, &err) < 0) ||
+	    (state_dir != NULL && sg_config_set(&cfg, "state_dir", state_dir, &err) < 0)) {
+		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
+		ret = SG_EXIT_CONFIG;
+		goto out;
+	}
+	j.subject = subject != NULL ? subject : cfg.deliver_subject;
+	int r = load_key(argv[optind], key_file, &cfg, store, &j.key);
+	if (r < 0) {
+		ret = -r;
+		goto out;
+	}
+	ret = SG_EXIT_FAIL;
+	if (list_sub(&j, "new") < 0 || list_sub(&j, "cur") < 0)
+		goto out;
+	j.tty = isatty(STDERR_FILENO);
+	clock_gettime(CLOCK_MONOTONIC, &j.start);
+	printf("seal-mailbox: %zu message(s) in %s, key %s\n", j.n_paths, j.maildir,
+	       sg_key_fingerprint(j.key));
+	fflush(stdout);
+	for (size_t i = 0; i < j.n_paths; i++) {
+		seal_one(&j, j.paths[i]);
+		progress(&j, i + 1, i + 1 == j.n_paths);
+	}
+	summary(&j);
+	ret = j.failed == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
+out:
+	for (size_t i = 0; i < j.n_paths; i++)
+		free(j.paths[i]);
+	free(j.paths);
+	for (size_t i = 0; i < j.failed; i++) {
+		free(j.fails[i].name);
+		free(j.fails[i].reason);
+	}
+	free(j.fails);
+	sg_key_free(&j.key);
+	sg_config_clear(&cfg);
+	sg_error_clear(&err);
+	return ret;
+}

@@ -1,0 +1,284 @@
+/* Maildir delivery: unique names, tmp/ -> new/ with fsync at each step
+ * (maildir(5); Dovecot's maildir-save.c does the same). */
+#include "deliver/maildir.h"
+#include "util/buf.h"
+#include "util/mem.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+/* A part of an address that may become a path component. */
+static int safe_part(const char *s, size_t n)
+{
+	if (n == 0 || s[0] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '/' || s[i] == '\\' || iscntrl((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+/* Mailbox paths are lower case, as Dovecot's %Ln/%Ld make them: "Alice@"
+ * and "alice@" are one mailbox (and one key, keys/ normalises the same way). */
+static int append_lower(struct sg_buf *b, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = (char)tolower((unsigned char)s[i]);
+		if (!sg_buf_append(b, &c, 1))
+			return 0;
+	}
+	return 1;
+}
+
+int sg_maildir_expand(const char *tmpl, const char *addr, char **path_r, struct sg_error *err)
+{
+	const char *at = strrchr(addr, '@');
+	size_t nlen = at != NULL ? (size_t)(at - addr) : strlen(addr);
+	const char *dom = at != NULL ? at + 1 : "";
+	struct sg_buf b;
+	int ok = 1, ret = -1;
+
+	*path_r = NULL;
+	if (!safe_part(addr, strlen(addr)) || !safe_part(addr, nlen) ||
+	    (at != NULL && !safe_part(dom, strlen(dom)))) {
+		sg_error_set(err, "address '%s' cannot name a mailbox path", addr);
+		return -1;
+	}
+	sg_buf_init(&b, 4096);
+	for (const char *p = tmpl; *p != '\0' && ok; p++) {
+		if (*p != '%') {
+			ok = sg_buf_append(&b, p, 1);
+			continue;
+		}
+		switch (*++p) {
+		case 'u': ok = append_lower(&b, addr, strlen(addr)); break;
+		case 'n': ok = append_lower(&b, addr, nlen); break;
+		case 'd': ok = append_lower(&b, dom, strlen(dom)); break;
+		case '%': ok = sg_buf_append(&b, "%", 1); break;
+		default:
+			sg_error_set(err, "maildir template '%s': unknown %%-escape", tmpl);
+			goto out;
+		}
+	}
+	if (!ok) {
+		sg_error_set(err, "maildir path for %s is too long", addr);
+		goto out;
+	}
+	*path_r = (char *)sg_buf_steal(&b, NULL);
+	ret = 1;
+out:
+	sg_buf_free(&b);
+	return ret;
+}
+
+static int mkdir_p(const char *path, struct sg_error *err)
+{
+	char *p = sg_strdup(path);
+	int ret = -1;
+
+	for (char *s = p + 1; ; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			sg_error_set(err, "mkdir %s: %s", p, strerror(errno));
+			goto out;
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	ret = 1;
+out:
+	free(p);
+	return ret;
+}
+
+int sg_maildir_ensure(const char *dir, struct sg_error *err)
+{
+	static const char *const subs[] = { "tmp", "new", "cur" };
+	int ret = -1;
+
+	if (mkdir_p(dir, err) < 0)
+		return -1;
+	for (size_t i = 0; i < 3; i++) {
+		char *sub = sg_asprintf("%s/%s", dir, subs[i]);
+		struct stat st;
+		if (mkdir(sub, 0700) < 0 && errno != EEXIST) {
+			sg_error_set(err, "mkdir %s: %s", sub, strerror(errno));
+			free(sub);
+			goto out;
+		}
+		if (stat(sub, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			sg_error_set(err, "%s: not a directory", sub);
+			free(sub);
+			goto out;
+		}
+		free(sub);
+	}
+	ret = 1;
+out:
+	return ret;
+}
+
+char *sg_maildir_unique(void)
+{
+	static atomic_ulong counter;
+	struct timeval tv;
+	struct sg_buf host;
+	char *hn = NULL;
+	size_t hmax = 256;
+
+	gettimeofday(&tv, NULL);
+	sg_buf_init(&host, 4 * hmax);
+	hn = sg_malloc(hmax + 1);
+	if (gethostname(hn, hmax) != 0)
+		hn[0] = '\0';
+	hn[hmax] = '\0';
+	for (const char *p = hn; *p != '\0'; p++) {
+		int ok = *p == '/' ? sg_buf_append_str(&host, "\\057") :
+			 *p == ':' ? sg_buf_append_str(&host, "\\072") :
+			 *p == ',' ? sg_buf_append_str(&host, "\\054") : sg_buf_append(&host, p, 1);
+		if (!ok)
+			break;
+	}
+	free(hn);
+	char *name = sg_asprintf("%lld.M%06ldP%ldQ%lu.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
+				 (long)getpid(), atomic_fetch_add(&counter, 1) + 1,
+				 host.len > 0 ? sg_buf_str(&host) : "localhost");
+	sg_buf_free(&host);
+	return name;
+}
+
+size_t sg_maildir_lf_size(const unsigned char *msg, size_t len)
+{
+	size_t n = len;
+	for (size_t i = 0; i + 1 < len; i++)
+		if (msg[i] == '\r' && msg[i + 1] == '\n')
+			n--;
+	return n;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n, struct sg_error *err)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			sg_error_set(err, "write: %s", strerror(errno));
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 1;
+}
+
+int sg_maildir_write_fd(int fd, const unsigned char *msg, size_t len, struct sg_error *err)
+{
+	unsigned char chunk[65536];
+	size_t used = 0;
+
+	/* CRLF -> LF in chunks: Maildir files hold bare LF lines. */
+	for (size_t i = 0; i < len; i++) {
+		if (msg[i] == '\r' && i + 1 < len && msg[i + 1] == '\n')
+			continue;
+		chunk[used++] = msg[i];
+		if (used == sizeof(chunk)) {
+			if (write_all(fd, chunk, used, err) < 0)
+				return -1;
+			used = 0;
+		}
+	}
+	if (used > 0 && write_all(fd, chunk, used, err) < 0)
+		return -1;
+	if (fsync(fd) < 0) {
+		sg_error_set(err, "fsync: %s", strerror(errno));
+		return -1;
+	}
+	return 1;
+}
+
+int sg_maildir_sync_dir(const char *dir, struct sg_error *err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret = -1;
+
+	if (fd < 0) {
+		sg_error_set(err, "open %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (fsync(fd) < 0)
+		sg_error_set(err, "fsync %s: %s", dir, strerror(errno));
+	else
+		ret = 1;
+	close(fd);
+	return ret;
+}
+
+int sg_maildir_deliver(const char *dir, const unsigned char *msg, size_t len, char **path_r,
+		       struct sg_error *err)
+{
+	char *base = sg_maildir_unique();
+	char *tmp = sg_asprintf("%s/tmp/%s", dir, base);
+	char *newdir = sg_asprintf("%s/new", dir);
+	char *dst = sg_asprintf("%s/%s,S=%zu,W=%zu", newdir, base, sg_maildir_lf_size(msg, len), len);
+	int fd = -1, ret = -1;
+	int renamed = 0;
+
+	if (path_r != NULL)
+		*path_r = NULL;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		sg_error_set(err, "create %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (sg_maildir_write_fd(fd, msg, len, err) < 0) {
+		sg_error_prefix(err, "%s", tmp);
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		sg_error_set(err, "close %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	/* link() would refuse an existing name; rename() is what Dovecot does
+	 * and the name is unique to this process and moment. */
+	if (rename(tmp, dst) < 0) {
+		sg_error_set(err, "rename into %s: %s", newdir, strerror(errno));
+		goto out;
+	}
+	renamed = 1;
+	/* Durable only once the directory entry is (fsync(2), "Notes"). */
+	if (sg_maildir_sync_dir(newdir, err) < 0)
+		goto out;
+	if (path_r != NULL) {
+		*path_r = dst;
+		dst = NULL;
+	}
+	ret = 1;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (ret < 0) {
+		/* Nothing half-written stays behind: we answer 4xx, so the
+		 * sender retries and a leftover would be a duplicate. */
+		unlink(renamed ? dst : tmp);
+	}
+	free(base);
+	free(tmp);
+	free(newdir);
+	free(dst);
+	return ret;
+}

@@ -1,0 +1,44 @@
+/* Writing into a Maildir the way qmail's maildir(5) and Dovecot expect:
+ * tmp/ -> write -> fsync -> rename into new/ -> fsync new/, so that a
+ * message is either wholly there or not at all, and durable when we say so. */
+#ifndef SG_DELIVER_MAILDIR_H
+#define SG_DELIVER_MAILDIR_H
+
+#include <stddef.h>
+
+#include "util/error.h"
+
+/* Expand a path template for an address: %u the whole address, %n its
+ * local part, %d its domain (all lower-cased), %% a '%'. Parts that could
+ * leave the tree ('/', a leading '.', control characters) are refused.
+ * 1 with *path_r (owned), or -1. */
+int sg_maildir_expand(const char *tmpl, const char *addr, char **path_r, struct sg_error *err)
+	SG_WARN_UNUSED;
+
+/* Create dir and its tmp/, new/, cur/ (0700, parents too) if missing. 1 or -1. */
+int sg_maildir_ensure(const char *dir, struct sg_error *err) SG_WARN_UNUSED;
+
+/* A fresh unique base name "SECS.MusecPpidQcounter.host" (maildir(5);
+ * '/' and ':' in the host name escaped as \057 and \072). Owned. */
+char *sg_maildir_unique(void);
+
+/* The on-disk bytes of a CRLF message (bare LF lines, as Maildir stores
+ * them): their count. W= is the CRLF size (RFC 822 size, Dovecot). */
+size_t sg_maildir_lf_size(const unsigned char *msg, size_t len);
+
+/* Write msg (CRLF line ends; stored with LF) into tmp/ under a unique name,
+ * fsync it, rename it into new/ as NAME,S=size,W=crlfsize and fsync new/.
+ * On any failure nothing is left in tmp/ or new/. 1 with *path_r (the
+ * final path, owned; may be NULL), or -1 with err ("disk full", ...). */
+int sg_maildir_deliver(const char *dir, const unsigned char *msg, size_t len, char **path_r,
+		       struct sg_error *err) SG_WARN_UNUSED;
+
+/* Write msg (CRLF) with LF line ends to the open file fd and fsync it.
+ * 1 or -1 (errno text in err). */
+int sg_maildir_write_fd(int fd, const unsigned char *msg, size_t len, struct sg_error *err)
+	SG_WARN_UNUSED;
+
+/* fsync a directory (after a rename into it). 1 or -1. */
+int sg_maildir_sync_dir(const char *dir, struct sg_error *err) SG_WARN_UNUSED;
+
+#endif

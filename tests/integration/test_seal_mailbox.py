@@ -1,0 +1,122 @@
+"""sealgate seal-mailbox: the mail a user already has is sealed in place,
+per message atomically (base name and flags kept, S=/W= fixed), already
+encrypted mail skipped, so that a second run does nothing; gpg decrypts
+every sealed file to the original."""
+import os
+import re
+import shutil
+import subprocess
+
+from conftest import run
+from deliver_helpers import gpg_decrypt, outer_headers, pgp_user
+
+PLAIN = [
+    ("cur", "1600000000.M1P1.host,S=99:2,FS",
+     b"From: x@y.test\nTo: alice@example.test\nSubject: old one\n\nold body\n"),
+    ("new", "1600000001.M2P1.host",
+     b"From: x@y.test\nTo: alice@example.test\nSubject: new one\n\nnew body\n"),
+    ("cur", "1600000002.M3P1.host:2,",
+     b"From: x@y.test\nSubject: dotted\n\n.leading dot line\n"),
+]
+
+
+def make_maildir(d):
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(d, sub))
+    for sub, name, data in PLAIN:
+        with open(os.path.join(d, sub, name), "wb") as f:
+            f.write(data)
+    with open(os.path.join(d, "cur", "1600000003.M4P1.host:2,S"), "wb") as f:
+        f.write(b"this is not a message\n")
+
+
+def test_seal_mailbox_in_place_and_resumable(sealgate_bin, tmp_path):
+    tmp = str(tmp_path)
+    state = os.path.join(tmp, "state")
+    sec, fpr = pgp_user(sealgate_bin, tmp, state, "alice@example.test")
+    md = os.path.join(tmp, "Maildir")
+    make_maildir(md)
+    # An already encrypted message (sealed by the CLI) is left alone.
+    pub = run([sealgate_bin, "key", "export", "alice@example.test", "--state-dir", state]).stdout
+    with open(os.path.join(tmp, "alice.pub"), "wb") as f:
+        f.write(pub)
+    sealed = run([sealgate_bin, "seal", "--to", "alice@example.test", "--key",
+                  os.path.join(tmp, "alice.pub")], input=PLAIN[0][2]).stdout
+    assert b"multipart/encrypted" in sealed
+    enc_path = os.path.join(md, "cur", "1500000000.M9P9.host:2,S")
+    with open(enc_path, "wb") as f:
+        f.write(sealed.replace(b"\r\n", b"\n"))
+    enc_before = open(enc_path, "rb").read()
+
+    r = run([sealgate_bin, "seal-mailbox", "alice@example.test", "--maildir", md,
+             "--state-dir", state])
+    out = r.stdout.decode()
+    assert r.returncode == 1, (out, r.stderr)   # one message could not be sealed
+    assert "3 sealed, 1 skipped (already encrypted), 1 failed" in out, out
+    assert re.search(r"failed cur/1600000003\.M4P1\.host:2,S: malformed", out), out
+    assert fpr in out
+
+    assert open(enc_path, "rb").read() == enc_before
+    assert os.listdir(os.path.join(md, "tmp")) == []
+    names = {sub: sorted(os.listdir(os.path.join(md, sub))) for sub in ("new", "cur")}
+    for sub, name, data in PLAIN:
+        base = re.split(r"[,:]", name)[0]
+        info = name[name.index(":"):] if ":" in name else ""
+        got = [n for n in names[sub] if n.startswith(base + ",")]
+        assert len(got) == 1, (name, names)
+        path = os.path.join(md, sub, got[0])
+        body = open(path, "rb").read()
+        assert got[0].endswith(info)                          # flags kept
+        crlf_size = len(body.replace(b"\n", b"\r\n"))
+        assert f",S={len(body)},W={crlf_size}" in got[0]
+        assert got[0].count("S=") == 1
+        assert b"body" not in body and b"dotted" not in body
+        assert b"Subject: ...\n" in outer_headers(body)
+        plain = gpg_decrypt(sec, body).replace(b"\r\n", b"\n")
+        assert data.split(b"\n\n", 1)[1] in plain                # content back
+        subject = [l for l in data.split(b"\n") if l.startswith(b"Subject:")][0]
+        assert subject in plain                                   # protected inside
+    # The unsealable message stays as it was.
+    assert open(os.path.join(md, "cur", "1600000003.M4P1.host:2,S"), "rb").read() == \
+        b"this is not a message\n"
+
+    # Resumable: a second run seals nothing more and changes nothing.
+    before = {n: open(os.path.join(md, s, n), "rb").read() for s in ("new", "cur")
+              for n in os.listdir(os.path.join(md, s))}
+    r = run([sealgate_bin, "seal-mailbox", "alice@example.test", "--maildir", md,
+             "--state-dir", state])
+    assert "0 sealed, 4 skipped (already encrypted), 1 failed" in r.stdout.decode(), r.stdout
+    after = {n: open(os.path.join(md, s, n), "rb").read() for s in ("new", "cur")
+             for n in os.listdir(os.path.join(md, s))}
+    assert before == after
+
+    # A run stopped between its two renames leaves a sealed file with stale
+    # size fields under the original name: the next run puts them right.
+    name = [n for n in os.listdir(os.path.join(md, "new")) if n.startswith("1600000001.")][0]
+    stale = "1600000001.M2P1.host,S=61,W=65"
+    os.rename(os.path.join(md, "new", name), os.path.join(md, "new", stale))
+    r = run([sealgate_bin, "seal-mailbox", "alice@example.test", "--maildir", md,
+             "--state-dir", state])
+    assert "0 sealed, 4 skipped" in r.stdout.decode(), r.stdout
+    assert os.listdir(os.path.join(md, "new")) == [name]
+
+
+def test_seal_mailbox_progress_on_a_tty_and_errors(sealgate_bin, tmp_path):
+    tmp = str(tmp_path)
+    state = os.path.join(tmp, "state")
+    md = os.path.join(tmp, "Maildir")
+    make_maildir(md)
+    pgp_user(sealgate_bin, tmp, state, "alice@example.test")
+    # No key for the user: exit 2, nothing touched.
+    r = run([sealgate_bin, "seal-mailbox", "nobody@example.test", "--maildir", md,
+             "--state-dir", state])
+    assert r.returncode == 2 and b"no key" in r.stderr, r.stderr
+    assert sorted(os.listdir(os.path.join(md, "new"))) == ["1600000001.M2P1.host"]
+    r = run([sealgate_bin, "seal-mailbox", "x@example.test"])
+    assert r.returncode == 64
+    if shutil.which("script") is None:
+        return
+    cmd = f"{sealgate_bin} seal-mailbox alice@example.test --maildir {md} --state-dir {state}"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    assert re.search(r"4/4 \(100%\) [0-9.]+ msg/s, ETA", out), out
