@@ -348,6 +348,9 @@ static int store_key(const struct seal_opts *o, struct store_lookup *sl, const c
 		sl->lookup = sg_keys_lookup_new(sl->store);
 	}
 	int r = sg_keys_find_encrypt(sl->lookup, addr, kind, time(NULL), key_r, status_r, err);
+	if (r == 0 && *status_r == SG_CRYPTO_NO_KEY)
+		sg_error_set(err, "no %s key (none among the --key files, none in the key store)",
+			     kind == SG_KEY_PGP ? "OpenPGP" : "X.509");
 	if (r == 1 && sg_key_kind(*key_r) != kind) {
 		sg_key_free(key_r);
 		*status_r = SG_CRYPTO_NO_KEY;

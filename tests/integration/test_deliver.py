@@ -118,7 +118,7 @@ def test_no_key_policy(sealgate_bin, env, policy, code, enh):
     if policy == "plain":
         assert len(files) == 1
         assert open(files[0], "rb").read() == MSG.replace(b"\r\n", b"\n")
-        assert "nokey@example.test: no key" in gw.log()
+        assert "no key for nokey@example.test" in gw.log()
     else:
         assert files == []
         assert "no key" in r["nokey@example.test"][1]

@@ -419,7 +419,8 @@ def test_no_secret_key_to_decrypt(keys):
 def test_no_key_for_recipient(keys):
     r = sealgate("seal", "--to", "zed@z.test", "--key", keys["bob.pub"], inp=PLAIN_8BIT)
     assert r.returncode == 2
-    assert one_line(r.stderr) == "sealgate seal: recipient zed@z.test: no OpenPGP key"
+    assert one_line(r.stderr) == ("sealgate seal: recipient zed@z.test: no OpenPGP key "
+                                  "(none among the --key files, none in the key store)")
     assert r.stdout == b""
 
 
