@@ -40,6 +40,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_seal(int argc, char **argv);
 int cmd_unseal(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_key_lookup(int argc, char **argv);
 
 /* Shared by seal/unseal (cmd-seal.c). */
 struct sg_key;

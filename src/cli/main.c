@@ -9,6 +9,7 @@ const struct sg_cli_command sg_cli_commands[] = {
 	{ "seal", cmd_seal, "encrypt and/or sign a message (PGP/MIME, S/MIME) from stdin" },
 	{ "unseal", cmd_unseal, "decrypt and verify a message from stdin" },
 	{ "key", cmd_key, "manage the key store; publish keys (WKD)" },
+	{ "key-lookup", cmd_key_lookup, "find a key through the remote chain (WKD, LDAP, DNS; cached)" },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "list the subcommands, or explain one" },
 	{ NULL, NULL, NULL },
