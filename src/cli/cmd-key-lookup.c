@@ -8,6 +8,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -19,6 +20,7 @@
 struct lookup_opts {
 	const char *config, *state_dir, *store, *source, *addr;
 	bool no_cache;
+	bool pending;            /* list keys held by key_change = hold */
 	unsigned budget_ms;      /* 0: lookup_budget */
 	unsigned concurrent;     /* test aid: N threads look addr up at once */
 	unsigned repeat;         /* look-ups per thread */
@@ -33,7 +35,7 @@ struct worker {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: sealgate key-lookup ADDR [--source wkd|ldap|dns] [--no-cache]\n"
+	fprintf(f, "usage: sealgate key-lookup ADDR [--source wkd|ldap|dns] [--no-cache] [--pending]\n"
 		   "         [-c FILE] [--state-dir DIR] [--store SPEC] [--set KEY=VALUE]...\n"
 		   "         [--budget-ms N] [--concurrent N] [--repeat N]\n"
 		   "exit: 0 found, %d no key, %d look-up failed\n", SG_EXIT_NO_KEY, SG_EXIT_FAIL);
@@ -61,6 +63,7 @@ static int parse(int argc, char **argv, struct lookup_opts *o, char ***sets_r, s
 		{ "store", required_argument, NULL, 'S' },
 		{ "source", required_argument, NULL, 's' },
 		{ "no-cache", no_argument, NULL, 'n' },
+		{ "pending", no_argument, NULL, 'P' },
 		{ "set", required_argument, NULL, 'o' },
 		{ "budget-ms", required_argument, NULL, 'b' },
 		{ "concurrent", required_argument, NULL, 'j' },
@@ -78,6 +81,7 @@ static int parse(int argc, char **argv, struct lookup_opts *o, char ***sets_r, s
 		case 'S': o->store = optarg; break;
 		case 's': o->source = optarg; break;
 		case 'n': o->no_cache = true; break;
+		case 'P': o->pending = true; break;
 		case 'o':
 			*sets_r = sg_reallocarray(*sets_r, *n_sets + 1, sizeof(char *));
 			(*sets_r)[(*n_sets)++] = optarg;
@@ -133,6 +137,32 @@ static void print_keys(const struct sg_keys_found *keys, size_t n)
 		sg_key_free(&key);
 		sg_error_clear(&err);
 	}
+}
+
+/* Keys held for approval (key_change = hold): the store's "pending:SOURCE"
+ * rows for addr. Prints them; 1 some, 0 none, -1 error. */
+static int list_pending(struct sg_store *store, const char *addr, struct sg_error *err)
+{
+	struct sg_store_cache *rows = NULL;
+	size_t n = 0;
+	int found = 0;
+	char *a = sg_strdup(addr);
+	for (char *p = a; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (sg_store_cache_get(store, a, &rows, &n, err) < 0) {
+		free(a);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(rows[i].source, "pending:", 8) != 0)
+			continue;
+		printf("pending\t%s\t%s\tfetched %lld\t%zu bytes\n", a, rows[i].source + 8,
+		       (long long)rows[i].fetched_at, rows[i].len);
+		found = 1;
+	}
+	sg_store_cache_free(&rows, n);
+	free(a);
+	return found;
 }
 
 static void *worker_main(void *arg)
@@ -204,6 +234,13 @@ int cmd_key_lookup(int argc, char **argv)
 	ret = SG_EXIT_FAIL;
 	if (open_store(&cfg, o.store, &store, &err) < 0)
 		goto fail;
+	if (o.pending) {
+		int pr = list_pending(store, o.addr, &err);
+		if (pr < 0)
+			goto fail;
+		ret = pr > 0 ? SG_EXIT_OK : SG_EXIT_NO_KEY;
+		goto out;
+	}
 	if ((r = sg_keys_remote_new(store, &cfg, &err)) == NULL) {
 		ret = SG_EXIT_CONFIG;
 		goto fail;

@@ -338,7 +338,7 @@ out:
 }
 
 void sg_keys_cache_end(struct sg_keys_cache *c, const char *addr, int64_t now, int result,
-		       const struct sg_keys_found *keys, size_t n, int64_t ttl,
+		       const struct sg_keys_found *keys, size_t n, int64_t ttl, bool keep,
 		       const struct sg_error *err)
 {
 	pthread_mutex_lock(&c->lock);
@@ -348,7 +348,12 @@ void sg_keys_cache_end(struct sg_keys_cache *c, const char *addr, int64_t now, i
 	e->last_result = result;
 	free(e->last_err);
 	e->last_err = result < 0 ? sg_strdup(sg_error_msg(err)) : NULL;
-	if (result >= 0) {
+	if (!keep && result >= 0) {
+		/* Waiters need the keys but the entry stays as it was. */
+		e->last_result = -1;
+		e->last_err = sg_strdup("a partial look-up was under way; try again");
+	}
+	if (keep && result >= 0) {
 		entry_drop_keys(e);
 		e->valid = true;
 		e->result = result;

@@ -36,9 +36,11 @@ int sg_keys_cache_begin(struct sg_keys_cache *c, const char *addr, int64_t now,
 			struct sg_error *err) SG_WARN_UNUSED;
 
 /* The fetcher reports: result 1 (keys borrowed, copied), 0 negative, -1
- * error (err's message handed to waiters, nothing cached). ttl seconds. */
+ * error (err's message handed to waiters, nothing cached). ttl seconds.
+ * keep false: hand the result to waiters only (a partial look-up, e.g.
+ * one source asked, must not become the address's cached answer). */
 void sg_keys_cache_end(struct sg_keys_cache *c, const char *addr, int64_t now, int result,
-		       const struct sg_keys_found *keys, size_t n, int64_t ttl,
+		       const struct sg_keys_found *keys, size_t n, int64_t ttl, bool keep,
 		       const struct sg_error *err);
 
 /* The positive keys last known for addr (memory, else the store, fresh

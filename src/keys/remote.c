@@ -419,7 +419,8 @@ static int fetch_and_fill(struct sg_keys_remote *r, const char *addr, int64_t de
 	int res = fetch_chain(r, addr, deadline_ms, &keys, &n, err);
 	if (res == 1)
 		key_change(r, addr, now, &keys, &n);
-	sg_keys_cache_end(r->cache, addr, now, res, keys, n, res == 1 ? r->ttl : r->neg_ttl, err);
+	sg_keys_cache_end(r->cache, addr, now, res, keys, n, res == 1 ? r->ttl : r->neg_ttl,
+			  r->only == NULL, err);
 	if (keys_r != NULL && res == 1) {
 		*keys_r = keys;
 		*n_r = n;
@@ -469,7 +470,7 @@ static void refresh_ahead(struct sg_keys_remote *r, const char *addr)
 	if (pthread_create(&t, &attr, refresh_main, job) != 0) {
 		struct sg_error err = SG_ERROR_INIT;
 		sg_error_set(&err, "no thread for refresh");
-		sg_keys_cache_end(r->cache, addr, r->now(), -1, NULL, 0, 0, &err);
+		sg_keys_cache_end(r->cache, addr, r->now(), -1, NULL, 0, 0, true, &err);
 		sg_error_clear(&err);
 		free(job->addr);
 		free(job);
@@ -514,7 +515,8 @@ int sg_keys_remote_find(struct sg_keys_remote *r, const char *addr, unsigned bud
 	*n_r = 0;
 	if (a == NULL)
 		goto out;
-	if (sg_keys_cache_begin(r->cache, a, r->now(), deadline, r->no_cache, &state, &res, keys_r,
+	if (sg_keys_cache_begin(r->cache, a, r->now(), deadline, r->no_cache || r->only != NULL,
+				&state, &res, keys_r,
 				n_r, err) < 0) {
 		res = -1;
 		goto out;

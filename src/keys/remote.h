@@ -57,7 +57,8 @@ void sg_keys_remote_free(struct sg_keys_remote **r);
 int sg_keys_remote_find(struct sg_keys_remote *r, const char *addr, unsigned budget_ms,
 			struct sg_keys_found **keys_r, size_t *n_r, struct sg_error *err) SG_WARN_UNUSED;
 
-/* Tuning and test hooks. only: fetch from this source alone (NULL: all);
+/* Tuning and test hooks. only: fetch from this source alone (NULL: all),
+ * bypassing the cache both ways (a partial answer is never cached);
  * no_cache: skip the cache (the result is still stored). */
 void sg_keys_remote_set_only(struct sg_keys_remote *r, const char *only);
 void sg_keys_remote_set_no_cache(struct sg_keys_remote *r, bool no_cache);

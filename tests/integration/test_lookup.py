@@ -14,6 +14,8 @@ from keys_helpers import gpg, gpg_genkey, gpg_kill, wkd_hash
 from lookup_peers import SilentServer, Slapd, WkdServer
 
 DOMAIN = "example.test"
+# Short TTLs, long enough for two sanitized runs of the CLI.
+TTL = 5 if os.environ.get("SEALGATE_SANITIZE") == "1" else 2
 
 
 def export(home, addr):
@@ -78,13 +80,13 @@ def test_wkd_found_then_cached_then_no_cache(wkd, keys, tmp_path):
 
 def test_negative_cached_and_ttl_expiry(wkd, keys, tmp_path):
     path = adv_path(f"nobody@{DOMAIN}")
-    args = wkd_args(wkd, "--set", "lookup_negative_ttl=1s")
+    args = wkd_args(wkd, "--set", f"lookup_negative_ttl={TTL}s")
     r = lookup(tmp_path, f"nobody@{DOMAIN}", *args)
     assert r.returncode == 2, r.stderr
     assert wkd.count(path) == 1
     r = lookup(tmp_path, f"nobody@{DOMAIN}", *args)
     assert r.returncode == 2 and wkd.count(path) == 1, "negative entry not used"
-    time.sleep(1.2)
+    time.sleep(TTL + 0.2)
     wkd.keys[path] = keys["alice"]       # wrong user ID: still nothing usable
     r = lookup(tmp_path, f"nobody@{DOMAIN}", *args)
     assert r.returncode == 2
@@ -94,11 +96,11 @@ def test_negative_cached_and_ttl_expiry(wkd, keys, tmp_path):
 def test_positive_ttl_expiry(wkd, keys, tmp_path):
     path = adv_path(f"alice@{DOMAIN}")
     wkd.keys[path] = keys["alice"]
-    args = wkd_args(wkd, "--set", "lookup_cache_ttl=1s")
+    args = wkd_args(wkd, "--set", f"lookup_cache_ttl={TTL}s")
     assert lookup(tmp_path, f"alice@{DOMAIN}", *args).returncode == 0
     assert lookup(tmp_path, f"alice@{DOMAIN}", *args).returncode == 0
     assert wkd.count(path) == 1
-    time.sleep(1.2)
+    time.sleep(TTL + 0.2)
     assert lookup(tmp_path, f"alice@{DOMAIN}", *args).returncode == 0
     assert wkd.count(path) == 2
 
@@ -165,11 +167,28 @@ def test_key_change(wkd, keys, tmp_path, policy):
     r = lookup(tmp_path, f"carol@{DOMAIN}", "--no-cache", *args)
     assert r.returncode == 0, r.stderr
     assert "KEY CHANGE: carol@example.test" in r.stderr
+    pending = lookup(tmp_path, f"carol@{DOMAIN}", "--pending")
     if policy == "hold":
         assert keys["carol_fpr"] in r.stdout and keys["carol2_fpr"] not in r.stdout
         assert "HELD" in r.stderr
+        assert pending.returncode == 0 and "pending\tcarol@example.test\twkd" in pending.stdout
+        # The held key does not replace the old one in later look-ups either.
+        r = lookup(tmp_path, f"carol@{DOMAIN}", *args)
+        assert keys["carol_fpr"] in r.stdout, r.stderr
     else:
         assert keys["carol2_fpr"] in r.stdout
+        assert pending.returncode == 2
+
+
+def test_source_restricted_lookup_not_cached(wkd, keys, tmp_path):
+    path = adv_path(f"alice@{DOMAIN}")
+    wkd.keys[path] = keys["alice"]
+    for n in (1, 2):
+        r = lookup(tmp_path, f"alice@{DOMAIN}", "--source", "wkd", *wkd_args(wkd))
+        assert r.returncode == 0, r.stderr
+        assert wkd.count(path) == n
+    r = lookup(tmp_path, f"alice@{DOMAIN}", "--source", "ldap", *wkd_args(wkd))
+    assert r.returncode == 1 and "source ldap is not configured" in r.stderr
 
 
 def last_packet(data):
