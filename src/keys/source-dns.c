@@ -4,13 +4,16 @@
 #include "keys/cache.h"
 #include "config/config.h"
 #include "util/buf.h"
+#include "util/log.h"
 #include "util/mem.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unbound.h>
+#include <unistd.h>
 
 #define RR_SMIMEA 53
 #define RR_OPENPGPKEY 61
@@ -149,9 +152,19 @@ static int query_one(struct ub_ctx *ub, const char *addr, const char *label, int
 
 	if (name == NULL || resolve(ub, name, rrtype, deadline, &res, err) < 0)
 		goto out;
+	/* SERVFAIL and friends: the resolver could not answer (a dead
+	 * forwarder, a broken chain) — a failure, not "no key". */
+	if (res->rcode != 0 && res->rcode != 3) {
+		sg_error_set(err, "%s: DNS rcode %d", name, res->rcode);
+		goto out;
+	}
 	if (!sg_keys_dns_trusted(res->secure, res->bogus, res->havedata, err)) {
 		sg_error_prefix(err, "%s", name);
 		r = res->bogus ? -1 : 0;
+		if (r == 0) {
+			sg_log_warn("key lookup: %s: dns: %s", addr, sg_error_msg(err));
+			sg_error_clear(err);
+		}
 		goto out;
 	}
 	for (size_t i = 0; res->havedata && res->data[i] != NULL; i++) {
@@ -216,6 +229,14 @@ static void dns_free(void *arg)
 int sg_keys_source_dns(const struct sg_config *cfg, struct sg_keys_source *src_r,
 		       struct sg_error *err)
 {
+	const char *anchor = cfg->dns_trust_anchor_file != NULL ? cfg->dns_trust_anchor_file : "";
+	/* Without a trust anchor nothing validates: every answer would be
+	 * refused, so say so once at start rather than on every look-up. */
+	if (access(anchor, R_OK) != 0) {
+		sg_error_set(err, "dns_trust_anchor_file '%s': %s (install dns-root-data)", anchor,
+			     strerror(errno));
+		return -1;
+	}
 	struct dns_ctx *ctx = sg_calloc(1, sizeof(*ctx));
 	ctx->anchor = sg_strdup(cfg->dns_trust_anchor_file != NULL ? cfg->dns_trust_anchor_file : "");
 	ctx->resolver = sg_strdup(cfg->dns_resolver != NULL ? cfg->dns_resolver : "");

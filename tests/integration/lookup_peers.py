@@ -140,3 +140,46 @@ class SilentServer:
 
     def stop(self):
         self.sock.close()
+
+
+class TinyDns:
+    """A UDP DNS responder on 127.0.0.1 (port chosen at run time) in a
+    thread: answers type-61 (OPENPGPKEY) queries for any name with the
+    given record, unsigned, and everything else with an empty NOERROR.
+    silent=True: never answers (a dead resolver). Counts queries."""
+
+    def __init__(self, rdata=b"", silent=False):
+        self.rdata, self.silent, self.queries = rdata, silent, []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopped:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            if len(data) < 12:
+                continue
+            i = 12
+            while i < len(data) and data[i] != 0:
+                i += data[i] + 1
+            qtype = int.from_bytes(data[i + 1:i + 3], "big")
+            self.queries.append(qtype)
+            if self.silent:
+                continue
+            question = data[12:i + 5]
+            answer = b""
+            if qtype == 61 and self.rdata:
+                answer = (b"\xc0\x0c" + (61).to_bytes(2, "big") + b"\x00\x01" +
+                          (300).to_bytes(4, "big") + len(self.rdata).to_bytes(2, "big") + self.rdata)
+            hdr = data[0:2] + b"\x81\x80" + b"\x00\x01" + (b"\x00\x01" if answer else b"\x00\x00") + b"\x00\x00\x00\x00"
+            self.sock.sendto(hdr + question + answer, peer)
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()

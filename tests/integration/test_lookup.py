@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SEALGATE_BIN
 from keys_helpers import gpg, gpg_genkey, gpg_kill, wkd_hash
-from lookup_peers import SilentServer, Slapd, WkdServer
+from lookup_peers import SilentServer, Slapd, TinyDns, WkdServer
 
 DOMAIN = "example.test"
 # Short TTLs, long enough for two sanitized runs of the CLI.
@@ -279,3 +279,48 @@ def test_ldap_down_fails_within_budget(tmp_path):
     r = lookup(tmp_path, f"dave@{DOMAIN}", *ldap_args(f"ldap://127.0.0.1:{silent.port}"),
                "--budget-ms", "1000")
     assert r.returncode == 1 and "ldap" in r.stderr
+
+
+def test_dns_source_needs_trust_anchor(tmp_path):
+    r = lookup(tmp_path, f"alice@{DOMAIN}", "--set", "lookup_order=dns",
+               "--set", f"dns_trust_anchor_file={tmp_path}/missing.key")
+    assert r.returncode == 78
+    assert "dns_trust_anchor_file" in r.stderr and "dns-root-data" in r.stderr
+
+
+# --- DNS (OPENPGPKEY via libunbound) ---
+
+def dns_args(tmp_path, port):
+    # A trust anchor for another zone: example.test is then provably
+    # outside DNSSEC ("insecure"), which is exactly what must be refused.
+    anchor = tmp_path / "anchor.key"
+    anchor.write_text("other.test. IN DS 12345 13 2 "
+                      "4f2b1c1d9c9a0f2e6f0b5b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e\n")
+    return ["--set", "lookup_order=dns", "--set", f"dns_trust_anchor_file={anchor}",
+            "--set", f"dns_resolver=127.0.0.1@{port}"]
+
+
+def test_dns_unvalidated_answer_refused(keys, tmp_path):
+    # (.test is a local zone inside unbound, RFC 6761: use .org here.)
+    dns = TinyDns(rdata=keys["alice"])
+    try:
+        r = lookup(tmp_path, "alice@example.org", *dns_args(tmp_path, dns.port),
+                   "--budget-ms", "5000")
+    finally:
+        dns.stop()
+    assert 61 in dns.queries, dns.queries          # the record was asked for and served
+    assert r.returncode == 2, r.stdout + r.stderr  # and not used
+    assert "not DNSSEC-validated" in r.stderr, r.stderr
+
+
+def test_dns_resolver_down_within_budget(tmp_path):
+    dns = TinyDns(silent=True)
+    try:
+        t0 = time.monotonic()
+        r = lookup(tmp_path, "alice@example.org", *dns_args(tmp_path, dns.port),
+                   "--budget-ms", "1000")
+        took = time.monotonic() - t0
+    finally:
+        dns.stop()
+    assert r.returncode == 1, r.stderr
+    assert took < 3.0, took
