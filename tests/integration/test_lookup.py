@@ -138,10 +138,11 @@ def test_size_cap(wkd, keys, tmp_path):
     assert "larger than 262144 bytes" in r.stderr, r.stderr
 
 
-def test_private_address_refused(tmp_path):
-    # "localhost" resolves to 127.0.0.1: without the allow-list the
-    # connection is refused before it is made.
-    r = lookup(tmp_path, "alice@localhost", "--set", "lookup_order=wkd", "--budget-ms", "5000")
+@pytest.mark.parametrize("domain", ["localhost", "127.0.0.1", "169.254.169.254", "10.0.0.1"])
+def test_private_address_refused(tmp_path, domain):
+    # "localhost" resolves to 127.0.0.1, the others are literals: without
+    # the allow-list the connection is refused before it is made.
+    r = lookup(tmp_path, f"alice@{domain}", "--set", "lookup_order=wkd", "--budget-ms", "5000")
     assert r.returncode == 1
     assert "private, loopback or link-local" in r.stderr, r.stderr
 
