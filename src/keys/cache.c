@@ -196,13 +196,18 @@ static bool is_pending(const char *source)
 	return strncmp(source, "pending:", 8) == 0;
 }
 
-/* Fill e from the store's rows for addr (lock held). fresh_only: ignore
- * rows past their TTL. 1 filled, 0 nothing usable. */
+/* Fill e from the store's rows for addr (lock held): the newest usable
+ * row wins (a later "none" overrides an older key, and a key from another
+ * source replaces the old one). fresh_only: ignore rows past their TTL.
+ * 1 filled, 0 nothing usable. */
 static int load_from_store(struct sg_keys_cache *c, struct entry *e, int64_t now, bool fresh_only)
 {
 	struct sg_store_cache *rows = NULL;
 	size_t n = 0;
 	struct sg_error err = SG_ERROR_INIT;
+	const struct sg_store_cache *best = NULL;
+	struct sg_keys_found *k = NULL;
+	size_t nk = 0;
 	int r = 0;
 
 	if (c->store == NULL)
@@ -215,35 +220,25 @@ static int load_from_store(struct sg_keys_cache *c, struct entry *e, int64_t now
 		const struct sg_store_cache *row = &rows[i];
 		if (is_pending(row->source) || (fresh_only && row->fetched_at + row->ttl <= now))
 			continue;
-		if (!row->negative) {
-			struct sg_keys_found *k = NULL;
-			size_t nk = 0;
-			if (unpack(row, &k, &nk) < 0 || nk == 0) {
-				sg_keys_found_free(&k, nk);
-				continue;
-			}
-			if (r == 1 && e->result == 0)
-				entry_drop_keys(e);
-			if (!(r == 1 && e->result == 1)) {
-				entry_drop_keys(e);
-				e->keys = k;
-				e->n = nk;
-				e->result = 1;
-				e->fetched_at = row->fetched_at;
-				e->ttl = row->ttl;
-			} else {
-				sg_keys_found_free(&k, nk);
-			}
-			r = 1;
-		} else if (r == 0) {
-			e->result = 0;
-			e->fetched_at = row->fetched_at;
-			e->ttl = row->ttl;
-			r = 1;
-		}
+		if (best == NULL || row->fetched_at > best->fetched_at)
+			best = row;
 	}
-	e->valid = r == 1;
+	if (best == NULL)
+		goto out;
+	if (!best->negative && (unpack(best, &k, &nk) < 0 || nk == 0)) {
+		sg_log_warn("key cache: %s: corrupt cache row (%s) ignored", e->addr, best->source);
+		sg_keys_found_free(&k, nk);
+		goto out;
+	}
+	entry_drop_keys(e);
+	e->keys = k;
+	e->n = nk;
+	e->result = best->negative ? 0 : 1;
+	e->fetched_at = best->fetched_at;
+	e->ttl = best->ttl;
+	r = 1;
 out:
+	e->valid = r == 1;
 	sg_store_cache_free(&rows, n);
 	sg_error_clear(&err);
 	return r;

@@ -339,6 +339,28 @@ static void test_hit_miss_negative_ttl(void **state)
 	sg_error_clear(&err);
 }
 
+/* The store holds one row per source: the newest decides after a restart. */
+static void test_store_newest_row_wins(void **state)
+{
+	(void)state;
+	struct world w;
+	struct sg_error err = SG_ERROR_INIT;
+	world_open(&w, "accept");
+	struct fake *f = fake_new(1, &carol1);
+	add_fake(&w, "src", f);
+	assert_int_equal(find(&w, "carol@x.test", 1000, NULL, &err), 1);
+	fake_now += 1;
+	f->result = 0;                        /* the key was withdrawn */
+	sg_keys_remote_set_no_cache(w.r, true);
+	assert_int_equal(find(&w, "carol@x.test", 1000, NULL, &err), 0);
+	world_reopen_chain(&w);
+	struct fake *g = fake_new(1, &carol1);
+	add_fake(&w, "again", g);
+	assert_int_equal(find(&w, "carol@x.test", 1000, NULL, &err), 0);
+	assert_int_equal(fake_calls(g), 0);
+	world_close(&w);
+}
+
 static void test_refresh_ahead(void **state)
 {
 	(void)state;
@@ -542,6 +564,7 @@ int main(void)
 		cmocka_unit_test(test_smimea_parse),
 		cmocka_unit_test(test_check_blob_garbage),
 		cmocka_unit_test(test_hit_miss_negative_ttl),
+		cmocka_unit_test(test_store_newest_row_wins),
 		cmocka_unit_test(test_refresh_ahead),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_single_flight_error_shared),
