@@ -68,6 +68,19 @@ struct sg_config {
 	char *deliver_user_formats; /* "addr=pgp addr=smime ..." per-user preference */
 	char *deliver_subject;     /* outer Subject of sealed copies */
 	unsigned deliver_key_cache_ttl; /* seconds a found key is reused; 0 = look up every time */
+	/* Finding other people's keys (keys/remote.h) */
+	char *lookup_order;      /* "wkd ldap dns" (space separated), "" = no remote look-ups */
+	unsigned lookup_budget;  /* seconds for one address, all sources */
+	unsigned lookup_cache_ttl;
+	unsigned lookup_negative_ttl;
+	char *key_change;        /* "accept" or "hold" */
+	char *wkd_allow_hosts;   /* test allow-list: "HOST" or "HOST=IP:PORT" (plain HTTP) */
+	char *ldap_uri;          /* "" = LDAP source off */
+	char *ldap_base;
+	char *ldap_filter;       /* "%s" is the (escaped) address */
+	char *ldap_attributes;   /* space separated */
+	char *dns_trust_anchor_file;
+	char *dns_resolver;      /* forwarder IP, "" = /etc/resolv.conf */
 };
 
 /* Defaults for everything (no file). */
