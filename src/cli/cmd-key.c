@@ -585,6 +585,8 @@ static void usage(FILE *f)
 		   "                    [--master-key FILE | --master-passphrase-file FILE] ...\n");
 	for (size_t i = 0; i < N_SUB; i++)
 		fprintf(f, "  sealgate key %s\n", subcommands[i].usage);
+	fprintf(f, "  sealgate key lookup ADDR [--source wkd|ldap|dns] [--no-cache] [--pending] "
+		   "(see sealgate key lookup --help)\n");
 }
 
 /* 1 parsed, 0 --help shown, -1 usage error. */
@@ -661,6 +663,9 @@ int cmd_key(int argc, char **argv)
 	int ret;
 
 	memset(&ctx, 0, sizeof(ctx));
+	/* "key lookup" is the remote chain's command (cmd-key-lookup.c). */
+	if (argc > 1 && strcmp(argv[1], "lookup") == 0)
+		return cmd_key_lookup(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? SG_EXIT_USAGE : SG_EXIT_OK;
