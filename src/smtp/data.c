@@ -150,10 +150,14 @@ static void step(struct sg_data_parser *p, unsigned char c)
  * content as it stands; the same as stepping through it byte by byte. */
 static size_t text_run(struct sg_data_parser *p, const unsigned char *s, size_t len)
 {
-	size_t n = 0;
+	/* memchr() is vectorised. Search LF first, then CR only up to it, so
+	 * that every byte is looked at a bounded number of times whatever the
+	 * line endings (input without any CR must not make this quadratic). */
+	const unsigned char *lf = memchr(s, '\n', len);
+	size_t lim = lf != NULL ? (size_t)(lf - s) : len;
+	const unsigned char *cr = memchr(s, '\r', lim);
+	size_t n = cr != NULL ? (size_t)(cr - s) : lim;
 
-	while (n < len && s[n] != '\r' && s[n] != '\n')
-		n++;
 	if (n == 0)
 		return 0;
 	p->line_len += n;
