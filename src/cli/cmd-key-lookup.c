@@ -106,25 +106,6 @@ static int parse(int argc, char **argv, struct lookup_opts *o, char ***sets_r, s
 	return 1;
 }
 
-static int open_store(const struct sg_config *cfg, const char *spec, struct sg_store **store_r,
-		      struct sg_error *err)
-{
-	char *def = NULL;
-	if (spec == NULL || *spec == '\0')
-		spec = cfg->store;
-	if (spec == NULL || *spec == '\0') {
-		if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
-			sg_error_set(err, "state_dir %s: %s", cfg->state_dir, strerror(errno));
-			return -1;
-		}
-		def = sg_asprintf("sqlite:%s/sealgate.db", cfg->state_dir);
-		spec = def;
-	}
-	int r = sg_store_open(spec, store_r, err);
-	free(def);
-	return r;
-}
-
 static void print_keys(const struct sg_keys_found *keys, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -232,7 +213,7 @@ int cmd_key_lookup(int argc, char **argv)
 		if (set_kv(&cfg, sets[i], &err) < 0)
 			goto fail;
 	ret = SG_EXIT_FAIL;
-	if (open_store(&cfg, o.store, &store, &err) < 0)
+	if (sg_store_open_config(&cfg, o.store, &store, &err) < 0)
 		goto fail;
 	if (o.pending) {
 		int pr = list_pending(store, o.addr, &err);

@@ -129,23 +129,6 @@ static int show(const struct sg_policy_decision *d, const char *to)
 	return 1;
 }
 
-static int open_store(const struct sg_config *cfg, const char *spec_opt, struct sg_store **st_r,
-		      struct sg_error *err)
-{
-	char *spec = spec_opt != NULL ? sg_strdup(spec_opt)
-		: cfg->store[0] != '\0' ? sg_strdup(cfg->store)
-		: sg_asprintf("sqlite:%s/sealgate.db", cfg->state_dir);
-	if (spec_opt == NULL && cfg->store[0] == '\0' && mkdir(cfg->state_dir, 0700) < 0 &&
-	    errno != EEXIST) {
-		sg_error_set(err, "state_dir %s: %s", cfg->state_dir, strerror(errno));
-		free(spec);
-		return -1;
-	}
-	int r = sg_store_open(spec, st_r, err);
-	free(spec);
-	return r;
-}
-
 static int policy_test(const struct policy_opts *o)
 {
 	struct sg_config cfg;
@@ -170,7 +153,7 @@ static int policy_test(const struct policy_opts *o)
 		goto out;
 	}
 	ret = SG_EXIT_FAIL;
-	if (open_store(&cfg, o->store, &store, &err) < 0)
+	if (sg_store_open_config(&cfg, o->store, &store, &err) < 0)
 		goto out;
 	ret = SG_EXIT_CONFIG;
 	if (cfg.master_key_file[0] != '\0' && sg_master_key_load_file(cfg.master_key_file, &mk, &err) < 0)
