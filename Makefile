@@ -61,7 +61,7 @@ fuzz: deps-test $(FUZZ_BUILD)/CMakeCache.txt
 
 fuzz-check: $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
-	scripts/fuzz.sh $(FUZZ_BUILD) 10
+	FUZZ_SEED=1 scripts/fuzz.sh $(FUZZ_BUILD) 10
 
 # Every benchmark, each against its named baseline in the same run.
 bench: deps-test build

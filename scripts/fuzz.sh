@@ -1,6 +1,7 @@
 #!/bin/sh
 # Replay every fuzz target's corpus, then fuzz each for SECONDS seconds.
-# usage: scripts/fuzz.sh BUILD_DIR SECONDS
+# usage: scripts/fuzz.sh BUILD_DIR SECONDS   (FUZZ_SEED=N: a fixed seed, so a
+# run can be repeated; make test uses one so that CI is reproducible)
 # New inputs that found new coverage go to a scratch dir, not the committed
 # corpus; a crash stops the run with libFuzzer's report and the input file.
 set -eu
@@ -16,7 +17,7 @@ for bin in "$BUILD"/fuzz/fuzz-*; do
 	scratch=$(mktemp -d)
 	echo "fuzz: $name: replaying $(ls "$corpus" | wc -l) corpus inputs, then fuzzing ${SECS}s"
 	"$bin" -runs=0 "$corpus" >"$scratch/replay.log" 2>&1 || { cat "$scratch/replay.log"; exit 1; }
-	if ! "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
+	if ! "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 ${FUZZ_SEED:+-seed=$FUZZ_SEED} \
 		-artifact_prefix="$HERE/fuzz/" "$scratch" "$corpus" >"$scratch/fuzz.log" 2>&1; then
 		tail -50 "$scratch/fuzz.log"
 		echo "fuzz: $name: FAILED (input saved under fuzz/)" >&2

@@ -442,6 +442,16 @@ int sg_pgp_dearmor(const char *text, size_t len, struct sg_pgp_armor *armor_r,
 			pos = mark; /* no blank line: tolerate, data starts here */
 			break;
 		}
+		/* "Key: Value" text (RFC 4880 s6.2): a control byte would not
+		 * survive being written back the same way (found by fuzzing). */
+		size_t hn = rtrim(s, n);
+		for (size_t i = 0; i < hn; i++) {
+			unsigned char ch = (unsigned char)s[i];
+			if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+				sg_error_set(err, "armor: control character 0x%02x in a header line", ch);
+				goto out;
+			}
+		}
 		if (!sg_buf_append(&hdrs, s, n + eol)) {
 			sg_error_set(err, "armor: headers too long");
 			goto out;
