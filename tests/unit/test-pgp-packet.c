@@ -269,6 +269,11 @@ static void test_armor_errors(void **state)
 		{ "-----BEGIN PGP MESSAGE-----\n\nAA*C\n-----END PGP MESSAGE-----\n", -1, "bad character" },
 		{ "-----BEGIN PGP MESSAGE-----\n\nAAE\n-----END PGP MESSAGE-----\n", -1, "base64" },
 		{ "x-----BEGIN PGP MESSAGE-----\n\nAAEC\n-----END PGP MESSAGE-----\n", 0, NULL },
+		/* a header with a lone CR would be split differently when written back */
+		{ "-----BEGIN PGP MESSAGE-----\nComment: a\rb\n\nAAEC\n-----END PGP MESSAGE-----\n", -1,
+		  "control character 0x0d" },
+		{ "-----BEGIN PGP MESSAGE-----\nComment: caf\xc3\xa9\tok\n\nAAEC\n-----END PGP MESSAGE-----\n", 1,
+		  NULL },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
