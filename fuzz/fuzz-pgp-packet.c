@@ -11,24 +11,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Test-only key "Alice <alice@a.test>" (as in fuzz-mime.c); the seed
- * msg-alice.* in fuzz/corpus/pgp-packet/ is encrypted to it. */
-static const char test_key[] =
-	"-----BEGIN PGP PRIVATE KEY BLOCK-----\n"
-	"\n"
-	"lFgEawZLvhYJKwYBBAHaRw8BAQdAxjTkvWIpVC/tPNsQwaZMipFF4suYTJA4ULpR\n"
-	"ctLZPAUAAP9Tp1mugS9qt+gnKZoO6LVKl+7KsRKZxDJzErLjuEAjLBCatBRBbGlj\n"
-	"ZSA8YWxpY2VAYS50ZXN0PoiQBBMWCAA4FiEEeJZPwZ5enKz83OtaMPXW0nvPTacF\n"
-	"AmsGS74CGwMFCwkIBwIGFQoJCAsCBBYCAwECHgECF4AACgkQMPXW0nvPTafjrwD9\n"
-	"EY7jU7sqtp/Qd6+OuwAMJAOtUrSEGlVyXQBLo++P2gcBANWIm+lrJZkkXdL795XU\n"
-	"EQzSjSv9ghheM/YCO8hALeIFnF0EawZLvhIKKwYBBAGXVQEFAQEHQJ5E/PTnDqbK\n"
-	"ADz93rfd31B4BDTb8TryQ9NEGoHe/DETAwEIBwAA/1a/GUDU8vNDSdvd6ukzVbjN\n"
-	"AxmG1GyUvspMLTsYGM8wESuIeAQYFggAIBYhBHiWT8GeXpys/NzrWjD11tJ7z02n\n"
-	"BQJrBku+AhsMAAoJEDD11tJ7z02niGwBAJvBNKkM8gmiVnC7ojiNMdQvuBMeVjNx\n"
-	"zHpuo0cbXYRkAQCVWDuPkGh1dCf5U0yeUBwFX244OLHmD4/mkKw8leinAg==\n"
-	"=nqKU\n"
-	"-----END PGP PRIVATE KEY BLOCK-----\n"
-;
+/* The seed msg-alice.* in fuzz/corpus/pgp-packet/ is encrypted to it. */
+#include "test-key.h"
 
 /* A v4 Curve25519 ECDH public key packet with a fixed point: the new key. */
 static const unsigned char new_key[] = {

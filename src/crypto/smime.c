@@ -455,6 +455,27 @@ static int set_kari_kdf(CMS_RecipientInfo *ri)
 	return pctx != NULL && EVP_PKEY_CTX_set_ecdh_kdf_md(pctx, EVP_sha256()) > 0;
 }
 
+/* Finish cms over data and append its DER to der_out (DER, not
+ * CMS_STREAM's indefinite-length BER: one encoding of each message, and a
+ * GCM tag that sits at the end). On failure der_out is rolled back. */
+static int finish_der(CMS_ContentInfo *cms, const unsigned char *data, size_t len,
+		      unsigned flags, struct sg_buf *der_out, size_t saved, const char *what,
+		      enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	BIO *in = mem_bio(data, len);
+	BIO *out = sink_bio(der_out);
+	int ret = 1;
+
+	if (in == NULL || out == NULL || CMS_final(cms, in, NULL, flags) != 1 ||
+	    i2d_CMS_bio(out, cms) != 1) {
+		buf_rollback(der_out, saved);
+		ret = fail(status_r, SG_CRYPTO_INTERNAL, err, what);
+	}
+	BIO_free(in);
+	BIO_free(out);
+	return ret;
+}
+
 int sg_cms_encrypt(const unsigned char *data, size_t len,
 		   struct sg_x509_key *const *recips, size_t n_recips,
 		   enum sg_cms_cipher cipher, struct sg_buf *der_out,
@@ -464,7 +485,6 @@ int sg_cms_encrypt(const unsigned char *data, size_t len,
 	const EVP_CIPHER *c = cipher == SG_CMS_AES256_GCM ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
 	const size_t saved = der_out->len;
 	CMS_ContentInfo *cms = NULL;
-	BIO *in = NULL, *out = NULL;
 	int ret = -1;
 
 	*status_r = SG_CRYPTO_OK;
@@ -496,20 +516,8 @@ int sg_cms_encrypt(const unsigned char *data, size_t len,
 			goto out;
 		}
 	}
-	in = mem_bio(data, len);
-	out = sink_bio(der_out);
-	/* DER, not CMS_STREAM's indefinite-length BER: one encoding of each
-	 * message, and a GCM tag that sits at the end */
-	if (in == NULL || out == NULL || CMS_final(cms, in, NULL, flags) != 1 ||
-	    i2d_CMS_bio(out, cms) != 1) {
-		buf_rollback(der_out, saved);
-		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms encrypt");
-		goto out;
-	}
-	ret = 1;
+	ret = finish_der(cms, data, len, flags, der_out, saved, "cms encrypt", status_r, err);
 out:
-	BIO_free(in);
-	BIO_free(out);
 	CMS_ContentInfo_free(cms);
 	return ret;
 }
@@ -619,7 +627,6 @@ int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key 
 	const unsigned int flags = CMS_BINARY | CMS_PARTIAL | (detached ? CMS_DETACHED : 0);
 	const size_t saved = der_out->len;
 	CMS_ContentInfo *cms = NULL;
-	BIO *in = NULL, *out = NULL;
 	int ret = -1;
 
 	*status_r = SG_CRYPTO_OK;
@@ -644,18 +651,8 @@ int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key 
 			goto out;
 		}
 	}
-	in = mem_bio(data, len);
-	out = sink_bio(der_out);
-	if (in == NULL || out == NULL || CMS_final(cms, in, NULL, flags) != 1 ||
-	    i2d_CMS_bio(out, cms) != 1) {
-		buf_rollback(der_out, saved);
-		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms sign");
-		goto out;
-	}
-	ret = 1;
+	ret = finish_der(cms, data, len, flags, der_out, saved, "cms sign", status_r, err);
 out:
-	BIO_free(in);
-	BIO_free(out);
 	CMS_ContentInfo_free(cms);
 	return ret;
 }
