@@ -99,7 +99,7 @@ static int cached(size_t n_addrs, size_t n_look, unsigned threads, const char *s
 			goto fail;
 		free(a);
 	}
-	struct sg_keys_remote *r = sg_keys_remote_new(st, &cfg, &err);
+	struct sg_keys_remote *r = sg_keys_remote_new(st, NULL, &cfg, &err);
 	struct sg_keys_source src = { .name = "bench", .trust = "test", .fetch = fake_fetch };
 	sg_keys_remote_add_source(r, &src);
 	/* Warm: one fetch per address. */
@@ -150,7 +150,7 @@ static int cold(const char *addr, size_t n, char **sets, int n_sets)
 		if (sg_config_set(&cfg, sets[i], eq + 1, &err) < 0)
 			goto fail;
 	}
-	struct sg_keys_remote *r = sg_keys_remote_new(NULL, &cfg, &err);
+	struct sg_keys_remote *r = sg_keys_remote_new(NULL, NULL, &cfg, &err);
 	if (r == NULL)
 		goto fail;
 	sg_keys_remote_set_no_cache(r, true);

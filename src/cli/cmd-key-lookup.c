@@ -222,7 +222,7 @@ int cmd_key_lookup(int argc, char **argv)
 		ret = pr > 0 ? SG_EXIT_OK : SG_EXIT_NO_KEY;
 		goto out;
 	}
-	if ((r = sg_keys_remote_new(store, &cfg, &err)) == NULL) {
+	if ((r = sg_keys_remote_new(store, NULL, &cfg, &err)) == NULL) {
 		ret = SG_EXIT_CONFIG;
 		goto fail;
 	}

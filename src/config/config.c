@@ -139,8 +139,9 @@ static const struct setting settings[] = {
 	  "outer Subject of sealed copies (the real one is protected inside)" },
 	{ "deliver_key_cache_ttl", T_TIME, "60s", 0, 3600, F(deliver_key_cache_ttl), NULL,
 	  "reuse a recipient's key found in the store for this long (0: look it up for every message)" },
-	{ "lookup_order", T_STR, "wkd ldap dns", 0, 0, F(lookup_order), NULL,
-	  "remote key sources tried in order: wkd ldap dns (empty: none)" },
+	{ "lookup_order", T_STR, "", 0, 0, F(lookup_order), NULL,
+	  "remote key sources asked when the store has no usable key, in order: wkd ldap dns "
+	  "(empty: none; each look-up tells a directory who gets mail)" },
 	{ "lookup_budget", T_TIME, "10s", 1, 600, F(lookup_budget), NULL,
 	  "time allowed to find one address's key, all sources together" },
 	{ "lookup_cache_ttl", T_TIME, "1d", 1, 30 * 86400, F(lookup_cache_ttl), NULL,

@@ -33,7 +33,11 @@ struct entry {
 
 struct sg_keys_cache {
 	struct sg_store *store;
-	pthread_mutex_t lock;    /* the table, and the store connection */
+	pthread_mutex_t lock;    /* the table */
+	/* The store connection's lock, shared with whoever else uses it
+	 * (keys/lookup.h); taken inside lock, never the other way round. */
+	pthread_mutex_t *store_lock;
+	pthread_mutex_t own_store_lock;
 	pthread_cond_t done;
 	struct entry *buckets[N_BUCKETS];
 };
@@ -86,11 +90,13 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
-struct sg_keys_cache *sg_keys_cache_new(struct sg_store *store)
+struct sg_keys_cache *sg_keys_cache_new(struct sg_store *store, pthread_mutex_t *store_lock)
 {
 	struct sg_keys_cache *c = sg_calloc(1, sizeof(*c));
 	c->store = store;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->own_store_lock, NULL);
+	c->store_lock = store_lock != NULL ? store_lock : &c->own_store_lock;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -122,6 +128,7 @@ void sg_keys_cache_free(struct sg_keys_cache **cp)
 		}
 	}
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->own_store_lock);
 	pthread_cond_destroy(&c->done);
 	free(c);
 	*cp = NULL;
@@ -212,7 +219,10 @@ static int load_from_store(struct sg_keys_cache *c, struct entry *e, int64_t now
 
 	if (c->store == NULL)
 		return 0;
-	if (sg_store_cache_get(c->store, e->addr, &rows, &n, &err) < 0) {
+	pthread_mutex_lock(c->store_lock);
+	int got = sg_store_cache_get(c->store, e->addr, &rows, &n, &err);
+	pthread_mutex_unlock(c->store_lock);
+	if (got < 0) {
 		sg_log_warn("key cache: %s: %s", e->addr, sg_error_msg(&err));
 		goto out;
 	}
@@ -255,8 +265,13 @@ static void store_put(struct sg_keys_cache *c, const char *addr, const char *sou
 		.addr = (char *)addr, .source = (char *)source, .trust = (char *)trust,
 		.fetched_at = now, .ttl = ttl, .negative = n == 0, .data = data, .len = len,
 	};
-	if (c->store != NULL && sg_store_cache_put(c->store, &row, &err) < 0)
-		sg_log_warn("key cache: %s: %s", addr, sg_error_msg(&err));
+	if (c->store != NULL) {
+		pthread_mutex_lock(c->store_lock);
+		int put = sg_store_cache_put(c->store, &row, &err);
+		pthread_mutex_unlock(c->store_lock);
+		if (put < 0)
+			sg_log_warn("key cache: %s: %s", addr, sg_error_msg(&err));
+	}
 	free(data);
 	sg_error_clear(&err);
 }

@@ -3,6 +3,7 @@
 #ifndef SG_KEYS_CACHE_H
 #define SG_KEYS_CACHE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,8 +14,9 @@
 struct sg_store;
 struct sg_keys_cache;
 
-/* store may be NULL (memory only); borrowed. */
-struct sg_keys_cache *sg_keys_cache_new(struct sg_store *store);
+/* store may be NULL (memory only); borrowed. store_lock (NULL: the
+ * cache's own) is held around each use of store. */
+struct sg_keys_cache *sg_keys_cache_new(struct sg_store *store, pthread_mutex_t *store_lock);
 void sg_keys_cache_free(struct sg_keys_cache **c);
 
 /* What sg_keys_cache_begin decided. */
