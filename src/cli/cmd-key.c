@@ -4,6 +4,7 @@
 #include "config/config.h"
 #include "crypto/crypto.h"
 #include "http/wkd-server.h"
+#include "keys/held.h"
 #include "keys/keystore.h"
 #include "keys/master.h"
 #include "keys/pgp-meta.h"
@@ -317,6 +318,35 @@ out:
 	return ret;
 }
 
+/* After the table: keys a directory gave that differ from the known ones,
+ * held by key_change = hold until approved or rejected. */
+static int list_held(struct key_ctx *ctx)
+{
+	struct sg_keys_held *held = NULL;
+	size_t n = 0;
+	char *addr = NULL;
+
+	if (ctx->o.n_args > 0 &&
+	    (addr = sg_keys_normalize_addr(ctx->o.args[0], &ctx->err)) == NULL)
+		return -1;
+	int r = sg_keys_held_list(ctx->store, addr, &held, &n, &ctx->err);
+	free(addr);
+	if (r > 0) {
+		printf("\nHELD for approval (key_change = hold; the old key stays in use):\n"
+		       "  sealgate key approve|reject ADDR FINGERPRINT\n");
+		printf("%-32s %-5s %-40s %-18s %-10s %s\n", "ADDRESS", "TYPE", "FINGERPRINT",
+		       "FETCHED", "SOURCE", "TRUST");
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *when = fmt_date(held[i].fetched_at);
+		printf("%-32s %-5s %-40s %-18s %-10s %s\n", held[i].addr, held[i].kind,
+		       held[i].fingerprint, when, held[i].source, held[i].trust);
+		free(when);
+	}
+	sg_keys_held_free(&held, n);
+	return r;
+}
+
 static int key_list(struct key_ctx *ctx)
 {
 	struct sg_store_key *keys = NULL;
@@ -339,7 +369,7 @@ static int key_list(struct key_ctx *ctx)
 		free(exp);
 	}
 	sg_store_keys_free(&keys, n);
-	return SG_EXIT_OK;
+	return list_held(ctx) < 0 ? fail(ctx, SG_EXIT_FAIL) : SG_EXIT_OK;
 }
 
 /* The keys of ADDR (one with --fingerprint); 0 with a message if none. */
@@ -510,6 +540,33 @@ out:
 	return ret == SG_EXIT_OK ? ret : fail(ctx, ret);
 }
 
+/* approve / reject ADDR FINGERPRINT: the admin's word on a held key. */
+static int resolve_held(struct key_ctx *ctx, bool approve)
+{
+	char *addr = sg_keys_normalize_addr(ctx->o.args[0], &ctx->err);
+	if (addr == NULL)
+		return fail(ctx, SG_EXIT_USAGE);
+	int r = sg_keys_held_resolve(ctx->store, addr, ctx->o.args[1], approve, (int64_t)time(NULL),
+				     ctx->cfg.lookup_cache_ttl, &ctx->err);
+	if (r > 0) {
+		printf("%s %s %s\n", approve ? "approved" : "rejected", addr, ctx->o.args[1]);
+		sg_log_warn("KEY CHANGE: %s: held key %s %s by the administrator", addr,
+			    ctx->o.args[1], approve ? "approved" : "rejected");
+	}
+	free(addr);
+	return r > 0 ? SG_EXIT_OK : fail(ctx, r == 0 ? SG_EXIT_NO_KEY : SG_EXIT_FAIL);
+}
+
+static int key_approve(struct key_ctx *ctx)
+{
+	return resolve_held(ctx, true);
+}
+
+static int key_reject(struct key_ctx *ctx)
+{
+	return resolve_held(ctx, false);
+}
+
 static int key_export_wkd(struct key_ctx *ctx)
 {
 	const char *sub = ctx->o.submission != NULL ? ctx->o.submission
@@ -573,6 +630,8 @@ static const struct {
 	{ "export", key_export, 1, 1, true, "export ADDR [--fingerprint FPR] [--secret]" },
 	{ "delete", key_delete, 1, 1, true, "delete ADDR [--fingerprint FPR]" },
 	{ "generate", key_generate, 1, 1, true, "generate ADDR [--type ed25519|rsa3072] [--smime]" },
+	{ "approve", key_approve, 2, 2, true, "approve ADDR FINGERPRINT   (a key held by key_change = hold)" },
+	{ "reject", key_reject, 2, 2, true, "reject ADDR FINGERPRINT" },
 	{ "export-wkd", key_export_wkd, 1, 1, true, "export-wkd DIR [--submission-address ADDR]" },
 	{ "serve-wkd", key_serve_wkd, 0, 0, true,
 	  "serve-wkd --listen ADDR:PORT [--tls-cert F --tls-key F] [--domains 'a.org b.org']" },

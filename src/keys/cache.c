@@ -1,6 +1,7 @@
 /* The remote-key cache: a hash table in memory (the hot path: no store
  * access, one mutex) written through to the store's cache table. */
 #include "keys/cache.h"
+#include "keys/held.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -175,8 +176,8 @@ static unsigned char *pack(const struct sg_keys_found *keys, size_t n, size_t *l
 	return p;
 }
 
-/* Append the keys packed in a row to *keys_r. -1 if the row is corrupt. */
-static int unpack(const struct sg_store_cache *row, struct sg_keys_found **keys_r, size_t *n_r)
+int sg_keys_cache_unpack(const struct sg_store_cache *row, struct sg_keys_found **keys_r,
+			 size_t *n_r)
 {
 	const unsigned char *p = row->data, *end = row->data + row->len;
 	while (p < end) {
@@ -200,7 +201,7 @@ static int unpack(const struct sg_store_cache *row, struct sg_keys_found **keys_
 
 static bool is_pending(const char *source)
 {
-	return strncmp(source, "pending:", 8) == 0;
+	return strncmp(source, SG_KEYS_PENDING_PREFIX, strlen(SG_KEYS_PENDING_PREFIX)) == 0;
 }
 
 /* Fill e from the store's rows for addr (lock held): the newest usable
@@ -235,7 +236,7 @@ static int load_from_store(struct sg_keys_cache *c, struct entry *e, int64_t now
 	}
 	if (best == NULL)
 		goto out;
-	if (!best->negative && (unpack(best, &k, &nk) < 0 || nk == 0)) {
+	if (!best->negative && (sg_keys_cache_unpack(best, &k, &nk) < 0 || nk == 0)) {
 		sg_log_warn("key cache: %s: corrupt cache row (%s) ignored", e->addr, best->source);
 		sg_keys_found_free(&k, nk);
 		goto out;
@@ -386,21 +387,21 @@ int sg_keys_cache_known(struct sg_keys_cache *c, const char *addr, struct sg_key
 	int r = 0;
 	pthread_mutex_lock(&c->lock);
 	struct entry *e = entry_get(c, addr, true);
-	if (!(e->valid && e->result == 1)) {
-		struct entry tmp = { .addr = e->addr };
-		if (load_from_store(c, &tmp, 0, false) == 1 && tmp.result == 1) {
-			*keys_r = tmp.keys;
-			*n_r = tmp.n;
+	struct entry tmp = { .addr = e->addr };
+	/* The store first, fresh or not: an admin's approval of a held key
+	 * (keys/held.h) lands there, and must not count as a change again. */
+	if (load_from_store(c, &tmp, 0, false) == 1 && tmp.result == 1) {
+		*keys_r = tmp.keys;
+		*n_r = tmp.n;
+		r = 1;
+	} else {
+		entry_drop_keys(&tmp);
+		if (e->valid && e->result == 1) {
+			*keys_r = sg_keys_found_copy(e->keys, e->n);
+			*n_r = e->n;
 			r = 1;
-		} else {
-			entry_drop_keys(&tmp);
 		}
-		goto out;
 	}
-	*keys_r = sg_keys_found_copy(e->keys, e->n);
-	*n_r = e->n;
-	r = 1;
-out:
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }
@@ -408,7 +409,7 @@ out:
 void sg_keys_cache_put_pending(struct sg_keys_cache *c, const char *addr, int64_t now,
 			       const struct sg_keys_found *keys, size_t n)
 {
-	char *source = sg_asprintf("pending:%s", keys[0].source);
+	char *source = sg_asprintf(SG_KEYS_PENDING_PREFIX "%s", keys[0].source);
 	pthread_mutex_lock(&c->lock);
 	store_put(c, addr, source, keys[0].trust, now, 30 * 86400, keys, n);
 	pthread_mutex_unlock(&c->lock);

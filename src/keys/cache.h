@@ -49,6 +49,12 @@ void sg_keys_cache_end(struct sg_keys_cache *c, const char *addr, int64_t now, i
  * or not): for key-change detection. 1 with an owned copy, 0 none. */
 int sg_keys_cache_known(struct sg_keys_cache *c, const char *addr, struct sg_keys_found **keys_r,
 			size_t *n_r);
+/* The keys packed in a store row (one row may hold several: LDAP gives a
+ * certificate and an OpenPGP key), appended to *keys_r. 1, or -1 if the
+ * row is corrupt. */
+struct sg_store_cache;
+int sg_keys_cache_unpack(const struct sg_store_cache *row, struct sg_keys_found **keys_r,
+			 size_t *n_r);
 /* Keep a held (pending) key beside the one in use: store row "pending:SOURCE". */
 void sg_keys_cache_put_pending(struct sg_keys_cache *c, const char *addr, int64_t now,
 			       const struct sg_keys_found *keys, size_t n);
