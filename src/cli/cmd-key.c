@@ -9,6 +9,7 @@
 #include "keys/master.h"
 #include "keys/pgp-meta.h"
 #include "keys/wkd.h"
+#include "keys/x509-gen.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -28,7 +29,6 @@
 #include <unistd.h>
 
 #define KEY_INPUT_MAX (16u * 1024 * 1024)
-#define SECRET_PURPOSE "pgp-secret"
 
 struct key_opts {
 	const char *config, *state_dir, *store, *master_key, *master_pass_file;
@@ -187,7 +187,7 @@ static int store_secret(struct key_ctx *ctx, const char *addr, const struct sg_p
 	struct sg_master_key *mk = NULL;
 	int r = load_master(ctx, &mk);
 	if (r > 0)
-		r = sg_keys_put_private(ctx->store, mk, addr, m->fingerprint, SECRET_PURPOSE,
+		r = sg_keys_put_private(ctx->store, mk, addr, m->fingerprint, SG_KEYS_PGP_SECRET,
 					m->secret_data, m->secret_len, &ctx->err);
 	sg_master_key_free(&mk);
 	return r;
@@ -426,6 +426,11 @@ static int key_show(struct key_ctx *ctx)
 	return SG_EXIT_OK;
 }
 
+static const char *secret_purpose(const struct sg_store_key *k)
+{
+	return strcmp(k->kind, "x509") == 0 ? SG_KEYS_SMIME_SECRET : SG_KEYS_PGP_SECRET;
+}
+
 /* --secret: the sealed secret key, opened with the master key (backup,
  * recovery); an error names a wrong master key or a tampered row. */
 static int export_secret(struct key_ctx *ctx, const struct sg_store_key *k)
@@ -435,8 +440,8 @@ static int export_secret(struct key_ctx *ctx, const struct sg_store_key *k)
 	size_t len = 0;
 	int r = load_master(ctx, &mk);
 	if (r > 0)
-		r = sg_keys_get_private(ctx->store, mk, k->addr, k->fingerprint, SECRET_PURPOSE, &plain,
-					&len, &ctx->err);
+		r = sg_keys_get_private(ctx->store, mk, k->addr, k->fingerprint, secret_purpose(k),
+					&plain, &len, &ctx->err);
 	sg_master_key_free(&mk);
 	if (r == 0)
 		sg_error_set(&ctx->err, "no secret key stored for %s %s", k->addr, k->fingerprint);
@@ -482,7 +487,7 @@ static int key_delete(struct key_ctx *ctx)
 	for (size_t i = 0; i < n; i++) {
 		if (sg_store_key_delete(ctx->store, keys[i].addr, keys[i].fingerprint, &ctx->err) < 0 ||
 		    sg_store_secret_delete(ctx->store, keys[i].addr, keys[i].fingerprint,
-					   SECRET_PURPOSE, &ctx->err) < 0) {
+					   secret_purpose(&keys[i]), &ctx->err) < 0) {
 			sg_store_rollback(ctx->store);
 			goto out;
 		}
@@ -497,6 +502,53 @@ out:
 	return ret == SG_EXIT_OK ? ret : fail(ctx, ret);
 }
 
+/* Public certificate and sealed private key in one transaction. */
+static int store_generated(struct key_ctx *ctx, const struct sg_master_key *mk, const char *addr,
+			   const char *fpr, const char *kind, int64_t expires, const void *pub,
+			   size_t pub_len, const char *purpose, const void *sec, size_t sec_len)
+{
+	if (sg_store_begin(ctx->store, &ctx->err) < 0)
+		return -1;
+	if (sg_keys_put_public(ctx->store, addr, fpr, kind, expires, "generate", "local", pub,
+			       pub_len, &ctx->err) < 0 ||
+	    sg_keys_put_private(ctx->store, mk, addr, fpr, purpose, sec, sec_len, &ctx->err) < 0) {
+		sg_store_rollback(ctx->store);
+		return -1;
+	}
+	return sg_store_commit(ctx->store, &ctx->err);
+}
+
+/* --smime: a self-signed certificate naming addr; its fingerprint is the
+ * one `key import` would give the same certificate. */
+static int generate_smime(struct key_ctx *ctx, const char *addr)
+{
+	struct sg_x509_gen g = { 0 };
+	struct sg_master_key *mk = NULL;
+	struct sg_key *cert = NULL;
+	enum sg_crypto_status st;
+	int ret = SG_EXIT_FAIL;
+
+	if (load_master(ctx, &mk) < 0)
+		return fail(ctx, SG_EXIT_CONFIG);
+	if (sg_x509_generate(addr, ctx->o.type != NULL ? ctx->o.type : "rsa3072",
+			     ctx->cfg.smime_cert_days, &g, &ctx->err) < 0) {
+		ret = SG_EXIT_USAGE;
+		goto out;
+	}
+	if (sg_key_load_mem(g.cert_der, g.cert_len, NULL, &cert, &st, &ctx->err) != 1)
+		goto out;
+	if (store_generated(ctx, mk, addr, sg_key_fingerprint(cert), "x509", g.expires, g.cert_der,
+			    g.cert_len, SG_KEYS_SMIME_SECRET, g.key_pem, g.key_len) < 0)
+		goto out;
+	printf("generated S/MIME %s %s for %s\n", g.algo, sg_key_fingerprint(cert), addr);
+	ret = SG_EXIT_OK;
+out:
+	sg_key_free(&cert);
+	sg_x509_gen_clear(&g);
+	sg_master_key_free(&mk);
+	return ret == SG_EXIT_OK ? ret : fail(ctx, ret);
+}
+
 static int key_generate(struct key_ctx *ctx)
 {
 	struct sg_pgp_meta m;
@@ -507,9 +559,9 @@ static int key_generate(struct key_ctx *ctx)
 	if (addr == NULL)
 		return fail(ctx, SG_EXIT_USAGE);
 	if (ctx->o.smime) {
-		sg_error_set(&ctx->err, "--smime: S/MIME key generation is not built yet");
+		ret = generate_smime(ctx, addr);
 		free(addr);
-		return fail(ctx, SG_EXIT_FAIL);
+		return ret;
 	}
 	/* Load the master key first: a generated secret is never stored in clear. */
 	if (load_master(ctx, &mk) < 0) {
@@ -520,16 +572,8 @@ static int key_generate(struct key_ctx *ctx)
 	if (sg_pgp_meta_generate(addr, ctx->o.type != NULL ? ctx->o.type : "ed25519", &m,
 				 &ctx->err) < 0)
 		goto out;
-	if (sg_store_begin(ctx->store, &ctx->err) < 0)
-		goto out;
-	if (sg_keys_put_public(ctx->store, addr, m.fingerprint, "pgp", m.expires, "generate",
-			       "local", m.public_data, m.public_len, &ctx->err) < 0 ||
-	    sg_keys_put_private(ctx->store, mk, addr, m.fingerprint, SECRET_PURPOSE, m.secret_data,
-				m.secret_len, &ctx->err) < 0) {
-		sg_store_rollback(ctx->store);
-		goto out;
-	}
-	if (sg_store_commit(ctx->store, &ctx->err) < 0)
+	if (store_generated(ctx, mk, addr, m.fingerprint, "pgp", m.expires, m.public_data,
+			    m.public_len, SG_KEYS_PGP_SECRET, m.secret_data, m.secret_len) < 0)
 		goto out;
 	printf("generated %s %s for %s\n", m.algo, m.fingerprint, addr);
 	ret = SG_EXIT_OK;
@@ -629,7 +673,7 @@ static const struct {
 	{ "show", key_show, 1, 1, true, "show ADDR [--fingerprint FPR]" },
 	{ "export", key_export, 1, 1, true, "export ADDR [--fingerprint FPR] [--secret]" },
 	{ "delete", key_delete, 1, 1, true, "delete ADDR [--fingerprint FPR]" },
-	{ "generate", key_generate, 1, 1, true, "generate ADDR [--type ed25519|rsa3072] [--smime]" },
+	{ "generate", key_generate, 1, 1, true, "generate ADDR [--type ed25519|rsa3072] | generate ADDR --smime [--type rsa3072|p256]" },
 	{ "approve", key_approve, 2, 2, true, "approve ADDR FINGERPRINT   (a key held by key_change = hold)" },
 	{ "reject", key_reject, 2, 2, true, "reject ADDR FINGERPRINT" },
 	{ "export-wkd", key_export_wkd, 1, 1, true, "export-wkd DIR [--submission-address ADDR]" },

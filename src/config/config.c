@@ -150,6 +150,8 @@ static const struct setting settings[] = {
 	  "how long \"no key found\" is remembered" },
 	{ "key_change", T_ENUM, "accept", 0, 0, F(key_change), "accept|hold",
 	  "a different key for a known address: use it (logged) or hold it for approval" },
+	{ "smime_cert_days", T_UINT, "730", 1, 3650, F(smime_cert_days), NULL,
+	  "validity of S/MIME certificates made by `sealgate key generate --smime`" },
 	{ "wkd_allow_hosts", T_STR, "", 0, 0, F(wkd_allow_hosts), NULL,
 	  "tests only: WKD hosts allowed on private addresses; HOST=IP:PORT fetches plain HTTP there" },
 	{ "ldap_uri", T_STR, "", 0, 0, F(ldap_uri), NULL,
