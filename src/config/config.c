@@ -150,6 +150,9 @@ static const struct setting settings[] = {
 	  "how long \"no key found\" is remembered" },
 	{ "key_change", T_ENUM, "accept", 0, 0, F(key_change), "accept|hold",
 	  "a different key for a known address: use it (logged) or hold it for approval" },
+	{ "autocrypt_authserv_id", T_STR, "", 0, 0, F(autocrypt_authserv_id), NULL,
+	  "harvest Autocrypt keys from inbound mail whose DKIM pass this verifier's "
+	  "Authentication-Results report (empty: off; never our own authserv-id)" },
 	{ "smime_cert_days", T_UINT, "730", 1, 3650, F(smime_cert_days), NULL,
 	  "validity of S/MIME certificates made by `sealgate key generate --smime`" },
 	{ "wkd_allow_hosts", T_STR, "", 0, 0, F(wkd_allow_hosts), NULL,

@@ -199,9 +199,12 @@ int sg_keys_cache_unpack(const struct sg_store_cache *row, struct sg_keys_found 
 	return 1;
 }
 
-static bool is_pending(const char *source)
+/* Rows beside the cache's answer: held keys and harvested keys are never
+ * a directory's current answer. */
+static bool is_side_row(const char *source)
 {
-	return strncmp(source, SG_KEYS_PENDING_PREFIX, strlen(SG_KEYS_PENDING_PREFIX)) == 0;
+	return strncmp(source, SG_KEYS_PENDING_PREFIX, strlen(SG_KEYS_PENDING_PREFIX)) == 0 ||
+	       strcmp(source, SG_KEYS_HARVEST_SOURCE) == 0;
 }
 
 /* Fill e from the store's rows for addr (lock held): the newest usable
@@ -229,7 +232,7 @@ static int load_from_store(struct sg_keys_cache *c, struct entry *e, int64_t now
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct sg_store_cache *row = &rows[i];
-		if (is_pending(row->source) || (fresh_only && row->fetched_at + row->ttl <= now))
+		if (is_side_row(row->source) || (fresh_only && row->fetched_at + row->ttl <= now))
 			continue;
 		if (best == NULL || row->fetched_at > best->fetched_at)
 			best = row;
@@ -255,25 +258,34 @@ out:
 	return r;
 }
 
-static void store_put(struct sg_keys_cache *c, const char *addr, const char *source,
-		      const char *trust, int64_t now, int64_t ttl, const struct sg_keys_found *keys,
-		      size_t n)
+int sg_keys_cache_store_row(struct sg_store *store, const char *addr, const char *source,
+			    const char *trust, int64_t now, int64_t ttl,
+			    const struct sg_keys_found *keys, size_t n, struct sg_error *err)
 {
-	struct sg_error err = SG_ERROR_INIT;
 	size_t len = 0;
 	unsigned char *data = n > 0 ? pack(keys, n, &len) : NULL;
 	struct sg_store_cache row = {
 		.addr = (char *)addr, .source = (char *)source, .trust = (char *)trust,
 		.fetched_at = now, .ttl = ttl, .negative = n == 0, .data = data, .len = len,
 	};
+	int r = sg_store_cache_put(store, &row, err);
+	free(data);
+	return r;
+}
+
+static void store_put(struct sg_keys_cache *c, const char *addr, const char *source,
+		      const char *trust, int64_t now, int64_t ttl, const struct sg_keys_found *keys,
+		      size_t n)
+{
+	struct sg_error err = SG_ERROR_INIT;
 	if (c->store != NULL) {
 		pthread_mutex_lock(c->store_lock);
-		int put = sg_store_cache_put(c->store, &row, &err);
+		int put = sg_keys_cache_store_row(c->store, addr, source, trust, now, ttl, keys, n,
+						  &err);
 		pthread_mutex_unlock(c->store_lock);
 		if (put < 0)
 			sg_log_warn("key cache: %s: %s", addr, sg_error_msg(&err));
 	}
-	free(data);
 	sg_error_clear(&err);
 }
 

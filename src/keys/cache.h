@@ -55,6 +55,15 @@ int sg_keys_cache_known(struct sg_keys_cache *c, const char *addr, struct sg_key
 struct sg_store_cache;
 int sg_keys_cache_unpack(const struct sg_store_cache *row, struct sg_keys_found **keys_r,
 			 size_t *n_r);
+/* Pack keys into a store row (addr, source) and write it (the caller holds
+ * the store's lock). 1 or -1. */
+int sg_keys_cache_store_row(struct sg_store *store, const char *addr, const char *source,
+			    const char *trust, int64_t now, int64_t ttl,
+			    const struct sg_keys_found *keys, size_t n,
+			    struct sg_error *err) SG_WARN_UNUSED;
+/* Source of the rows harvested from Autocrypt headers (keys/lookup.h):
+ * kept beside the cache's answer, used only when nothing else is. */
+#define SG_KEYS_HARVEST_SOURCE "autocrypt"
 /* Keep a held (pending) key beside the one in use: store row "pending:SOURCE". */
 void sg_keys_cache_put_pending(struct sg_keys_cache *c, const char *addr, int64_t now,
 			       const struct sg_keys_found *keys, size_t n);

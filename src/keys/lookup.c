@@ -2,6 +2,8 @@
  * (cache, WKD, LDAP, DNS), with the same usability checks for both. */
 #include "keys/lookup.h"
 #include "config/config.h"
+#include "keys/autocrypt.h"
+#include "keys/cache.h"
 #include "keys/keystore.h"
 #include "keys/remote.h"
 #include "store/store.h"
@@ -10,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct sg_keys_lookup {
 	struct sg_store *store;
@@ -20,7 +23,11 @@ struct sg_keys_lookup {
 	struct sg_keys_remote *remote;  /* NULL: local only */
 	char *remote_error;             /* a bad lookup_order, reported per look-up */
 	unsigned budget_ms;
+	char *harvest_id;               /* trusted DKIM verifier; NULL: no Autocrypt */
 };
+
+/* Harvested keys are kept this long after they were last seen. */
+#define HARVEST_TTL (365 * 86400)
 
 /* The remote chain a configuration asks for (none for SG_LOOKUP_LOCAL or
  * an empty lookup_order). */
@@ -42,6 +49,21 @@ static void setup_remote(struct sg_keys_lookup *lk, const struct sg_config *cfg,
 	sg_error_clear(&err);
 }
 
+/* Autocrypt harvest needs a DKIM verifier other than ourselves: fields
+ * claiming our own authserv-id are forgeries the inbound path removes. */
+static void setup_harvest(struct sg_keys_lookup *lk, const struct sg_config *cfg)
+{
+	if (cfg == NULL || cfg->autocrypt_authserv_id == NULL || *cfg->autocrypt_authserv_id == '\0')
+		return;
+	const char *own = cfg->authserv_id[0] != '\0' ? cfg->authserv_id : cfg->hostname;
+	if (strcasecmp(cfg->autocrypt_authserv_id, own) == 0) {
+		sg_log_error("autocrypt_authserv_id %s is this gateway's own authserv-id: "
+			     "Autocrypt harvesting off", own);
+		return;
+	}
+	lk->harvest_id = sg_strdup(cfg->autocrypt_authserv_id);
+}
+
 struct sg_keys_lookup *sg_keys_lookup_new(struct sg_store *store, const struct sg_config *cfg,
 					  pthread_mutex_t *store_lock, unsigned flags)
 {
@@ -50,6 +72,8 @@ struct sg_keys_lookup *sg_keys_lookup_new(struct sg_store *store, const struct s
 	pthread_mutex_init(&lk->own_lock, NULL);
 	lk->store_lock = store_lock != NULL ? store_lock : &lk->own_lock;
 	setup_remote(lk, cfg, flags);
+	if (!(flags & SG_LOOKUP_LOCAL))
+		setup_harvest(lk, cfg);
 	return lk;
 }
 
@@ -60,6 +84,7 @@ void sg_keys_lookup_free(struct sg_keys_lookup **lkp)
 		return;
 	sg_keys_remote_free(&lk->remote);
 	free(lk->remote_error);
+	free(lk->harvest_id);
 	pthread_mutex_destroy(&lk->own_lock);
 	free(lk);
 	*lkp = NULL;
@@ -158,6 +183,75 @@ static void consider_remote(struct sg_keys_lookup *lk, struct pick *p, char **fa
 	sg_error_clear(&rerr);
 }
 
+/* The last resort: keys harvested from Autocrypt headers (lowest trust:
+ * never preferred over the store or a directory). */
+static void consider_harvested(struct sg_keys_lookup *lk, struct pick *p)
+{
+	struct sg_store_cache *rows = NULL;
+	size_t n = 0;
+	struct sg_error err = SG_ERROR_INIT;
+
+	pthread_mutex_lock(lk->store_lock);
+	int r = sg_store_cache_get(lk->store, p->addr, &rows, &n, &err);
+	pthread_mutex_unlock(lk->store_lock);
+	for (size_t i = 0; r > 0 && i < n; i++) {
+		struct sg_keys_found *keys = NULL;
+		size_t nk = 0;
+		if (strcmp(rows[i].source, SG_KEYS_HARVEST_SOURCE) != 0 ||
+		    sg_keys_cache_unpack(&rows[i], &keys, &nk) < 0)
+			continue;
+		for (size_t j = 0; j < nk; j++)
+			consider(p, keys[j].data, keys[j].len, "harvested");
+		sg_keys_found_free(&keys, nk);
+	}
+	if (r < 0)
+		sg_log_warn("key lookup: %s: harvested keys: %s", p->addr, sg_error_msg(&err));
+	sg_store_cache_free(&rows, n);
+	sg_error_clear(&err);
+}
+
+int sg_keys_lookup_harvest(struct sg_keys_lookup *lk, const struct sg_msg_view *v, time_t now)
+{
+	struct sg_autocrypt ac;
+	struct sg_keys_found k;
+	struct sg_error err = SG_ERROR_INIT;
+	int r = 0;
+
+	if (lk->harvest_id == NULL || lk->store == NULL)
+		return 0;
+	if (sg_autocrypt_from_message(v, lk->harvest_id, &ac, &err) != 1) {
+		sg_log_debug("autocrypt: not harvested: %s", sg_error_msg(&err));
+		goto out;
+	}
+	/* The same checks as a directory's key: size, packets, user ID. */
+	if (sg_keys_check_blob(ac.addr, ac.keydata, ac.keylen, &k, &err) != 1 ||
+	    strcmp(k.kind, "pgp") != 0) {
+		sg_log_warn("autocrypt: %s: key refused: %s", ac.addr,
+			    err.msg != NULL ? err.msg : "not an OpenPGP key");
+		goto out_key;
+	}
+	k.source = sg_strdup(SG_KEYS_HARVEST_SOURCE);
+	k.trust = sg_strdup("harvested");
+	pthread_mutex_lock(lk->store_lock);
+	r = sg_keys_cache_store_row(lk->store, ac.addr, SG_KEYS_HARVEST_SOURCE, "harvested",
+				    (int64_t)now, HARVEST_TTL, &k, 1, &err);
+	pthread_mutex_unlock(lk->store_lock);
+	if (r < 0)
+		sg_log_warn("autocrypt: %s: %s", ac.addr, sg_error_msg(&err));
+	else
+		sg_log_info("autocrypt: harvested a key for %s (trust harvested%s)", ac.addr,
+			    ac.prefer_mutual ? ", prefer-encrypt=mutual" : "");
+out_key:
+	free(k.kind);
+	free(k.source);
+	free(k.trust);
+	free(k.data);
+out:
+	sg_autocrypt_clear(&ac);
+	sg_error_clear(&err);
+	return r > 0 ? 1 : 0;
+}
+
 int sg_keys_find_encrypt(struct sg_keys_lookup *lk, const char *addr, enum sg_key_kind pref,
 			 time_t now, struct sg_key **key_r, enum sg_crypto_status *status_r,
 			 struct sg_error *err)
@@ -186,6 +280,8 @@ int sg_keys_find_encrypt(struct sg_keys_lookup *lk, const char *addr, enum sg_ke
 	/* Local keys (configured by the admin) win; directories only fill gaps. */
 	if (p.best == NULL)
 		consider_remote(lk, &p, &failed);
+	if (p.best == NULL && lk->harvest_id != NULL)
+		consider_harvested(lk, &p);
 	ret = p.best != NULL ? 1 : 0;
 	if (p.best != NULL) {
 		*key_r = p.best;

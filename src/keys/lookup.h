@@ -47,6 +47,15 @@ int sg_keys_find_encrypt(struct sg_keys_lookup *lk, const char *addr, enum sg_ke
 			 time_t now, struct sg_key **key_r, enum sg_crypto_status *status_r,
 			 struct sg_error *err) SG_WARN_UNUSED;
 
+/* Autocrypt (Level 1) harvest from an inbound message: with
+ * autocrypt_authserv_id set, a message whose From domain passed DKIM at
+ * that verifier (its Authentication-Results field) and that carries one
+ * Autocrypt header for its From address has that key stored with trust
+ * "harvested". Such keys are used only when neither the store nor a
+ * directory has a usable key. 1 stored, 0 not (the reason is logged). */
+struct sg_msg_view;
+int sg_keys_lookup_harvest(struct sg_keys_lookup *lk, const struct sg_msg_view *v, time_t now);
+
 /* The remote chain (NULL when local only or none configured): tests and
  * tools (fetch counts). Borrowed. */
 struct sg_keys_remote *sg_keys_lookup_remote(struct sg_keys_lookup *lk);
