@@ -152,7 +152,8 @@ static int open_store(struct key_ctx *ctx)
 	return sg_store_open_config(&ctx->cfg, ctx->o.store, &ctx->store, &ctx->err);
 }
 
-static char *fmt_date(int64_t t)
+/* expiry: a date in the past is marked "(expired)"; 0 means never. */
+static char *fmt_date(int64_t t, bool expiry)
 {
 	struct tm tm;
 	char s[32];
@@ -163,7 +164,7 @@ static char *fmt_date(int64_t t)
 		return sg_strdup("?");
 	if (gmtime_r(&tt, &tm) == NULL || strftime(s, sizeof(s), "%Y-%m-%d", &tm) == 0)
 		return sg_strdup("?");
-	return sg_asprintf("%s%s", s, t < time(NULL) ? " (expired)" : "");
+	return sg_asprintf("%s%s", s, expiry && t < time(NULL) ? " (expired)" : "");
 }
 
 /* ---- subcommands ---- */
@@ -318,31 +319,37 @@ out:
 	return ret;
 }
 
+/* One line of the `key list` tables; when is a unix time (an expiry: 0 = never). */
+static void print_row(const char *addr, const char *kind, const char *fpr, int64_t when,
+		      bool expiry, const char *source, const char *trust)
+{
+	char *date = fmt_date(when, expiry);
+	printf("%-32s %-5s %-40s %-18s %-10s %s\n", addr, kind, fpr, date, source, trust);
+	free(date);
+}
+
+static void print_header(const char *date_column)
+{
+	printf("%-32s %-5s %-40s %-18s %-10s %s\n", "ADDRESS", "TYPE", "FINGERPRINT", date_column,
+	       "SOURCE", "TRUST");
+}
+
 /* After the table: keys a directory gave that differ from the known ones,
- * held by key_change = hold until approved or rejected. */
-static int list_held(struct key_ctx *ctx)
+ * held by key_change = hold until approved or rejected. addr NULL: all. */
+static int list_held(struct key_ctx *ctx, const char *addr)
 {
 	struct sg_keys_held *held = NULL;
 	size_t n = 0;
-	char *addr = NULL;
-
-	if (ctx->o.n_args > 0 &&
-	    (addr = sg_keys_normalize_addr(ctx->o.args[0], &ctx->err)) == NULL)
-		return -1;
 	int r = sg_keys_held_list(ctx->store, addr, &held, &n, &ctx->err);
-	free(addr);
+
 	if (r > 0) {
 		printf("\nHELD for approval (key_change = hold; the old key stays in use):\n"
 		       "  sealgate key approve|reject ADDR FINGERPRINT\n");
-		printf("%-32s %-5s %-40s %-18s %-10s %s\n", "ADDRESS", "TYPE", "FINGERPRINT",
-		       "FETCHED", "SOURCE", "TRUST");
+		print_header("FETCHED");
 	}
-	for (size_t i = 0; i < n; i++) {
-		char *when = fmt_date(held[i].fetched_at);
-		printf("%-32s %-5s %-40s %-18s %-10s %s\n", held[i].addr, held[i].kind,
-		       held[i].fingerprint, when, held[i].source, held[i].trust);
-		free(when);
-	}
+	for (size_t i = 0; i < n; i++)
+		print_row(held[i].addr, held[i].kind, held[i].fingerprint, held[i].fetched_at,
+			  false, held[i].source, held[i].trust);
 	sg_keys_held_free(&held, n);
 	return r;
 }
@@ -357,19 +364,16 @@ static int key_list(struct key_ctx *ctx)
 	    (addr = sg_keys_normalize_addr(ctx->o.args[0], &ctx->err)) == NULL)
 		return fail(ctx, SG_EXIT_USAGE);
 	int r = sg_store_key_list(ctx->store, addr, &keys, &n, &ctx->err);
-	free(addr);
-	if (r < 0)
-		return fail(ctx, SG_EXIT_FAIL);
-	printf("%-32s %-5s %-40s %-18s %-10s %s\n", "ADDRESS", "TYPE", "FINGERPRINT", "EXPIRES",
-	       "SOURCE", "TRUST");
-	for (size_t i = 0; i < n; i++) {
-		char *exp = fmt_date(keys[i].expires);
-		printf("%-32s %-5s %-40s %-18s %-10s %s\n", keys[i].addr, keys[i].kind,
-		       keys[i].fingerprint, exp, keys[i].source, keys[i].trust);
-		free(exp);
+	if (r >= 0) {
+		print_header("EXPIRES");
+		for (size_t i = 0; i < n; i++)
+			print_row(keys[i].addr, keys[i].kind, keys[i].fingerprint, keys[i].expires,
+				  true, keys[i].source, keys[i].trust);
+		r = list_held(ctx, addr);
 	}
 	sg_store_keys_free(&keys, n);
-	return list_held(ctx) < 0 ? fail(ctx, SG_EXIT_FAIL) : SG_EXIT_OK;
+	free(addr);
+	return r < 0 ? fail(ctx, SG_EXIT_FAIL) : SG_EXIT_OK;
 }
 
 /* The keys of ADDR (one with --fingerprint); 0 with a message if none. */
@@ -410,7 +414,7 @@ static int key_show(struct key_ctx *ctx)
 		return fail(ctx, SG_EXIT_FAIL);
 	for (size_t i = 0; i < n; i++) {
 		struct sg_store_key *k = &keys[i];
-		char *exp = fmt_date(k->expires), *created = fmt_date(k->created);
+		char *exp = fmt_date(k->expires, true), *created = fmt_date(k->created, false);
 		printf("address:     %s\ntype:        %s\nfingerprint: %s\nexpires:     %s\n"
 		       "stored:      %s\nsource:      %s\ntrust:       %s\nsize:        %zu bytes\n",
 		       k->addr, k->kind, k->fingerprint, exp, created, k->source, k->trust, k->len);

@@ -2,6 +2,7 @@
 for a known address; the new key is held, `sealgate key list` shows it,
 the old key stays in use (also for mail: gpg with the old key decrypts)
 until `sealgate key approve ADDR FPR`; `key reject` drops it."""
+import itertools
 import os
 import re
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 import pgphelp
 from conftest import SEALGATE_BIN
-from keys_helpers import gpg, gpg_genkey, gpg_kill, wkd_hash
+from keys_helpers import Postgres, gpg, gpg_genkey, gpg_kill, wkd_hash
 from lookup_peers import WkdServer
 from policy_helpers import MARKER, lmtp_send, message
 from test_lookup_policy import Env
@@ -42,18 +43,29 @@ def wkd():
     s.stop()
 
 
+@pytest.fixture(scope="module")
+def pg():
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
 def run(*args):
     return subprocess.run([SEALGATE_BIN, *args], capture_output=True, text=True, timeout=60)
 
 
+STORE = []      # extra store arguments for every command ("--store", SPEC)
+DB_SEQ = itertools.count()
+
+
 def lookup(state, wkd, *extra):
-    return run("key-lookup", ADDR, "--state-dir", str(state), "--set", "lookup_order=wkd",
+    return run("key-lookup", ADDR, "--state-dir", str(state), *STORE, "--set", "lookup_order=wkd",
                "--set", f"wkd_allow_hosts=openpgpkey.{DOMAIN}=127.0.0.1:{wkd.port}",
                "--set", "key_change=hold", *extra)
 
 
 def held_lines(state):
-    r = run("key", "list", "--state-dir", str(state))
+    r = run("key", "list", "--state-dir", str(state), *STORE)
     assert r.returncode == 0, r.stderr
     out = r.stdout.split("HELD for approval", 1)
     return out[1].splitlines()[3:] if len(out) == 2 else []
@@ -72,15 +84,26 @@ def hold_second_key(state, wkd, keys):
     held = held_lines(state)
     assert len(held) == 1 and re.match(rf"{ADDR}\s+pgp\s+{keys['fpr2']}\s.*\swkd\s+wkd$",
                                        held[0]), held
+    assert "(expired)" not in held[0]       # a fetch date is not an expiry
 
 
-def test_list_approve(wkd, keys, tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request):
+    if request.param == "postgresql":
+        server = request.getfixturevalue("pg")
+        STORE[:] = ["--store", server.createdb(f"held{next(DB_SEQ)}")]
+    yield request.param
+    STORE[:] = []
+
+
+def test_list_approve(wkd, keys, tmp_path, backend):
     hold_second_key(tmp_path, wkd, keys)
     # Not the held key's fingerprint: refused, nothing changes.
-    r = run("key", "approve", ADDR, keys["fpr1"], "--state-dir", str(tmp_path))
+    r = run("key", "approve", ADDR, keys["fpr1"], "--state-dir", str(tmp_path), *STORE)
     assert r.returncode == 2 and "no held key" in r.stderr
     assert len(held_lines(tmp_path)) == 1
-    r = run("key", "approve", ADDR.upper(), keys["fpr2"].lower(), "--state-dir", str(tmp_path))
+    r = run("key", "approve", ADDR.upper(), keys["fpr2"].lower(), "--state-dir", str(tmp_path),
+            *STORE)
     assert r.returncode == 0, r.stderr
     assert held_lines(tmp_path) == []
     r = lookup(tmp_path, wkd)
@@ -90,9 +113,9 @@ def test_list_approve(wkd, keys, tmp_path):
     assert keys["fpr2"] in r.stdout and "KEY CHANGE" not in r.stderr, r.stderr
 
 
-def test_reject(wkd, keys, tmp_path):
+def test_reject(wkd, keys, tmp_path, backend):
     hold_second_key(tmp_path, wkd, keys)
-    r = run("key", "reject", ADDR, keys["fpr2"], "--state-dir", str(tmp_path))
+    r = run("key", "reject", ADDR, keys["fpr2"], "--state-dir", str(tmp_path), *STORE)
     assert r.returncode == 0, r.stderr
     assert held_lines(tmp_path) == []
     r = lookup(tmp_path, wkd)
