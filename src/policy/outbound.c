@@ -4,6 +4,7 @@
 #include "mime/seal.h"
 #include "policy/internal.h"
 #include "policy/policy.h"
+#include "policy/submission.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/spool.h"
@@ -200,8 +201,11 @@ static int outbound_run(void *ctx, const struct sg_envelope *env, struct sg_spoo
 			struct sg_transform_out *out, struct sg_error *err)
 {
 	struct outbound o;
+	struct sg_submission_prep prep;
 	time_t now = time(NULL);
 	int ret = -1;
+
+	memset(&prep, 0, sizeof(prep));
 
 	memset(&o, 0, sizeof(o));
 	o.p = ctx;
@@ -213,6 +217,22 @@ static int outbound_run(void *ctx, const struct sg_envelope *env, struct sg_spoo
 	o.cls = o.have_view ? sg_msg_classify(&o.v) : SG_MSG_PLAIN;
 	o.d = sg_calloc(env->n_rcpts, sizeof(*o.d));
 	o.b = sg_calloc(env->n_rcpts, sizeof(*o.b));
+	/* Encrypted to the gateway: opened here; the content filter sees the
+	 * plaintext; policy then applies to what they give back. */
+	if (sg_submission_prepare(o.p, env, o.data, o.len, o.cls, &prep, err) < 0)
+		goto out;
+	if (prep.code != 0) {
+		for (size_t i = 0; i < env->n_rcpts; i++)
+			sg_transform_answer(out, env->n_rcpts, i, prep.code, "%s", prep.reply);
+		ret = 1;
+		goto out;
+	}
+	if (prep.msg.len > 0) {
+		o.data = prep.msg.data;
+		o.len = prep.msg.len;
+		o.have_view = sg_msg_split(o.data, o.len, &o.v, NULL) == 1;
+		o.cls = o.have_view ? sg_msg_classify(&o.v) : SG_MSG_PLAIN;
+	}
 	for (size_t i = 0; i < env->n_rcpts; i++) {
 		if (sg_policy_decide(o.p, env->mail_from, env->rcpts[i].addr, o.have_view ? &o.v : NULL,
 				     now, &o.d[i], err) < 0)
@@ -244,6 +264,8 @@ static int outbound_run(void *ctx, const struct sg_envelope *env, struct sg_spoo
 			sg_error_clear(&why);
 			continue;
 		}
+		if (!needs_copy && prep.msg.len > 0) /* decrypted or rewritten: never the original */
+			copy = sg_spool_from_mem(o.data, o.len);
 		place(&o, b, copy);
 	}
 	ret = 1;
@@ -253,6 +275,7 @@ out:
 	free(o.d);
 	free(o.b);
 	sg_key_free(&o.signer);
+	sg_submission_prep_clear(&prep);
 	return ret;
 }
 

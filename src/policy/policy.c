@@ -4,6 +4,7 @@
 #include "keys/keystore.h"
 #include "keys/lookup.h"
 #include "policy/internal.h"
+#include "policy/submission.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -70,6 +71,8 @@ int sg_policy_new(const struct sg_config *cfg, struct sg_store *store,
 		goto fail;
 	if (load_anchors(p, cfg->smime_trust_anchors, err) < 0)
 		goto fail;
+	if (sg_submission_new(cfg, store, mk, &p->submission, err) < 0)
+		goto fail;
 	*p_r = p;
 	return 1;
 fail:
@@ -83,6 +86,7 @@ void sg_policy_free(struct sg_policy **pp)
 	if (p == NULL)
 		return;
 	sg_policy_rules_free(&p->rules);
+	sg_submission_free(&p->submission);
 	sg_keys_lookup_free(&p->lookup);
 	for (size_t i = 0; i < p->n_anchors; i++)
 		sg_key_free(&p->anchors[i]);
