@@ -127,6 +127,8 @@ static const struct setting settings[] = {
 	  "PEM CA certificate files trusted for S/MIME signatures, space separated" },
 	{ "inbound_verify", T_BOOL, "yes", 0, 0, F(inbound_verify), NULL,
 	  "verify signed mail on the inbound listeners and add Authentication-Results" },
+	{ "policy_key_cache_ttl", T_TIME, "60s", 0, 3600, F(policy_key_cache_ttl), NULL,
+	  "outbound: seconds a recipient's or sender's key found in the store is reused (0: look up every time)" },
 	{ "content_filter_cmd", T_STR, "", 0, 0, F(content_filter_cmd), NULL,
 	  "outbound: command (sh -c) fed the plaintext on stdin; exit 0 accept, 1 reject 5.7.1, else 4.7.1 (empty: off)" },
 	{ "content_filter_timeout", T_TIME, "60s", 1, 3600, F(content_filter_timeout), NULL,

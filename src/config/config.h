@@ -62,6 +62,7 @@ struct sg_config {
 	char *smime_trust_anchors; /* PEM CA certificate files, space separated */
 	bool inbound_verify;     /* verify signatures on the inbound listeners */
 	/* Outbound: the content filter and encrypted submission (doc/policy.md). */
+	unsigned policy_key_cache_ttl; /* seconds a loaded key is reused, 0 = never */
 	char *content_filter_cmd;  /* "" = off */
 	unsigned content_filter_timeout; /* seconds */
 	bool content_filter_rewrite;

@@ -3,6 +3,7 @@
  * policy says to protect ever leaves in the clear. */
 #include "mime/seal.h"
 #include "policy/internal.h"
+#include "policy/keycache.h"
 #include "policy/policy.h"
 #include "policy/submission.h"
 #include "util/log.h"
@@ -46,7 +47,8 @@ struct outbound {
 	enum sg_msg_class cls;
 	struct sg_policy_decision *d; /* per recipient */
 	enum bucket *b;               /* per recipient; B_COUNT: refused */
-	struct sg_key *signer;        /* the sender's key, when some recipient wants it */
+	struct sg_key *signer;        /* the sender's key, when some recipient wants it; borrowed */
+	struct sg_keycache_entry *signer_ref; /* holds signer */
 	struct sg_transform_out *out;
 };
 
@@ -186,7 +188,9 @@ static int find_signer(struct outbound *o)
 		want |= o->d[i].sign && o->d[i].code == 0;
 	if (!want)
 		return 1;
-	int r = sg_policy_find_signer(o->p, o->env->mail_from, time(NULL), &o->signer, &why);
+	int r = sg_policy_find_signer(o->p, o->env->mail_from, time(NULL), &o->signer_ref, &why);
+	if (r == 1)
+		o->signer = sg_keycache_key(o->signer_ref);
 	if (r == 0)
 		sg_log_info("%s: policy: not signed: %s", o->env->queue_id != NULL ? o->env->queue_id : "-",
 			    sg_error_msg(&why));
@@ -274,7 +278,7 @@ out:
 		sg_policy_decision_clear(&o.d[i]);
 	free(o.d);
 	free(o.b);
-	sg_key_free(&o.signer);
+	sg_keycache_release(&o.signer_ref);
 	sg_submission_prep_clear(&prep);
 	return ret;
 }
