@@ -223,3 +223,21 @@ def test_content_filter_rewrites(env, client):
     rc, plain, status = client.keys.gpg_decrypt(pgphelp.encrypted_payload(got[frozenset({"bob@b.test"})]))
     assert rc == 0 and MARKER in plain
     assert b"MARKER" not in got[frozenset({"bob@b.test"})]
+
+
+def test_gateway_key_published_by_wkd(client, tmp_path):
+    """`key export-wkd` publishes the gateway's key with the others: a
+    client finds it by the gateway address (WKD direct method hash)."""
+    from policy_helpers import sealgate
+    r = sealgate("key", "export-wkd", "--state-dir", client.state, str(tmp_path / "www"))
+    assert r.returncode == 0, r.stderr
+    hu = tmp_path / "www" / ".well-known" / "openpgpkey" / "hu"
+    files = sorted(hu.iterdir())
+    home = tmp_path / "g"
+    home.mkdir(mode=0o700)
+    found = []
+    for f in files:
+        out = pgphelp.gpg(str(home), "--with-colons", "--import-options", "show-only", "--import",
+                          inp=f.read_bytes()).stdout.decode()
+        found += re.findall(r"^uid:[^\n]*<([^>]+)>", out, re.M)
+    assert GATEWAY in found, found
