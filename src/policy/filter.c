@@ -223,7 +223,8 @@ enum sg_filter_verdict sg_filter_run(const struct sg_filter *f, const unsigned c
 	}
 	/* A grandchild may still hold the pipe: the group goes with the shell. */
 	kill(-r.pid, SIGKILL);
-	if (r.overflow) {
+	/* Without rewriting only the first line matters: more is not an error. */
+	if (r.overflow && f->rewrite) {
 		*reason_r = sg_strdup("filter output too large");
 		goto out;
 	}

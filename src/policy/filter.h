@@ -19,7 +19,7 @@ struct sg_filter {
 	const char *cmd;     /* run by /bin/sh -c; borrowed */
 	unsigned timeout;    /* seconds for the whole run */
 	bool rewrite;        /* exit 0 with output: the output replaces the message */
-	size_t max_output;   /* stdout beyond this is a temporary failure */
+	size_t max_output;   /* stdout kept; beyond it: a temporary failure when rewriting, else ignored */
 };
 
 /* Run f over msg (borrowed). Returns the verdict; *reason_r (owned, never

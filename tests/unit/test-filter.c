@@ -57,7 +57,8 @@ static void test_verdicts(void **state)
 		{ "tempfail", "exit 75", false, SG_FILTER_TEMPFAIL, "exit status 75", NULL },
 		{ "not found", "/nonexistent/filter", false, SG_FILTER_TEMPFAIL, "exit status 127", NULL },
 		{ "signal", "kill -9 $$", false, SG_FILTER_TEMPFAIL, "signal 9", NULL },
-		{ "too much output", "yes | head -c 100000", false, SG_FILTER_TEMPFAIL, "too large", NULL },
+		{ "too much output to rewrite", "yes | head -c 100000", true, SG_FILTER_TEMPFAIL, "too large", NULL },
+		{ "much output, no rewrite", "yes | head -c 100000; exit 1", false, SG_FILTER_REJECT, "y", NULL },
 		{ "reject without reading", "exit 1", false, SG_FILTER_REJECT, "rejected", NULL },
 	};
 	(void)state;
