@@ -6,9 +6,11 @@ gpg / openssl cms encrypt to the gateway."""
 import os
 import shutil
 
+import pytest
+
 import pgphelp
 import smime_pki
-from policy_helpers import MARKER, key_import, sealgate
+from policy_helpers import MARKER, Keys, key_import, sealgate
 
 GATEWAY = "gateway@gw.example.test"
 CLIENT = "alice@a.test"
@@ -129,3 +131,11 @@ exit 0
 def seen(seen_dir):
     return [open(os.path.join(seen_dir, n), "rb").read() for n in sorted(os.listdir(seen_dir))]
 
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """The recipients' keys (policy_helpers.Keys) and the Client, per module."""
+    k = Keys(str(tmp_path_factory.mktemp("keys")))
+    c = Client(k)
+    yield c
+    k.stop()

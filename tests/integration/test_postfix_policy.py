@@ -14,9 +14,9 @@ import subprocess
 import pytest
 
 import pgphelp
-from policy_helpers import MARKER, Keys, message
+from policy_helpers import MARKER, message
 from postfix_harness import Daemon, MailPath, free_ports, read_etc, wait_for
-from submission_helpers import GATEWAY, Client
+from submission_helpers import GATEWAY, client  # noqa: F401 (client is a fixture)
 
 RULES = """to=*@t.test tls-only
 to=*@p.test pass
@@ -128,14 +128,6 @@ class SubmissionPath(MailPath):
             s.ehlo("client.a.test")
             s.login(user, f"secret-{user}")
             return s.sendmail(sender, rcpts, msg)
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    k = Keys(str(tmp_path_factory.mktemp("keys")))
-    c = Client(k)
-    yield c
-    k.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,21 +13,13 @@ import pytest
 import pgphelp
 from conftest import free_port
 from gateway_harness import Gateway, Sink
-from policy_helpers import MARKER, Keys, lmtp_send, message
-from submission_helpers import GATEWAY, Client, filter_script, seen
+from policy_helpers import MARKER, lmtp_send, message
+from submission_helpers import GATEWAY, client, filter_script, seen  # noqa: F401 (client: a fixture)
 
 RULES = """to=*@t.test tls-only
 to=*@p.test pass
 * e2e
 """
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    k = Keys(str(tmp_path_factory.mktemp("keys")))
-    c = Client(k)
-    yield c
-    k.stop()
 
 
 class Env:
