@@ -48,7 +48,7 @@ static void close_fd(int *fd)
 /* The child: stdin and stdout on the pipes, its own process group (so a
  * timeout kills whatever the shell started), default signal dispositions
  * (we ignore SIGPIPE; exec would pass that on). */
-static int spawn(const char *cmd, struct run *r, char **why_r)
+static int spawn(const char *cmd, char *const *envp, struct run *r, char **why_r)
 {
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 };
 	posix_spawn_file_actions_t fa;
@@ -74,7 +74,7 @@ static int spawn(const char *cmd, struct run *r, char **why_r)
 	posix_spawnattr_setsigdefault(&attr, &def);
 	posix_spawnattr_setpgroup(&attr, 0);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	int e = posix_spawn(&r->pid, "/bin/sh", &fa, &attr, argv, environ);
+	int e = posix_spawn(&r->pid, "/bin/sh", &fa, &attr, argv, envp != NULL ? envp : environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(pin[0]);
@@ -212,7 +212,7 @@ enum sg_filter_verdict sg_filter_run(const struct sg_filter *f, const unsigned c
 	r.output = &output;
 	clock_gettime(CLOCK_MONOTONIC, &r.deadline);
 	r.deadline.tv_sec += f->timeout;
-	if (spawn(f->cmd, &r, reason_r) < 0)
+	if (spawn(f->cmd, f->envp, &r, reason_r) < 0)
 		goto out;
 	bool done = pump(&r);
 	if (!done || reap(&r, &status) < 0) {

@@ -19,6 +19,7 @@ struct sg_filter {
 	const char *cmd;     /* run by /bin/sh -c; borrowed */
 	unsigned timeout;    /* seconds for the whole run */
 	bool rewrite;        /* exit 0 with output: the output replaces the message */
+	char *const *envp;   /* the filter's environment; NULL: ours */
 	size_t max_output;   /* stdout kept; beyond it: a temporary failure when rewriting, else ignored */
 };
 

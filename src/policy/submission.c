@@ -22,6 +22,7 @@
 #define PGP_SECRET_PURPOSE "pgp-secret"
 #define PLAIN_MAX (1024u * 1024 * 1024)
 #define FILTER_OUTPUT_MAX (1024u * 1024 * 1024)
+#define RCPTS_ENV_MAX (120u * 1024) /* below Linux's 128 KiB limit of one environment string */
 
 struct sg_submission {
 	const struct sg_config *cfg;
@@ -314,6 +315,41 @@ out:
 	return ret;
 }
 
+/* Our environment plus the envelope, for the filter: SEALGATE_SENDER,
+ * SEALGATE_RECIPIENTS (space separated), SEALGATE_QUEUE_ID,
+ * SEALGATE_CLIENT_ADDR (the original client, from XFORWARD). Free with
+ * free_env. */
+static char **filter_env(const struct sg_envelope *env, size_t *n_own_r)
+{
+	extern char **environ;
+	struct sg_buf rcpts;
+	size_t n = 0;
+
+	while (environ[n] != NULL)
+		n++;
+	char **e = sg_calloc(n + 5, sizeof(*e));
+	memcpy(e, environ, n * sizeof(*e));
+	sg_buf_init(&rcpts, RCPTS_ENV_MAX);
+	for (size_t i = 0; i < env->n_rcpts; i++)
+		if (sg_buf_printf(&rcpts, "%s%s", i > 0 ? " " : "", env->rcpts[i].addr) != 1)
+			break; /* the environment has limits too; the envelope is a hint */
+	e[n] = sg_asprintf("SEALGATE_SENDER=%s", env->mail_from);
+	e[n + 1] = sg_asprintf("SEALGATE_RECIPIENTS=%s", sg_buf_str(&rcpts));
+	e[n + 2] = sg_asprintf("SEALGATE_QUEUE_ID=%s", qid(env));
+	e[n + 3] = sg_asprintf("SEALGATE_CLIENT_ADDR=%s", env->xf.addr != NULL ? env->xf.addr
+							 : env->client_addr != NULL ? env->client_addr : "");
+	sg_buf_free(&rcpts);
+	*n_own_r = n;
+	return e;
+}
+
+static void free_env(char **e, size_t first_own)
+{
+	for (size_t i = first_own; e[i] != NULL; i++)
+		free(e[i]);
+	free(e);
+}
+
 /* The filter over the plaintext; a rewritten message replaces r->msg. */
 static void run_filter(struct sg_submission *s, const struct sg_envelope *env, const unsigned char *data,
 		       size_t len, struct sg_submission_prep *r)
@@ -322,8 +358,14 @@ static void run_filter(struct sg_submission *s, const struct sg_envelope *env, c
 	char *reason = NULL;
 	struct sg_error why = SG_ERROR_INIT;
 
+	struct sg_filter f = s->filter;
+	size_t own = 0;
+	char **envp = filter_env(env, &own);
+
+	f.envp = envp;
 	sg_buf_init(&out, FILTER_OUTPUT_MAX);
-	enum sg_filter_verdict v = sg_filter_run(&s->filter, data, len, &out, &reason);
+	enum sg_filter_verdict v = sg_filter_run(&f, data, len, &out, &reason);
+	free_env(envp, own);
 	sg_log_info("%s: content filter: %s: %s", qid(env),
 		    v == SG_FILTER_ACCEPT ? (out.len > 0 ? "rewritten" : "accepted")
 					  : v == SG_FILTER_REJECT ? "rejected" : "unavailable", reason);

@@ -119,6 +119,7 @@ def filter_script(path, seen_dir):
         f.write(f"""#!/bin/sh
 f=$(mktemp -p {seen_dir} seen.XXXXXX)
 cat > "$f"
+printf '%s|%s|%s\n' "$SEALGATE_SENDER" "$SEALGATE_RECIPIENTS" "$SEALGATE_QUEUE_ID" > "$f.env"
 if grep -q VIRUS-EICAR "$f"; then echo "virus found: EICAR-Test-Signature"; exit 1; fi
 if grep -q FILTER-TEMPFAIL "$f"; then exit 3; fi
 if grep -q FILTER-SLOW "$f"; then sleep 30; fi
@@ -129,7 +130,8 @@ exit 0
 
 
 def seen(seen_dir):
-    return [open(os.path.join(seen_dir, n), "rb").read() for n in sorted(os.listdir(seen_dir))]
+    return [open(os.path.join(seen_dir, n), "rb").read() for n in sorted(os.listdir(seen_dir))
+            if not n.endswith(".env")]
 
 
 @pytest.fixture(scope="module")

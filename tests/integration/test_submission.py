@@ -215,6 +215,10 @@ def test_content_filter_rewrites(env, client):
     rc, plain, status = client.keys.gpg_decrypt(pgphelp.encrypted_payload(got[frozenset({"bob@b.test"})]))
     assert rc == 0 and MARKER in plain
     assert b"MARKER" not in got[frozenset({"bob@b.test"})]
+    # the filter got the envelope in its environment
+    (envfile,) = [n for n in os.listdir(env.seen) if n.endswith(".env")]
+    sender, rcpts, queue_id = open(os.path.join(env.seen, envfile)).read().strip().split("|")
+    assert sender == "alice@a.test" and rcpts == "bob@b.test x@p.test" and re.fullmatch(r"[0-9A-F]{8,}", queue_id)
 
 
 def test_gateway_key_published_by_wkd(client, tmp_path):
