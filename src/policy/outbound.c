@@ -210,7 +210,6 @@ static int outbound_run(void *ctx, const struct sg_envelope *env, struct sg_spoo
 	int ret = -1;
 
 	memset(&prep, 0, sizeof(prep));
-
 	memset(&o, 0, sizeof(o));
 	o.p = ctx;
 	o.env = env;
