@@ -58,11 +58,26 @@ def stop(e):
     assert "ERROR: AddressSanitizer" not in e.gw.log() and "runtime error" not in e.gw.log()
 
 
-@pytest.fixture
-def env(client, tmp_path):
-    e = start(client, str(tmp_path))
+@pytest.fixture(scope="module")
+def gateway(client, tmp_path_factory):
+    """One gateway for the module; each test starts with empty sinks."""
+    e = start(client, str(tmp_path_factory.mktemp("gw")))
     yield e
     stop(e)
+
+
+@pytest.fixture
+def env(gateway):
+    for d in (gateway.sink.dir, gateway.tls.dir, gateway.seen):
+        for name in os.listdir(d):
+            os.unlink(os.path.join(d, name))
+    gateway.log_start = len(gateway.gw.log())
+    return gateway
+
+
+def new_log(e):
+    """What the gateway logged during this test."""
+    return e.gw.log()[e.log_start:]
 
 
 def by_rcpts(sink):
@@ -103,7 +118,7 @@ def check_resealed(e, client, replies):
 def test_pgp_mime_reencrypted_per_recipient(env, client):
     replies = lmtp_send(env.sub_port, "alice@a.test", MATRIX, client.pgp_mime())
     check_resealed(env, client, replies)
-    assert re.search(r"submission: decrypted with [0-9A-F]+, integrity=yes, signer=\S+, accepted", env.gw.log())
+    assert re.search(r"submission: decrypted with [0-9A-F]+, integrity=yes, signer=\S+, accepted", new_log(env))
 
 
 def test_inline_pgp(env, client):
@@ -158,6 +173,7 @@ def test_refused_with_reason(env, client, name, make, sender, reason):
 def test_from_must_match_sender(client, tmp_path):
     """With signatures not required, the inner From still binds the envelope."""
     e = start(client, str(tmp_path), "submission_require_signature = no\n")
+    e.log_start = 0
     try:
         msg = client.pgp_mime(sign=False, frm="boss@a.test")
         replies = lmtp_send(e.sub_port, "alice@a.test", ["bob@b.test"], msg)
@@ -185,7 +201,7 @@ def test_inbound_listener_never_decrypts(env, client):
     assert replies["bob@b.test"][0] == 250
     (got,) = env.sink.messages()
     assert MARKER not in got and got.endswith(msg)
-    assert "submission: decrypted" not in env.gw.log()
+    assert "submission: decrypted" not in new_log(env)
 
 
 FILTER = [
