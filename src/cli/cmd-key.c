@@ -34,7 +34,7 @@ struct key_opts {
 	const char *config, *state_dir, *store, *master_key, *master_pass_file;
 	const char *passphrase_file, *type, *listen, *submission, *domains;
 	const char *tls_cert, *tls_key, *fingerprint, *addr;
-	bool smime, with_secret, secret;
+	bool smime, with_secret, secret, gateway;
 	char **args;
 	int n_args;
 };
@@ -557,11 +557,16 @@ static int key_generate(struct key_ctx *ctx)
 {
 	struct sg_pgp_meta m;
 	struct sg_master_key *mk = NULL;
-	char *addr = sg_keys_normalize_addr(ctx->o.args[0], &ctx->err);
+	/* --gateway: the key clients encrypt submissions to (gateway_address). */
+	const char *want = ctx->o.n_args > 0 ? ctx->o.args[0] : ctx->o.gateway ? ctx->cfg.gateway_address : "";
+	char *addr = sg_keys_normalize_addr(want, &ctx->err);
 	int ret = SG_EXIT_FAIL;
 
-	if (addr == NULL)
+	if (addr == NULL) {
+		if (ctx->o.gateway && ctx->o.n_args == 0)
+			sg_error_set(&ctx->err, "--gateway: set gateway_address in the config (-c FILE)");
 		return fail(ctx, SG_EXIT_USAGE);
+	}
 	if (ctx->o.smime) {
 		ret = generate_smime(ctx, addr);
 		free(addr);
@@ -677,7 +682,8 @@ static const struct {
 	{ "show", key_show, 1, 1, true, "show ADDR [--fingerprint FPR]" },
 	{ "export", key_export, 1, 1, true, "export ADDR [--fingerprint FPR] [--secret]" },
 	{ "delete", key_delete, 1, 1, true, "delete ADDR [--fingerprint FPR]" },
-	{ "generate", key_generate, 1, 1, true, "generate ADDR [--type ed25519|rsa3072] | generate ADDR --smime [--type rsa3072|p256]" },
+	{ "generate", key_generate, 0, 1, true,
+	  "generate ADDR | --gateway [--type ed25519|rsa3072] | generate ADDR --smime [--type rsa3072|p256]" },
 	{ "approve", key_approve, 2, 2, true, "approve ADDR FINGERPRINT   (a key held by key_change = hold)" },
 	{ "reject", key_reject, 2, 2, true, "reject ADDR FINGERPRINT" },
 	{ "export-wkd", key_export_wkd, 1, 1, true, "export-wkd DIR [--submission-address ADDR]" },
@@ -709,6 +715,7 @@ static int parse(int argc, char **argv, struct key_opts *o)
 		{ "smime", no_argument, NULL, 'x' },
 		{ "with-secret", no_argument, NULL, 'w' },
 		{ "secret", no_argument, NULL, 'z' },
+		{ "gateway", no_argument, NULL, 'g' },
 		{ "addr", required_argument, NULL, 'a' },
 		{ "fingerprint", required_argument, NULL, 'f' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -734,6 +741,7 @@ static int parse(int argc, char **argv, struct key_opts *o)
 		case 'x': o->smime = true; break;
 		case 'w': o->with_secret = true; break;
 		case 'z': o->secret = true; break;
+		case 'g': o->gateway = true; break;
 		case 'a': o->addr = optarg; break;
 		case 'f': o->fingerprint = optarg; break;
 		case 'l': o->listen = optarg; break;

@@ -137,7 +137,9 @@ def test_mail_uses_old_key_until_approved(wkd, keys, tmp_path):
     path = PATH + wkd_hash(ADDR)
     wkd.keys[path] = keys["key1"]
     e = Env(str(tmp_path), wkd.port)
-    e.extra += "key_change = hold\nlookup_cache_ttl = 1s\n"
+    # policy_key_cache_ttl 0: every message asks the look-up (and so the
+    # remote cache), as the held-key decision happens there.
+    e.extra += "key_change = hold\nlookup_cache_ttl = 1s\npolicy_key_cache_ttl = 0\n"
     e.start()
     sent = 0
     try:
