@@ -13,6 +13,15 @@ struct sg_domain_cached {
 	struct sg_key *key;
 };
 
+/* A peer's chosen encryption certificate, checked (chain, trust) when it
+ * was cached: reused until its window or the bundle's cache TTL ends. */
+struct sg_domain_peer_cached {
+	char *domain;
+	unsigned char *der;
+	size_t len;
+	time_t until;
+};
+
 struct sg_domain {
 	const struct sg_config *cfg;
 	const struct sg_master_key *mk;
@@ -24,8 +33,12 @@ struct sg_domain {
 	struct sg_domain_cached *keys;   /* short-lived private keys */
 	size_t n_keys;
 	struct sg_key **key_array;       /* keys[i].key, for sg_domain_decrypt_keys */
+	struct sg_domain_peer_cached *peers;
+	size_t n_peers;
 };
 
+/* Forget the cached peer keys. Lock held. */
+void sg_domain_drop_peers(struct sg_domain *d);
 /* Drop every cached private key (wiped by sg_key_free). Lock held. */
 void sg_domain_drop_cache(struct sg_domain *d);
 /* 1 if s is a plausible DNS name (letters, digits, '-', '.'), else 0. */

@@ -114,6 +114,7 @@ void sg_domain_free(struct sg_domain **dp)
 	if (d == NULL)
 		return;
 	sg_domain_drop_cache(d);
+	sg_domain_drop_peers(d);
 	sg_key_free(&d->signer);
 	for (size_t i = 0; i < d->n_domains; i++)
 		free(d->domains[i]);
@@ -438,6 +439,7 @@ int sg_domain_rotate(struct sg_domain *d, time_t now, struct sg_domain_rotation 
 	sg_domain_lock(d);
 	/* every instance drops what it holds; keys still alive load again */
 	sg_domain_drop_cache(d);
+	sg_domain_drop_peers(d);
 	if (sg_store_begin(d->store, err) < 0)
 		goto out;
 	if (sg_store_xact_lock(d->store, err) < 0 || rotate_locked(d, now, r, err) < 0) {

@@ -329,14 +329,60 @@ static int key_from_der(const unsigned char *der, size_t len, struct sg_key **ke
 	return sg_key_load_mem(der, len, NULL, key_r, &st, err) < 0 ? -1 : 1;
 }
 
+void sg_domain_drop_peers(struct sg_domain *d)
+{
+	for (size_t i = 0; i < d->n_peers; i++) {
+		free(d->peers[i].domain);
+		free(d->peers[i].der);
+	}
+	free(d->peers);
+	d->peers = NULL;
+	d->n_peers = 0;
+}
+
+static struct sg_domain_peer_cached *peer_cached(struct sg_domain *d, const char *domain)
+{
+	for (size_t i = 0; i < d->n_peers; i++)
+		if (strcmp(d->peers[i].domain, domain) == 0)
+			return &d->peers[i];
+	return NULL;
+}
+
+/* Remember the checked choice (no bundle parse per message). */
+static void remember_peer(struct sg_domain *d, const char *domain, const struct sg_domcert_info *c,
+			  time_t now)
+{
+	struct sg_domain_peer_cached *p = peer_cached(d, domain);
+	time_t until = now + (time_t)d->cfg->lookup_cache_ttl;
+
+	if (p == NULL) {
+		d->peers = sg_reallocarray(d->peers, d->n_peers + 1, sizeof(*d->peers));
+		p = &d->peers[d->n_peers++];
+		p->domain = sg_strdup(domain);
+	} else {
+		free(p->der);
+	}
+	p->der = sg_malloc(c->der_len);
+	memcpy(p->der, c->der, c->der_len);
+	p->len = c->der_len;
+	p->until = c->not_after < until ? c->not_after : until;
+}
+
 int sg_domain_peer_key(struct sg_domain *d, const char *domain, time_t now,
 		       struct sg_key **key_r, struct sg_error *err)
 {
 	struct sg_domain_bundle b;
+	struct sg_domain_peer_cached *pc;
 	int ret;
 
 	*key_r = NULL;
 	sg_domain_lock(d);
+	pc = peer_cached(d, domain);
+	if (pc != NULL && now < pc->until) {
+		ret = key_from_der(pc->der, pc->len, key_r, err);
+		sg_domain_unlock(d);
+		return ret;
+	}
 	ret = get_bundle(d, domain, now, &b, err);
 	if (ret > 0) {
 		ret = trust_signing(d, domain, &b.signing, now, err);
@@ -347,6 +393,8 @@ int sg_domain_peer_key(struct sg_domain *d, const char *domain, time_t now,
 		}
 		if (ret > 0)
 			ret = key_from_der(b.enc[i].der, b.enc[i].der_len, key_r, err);
+		if (ret > 0)
+			remember_peer(d, domain, &b.enc[i], now);
 		sg_domain_bundle_clear(&b);
 	}
 	sg_domain_unlock(d);

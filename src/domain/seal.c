@@ -108,13 +108,12 @@ static int binding_entity(const unsigned char *msg, size_t len, const char *from
 	return put(out, msg, len, err);
 }
 
-static int seal_locked(struct sg_domain *d, const struct sg_msg_view *v, const char *from,
-		       const char *to, const struct sg_key *peer_key, struct sg_buf *out,
-		       enum sg_crypto_status *st, struct sg_error *err)
+static int seal_view(const struct sg_msg_view *v, const char *from, const char *to,
+		     const struct sg_key *signer, const struct sg_key *peer_key, struct sg_buf *out,
+		     enum sg_crypto_status *st, struct sg_error *err)
 {
 	struct sg_buf payload, der, entity, outer_fields, subject;
 	struct sg_x509_key *recip = sg_key_x509(peer_key);
-	const struct sg_key *signer = NULL;
 	int ret = -1;
 
 	sg_buf_init(&payload, SEAL_MAX);
@@ -126,10 +125,6 @@ static int seal_locked(struct sg_domain *d, const struct sg_msg_view *v, const c
 	if (recip == NULL) {
 		*st = SG_CRYPTO_BAD_KEY;
 		sg_error_set(err, "peer key is not an X.509 certificate");
-		goto out;
-	}
-	if (sg_domain_signer(d, &signer, err) <= 0) {
-		*st = SG_CRYPTO_NO_KEY;
 		goto out;
 	}
 	/* sign-then-encrypt (RFC 8551 s3.7), as DomSEC (RFC 3183 s3) */
@@ -180,9 +175,17 @@ int sg_domain_seal(struct sg_domain *d, const unsigned char *msg, size_t len,
 		sg_error_set(err, "%s is not one of our domains", from_domain);
 		goto out;
 	}
+	/* the signing key stays loaded until sg_domain_free: the crypto runs
+	 * outside the lock, workers in parallel */
+	const struct sg_key *signer = NULL;
 	sg_domain_lock(d);
-	ret = seal_locked(d, &v, from_domain, to_domain, peer_key, out, status_r, err);
+	int r = sg_domain_signer(d, &signer, err);
 	sg_domain_unlock(d);
+	if (r <= 0) {
+		*status_r = SG_CRYPTO_NO_KEY;
+		goto out;
+	}
+	ret = seal_view(&v, from_domain, to_domain, signer, peer_key, out, status_r, err);
 out:
 	sg_buf_free_secret(&crlf);
 	if (ret < 0)
