@@ -141,6 +141,20 @@ static int decide_e2e(struct sg_policy *p, const char *rcpt, time_t now, enum sg
 		sg_error_clear(&why);
 		return -1;
 	}
+	if (r == 0 && missing == SG_MISSING_DOMAIN) {
+		/* the recipient domain's key in place of the user's ([domain]) */
+		char *user_note = sg_strdup(sg_error_msg(&why));
+		d->treatment = SG_TREAT_DOMAIN;
+		r = sg_policy_domain_decide(p, rcpt, d);
+		if (r == 0) {
+			char *both = sg_asprintf("%s; %s", user_note, d->note);
+			free(d->note);
+			d->note = both;
+			apply_missing(d, p->missing);
+		}
+		free(user_note);
+		r = 1;
+	}
 	if (r == 0) {
 		d->note = sg_strdup(sg_error_msg(&why));
 		apply_missing(d, missing);

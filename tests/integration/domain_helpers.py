@@ -12,7 +12,7 @@ from keys_helpers import Daemon
 from policy_helpers import lmtp_send
 
 DAY = 86400
-RULES = "to=*@b.test domain\nto=*@c.test domain\n* pass\n"
+RULES = "to=*@b.test domain\nto=*@c.test e2e missing=domain\n* pass\n"
 
 
 def sealgate(*args, now=None, check=True):
@@ -62,17 +62,24 @@ class Instance:
     def cli(self, *args, check=True):
         return sealgate("domain", "-c", self.conf, *args, now=self.now, check=check)
 
+    def serve_bundle(self):
+        """The bundle server (`key serve-wkd`), once: it reads the store
+        on every request, so it never needs a restart."""
+        self.http = Daemon([SEALGATE_BIN, "key", "serve-wkd", "-c", self.conf, "--listen",
+                            f"127.0.0.1:{self.http_port}"], self.tmp, "http", self.http_port)
+        try:
+            wait_port(self.http_port, proc=self.http.proc)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}: {self.http.stderr()}")
+
     def start(self, now):
-        """(Re)start serve and the bundle server with the clock at now."""
+        """(Re)start serve with the clock at now."""
         self.stop()
         self.now = now
         self.write_conf()
         os.environ["SEALGATE_NOW"] = str(now)
         try:
             self.gw = Gateway(SEALGATE_BIN, self.tmp, self.sink.port, self.extra())
-            self.http = Daemon([SEALGATE_BIN, "key", "serve-wkd", "-c", self.conf, "--listen",
-                                f"127.0.0.1:{self.http_port}"], self.tmp, "http", self.http_port)
-            wait_port(self.http_port, proc=self.http.proc)
         finally:
             del os.environ["SEALGATE_NOW"]
 
@@ -83,12 +90,12 @@ class Instance:
             assert code == 0, log[-3000:]
             assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-3000:]
             self.gw = None
-        if self.http is not None:
-            self.http.stop()
-            self.http = None
 
     def close(self):
         self.stop()
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
         self.sink.stop()
 
     def submit(self, sender, rcpts, msg):

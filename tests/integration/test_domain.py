@@ -46,6 +46,9 @@ def world(tmp_path_factory):
         assert "signing key created" in out and "7 generated" in out, out
     b.allow = allow_for([a])
     for i in (a, b, evil):
+        i.now = T0
+        i.write_conf()
+        i.serve_bundle()
         i.start(T0)
     yield {"a": a, "b": b, "evil": evil, "tmp": tmp}
     for i in (a, b, evil):
@@ -78,6 +81,23 @@ def test_a_to_b_sealed_opened_verified(world):
                      rb"decrypted with key \w+\) header\.d=a\.test", got), got[:800]
     assert b"Sealgate-Domain" not in got
     assert "PINNED signing key" in b.gw.log()
+
+
+def test_one_copy_per_domain_and_missing_domain(world):
+    """bob@b.test (treatment domain) and carol@c.test (e2e, no key: the
+    rule's missing=domain uses c.test's domain key) in one transaction:
+    two copies, each bound to its own domain, each opened by b."""
+    a, b = world["a"], world["b"]
+    before = len(a.sink.messages())
+    r = a.submit("alice@a.test", ["bob@b.test", "carol@c.test"], message("two domains"))
+    assert r["bob@b.test"][0] == 250 and r["carol@c.test"][0] == 250, r
+    copies = a.sink.messages()[before:]
+    assert len(copies) == 2
+    by_to = {re.search(rb"to=([a-z.]+)", c).group(1).decode(): c for c in copies}
+    assert set(by_to) == {"b.test", "c.test"}
+    for dom, user in (("b.test", "bob"), ("c.test", "carol")):
+        assert b.inject("alice@a.test", f"{user}@{dom}", by_to[dom])[0] == 250
+        assert b"Subject: two domains" in b.sink.messages()[-1]
 
 
 def test_openssl_cms_reads_it(world, tmp_path):
