@@ -61,7 +61,7 @@ struct sg_domain_rotation {
 int sg_domain_rotate(struct sg_domain *d, time_t now, struct sg_domain_rotation *r,
 		     struct sg_error *err) SG_WARN_UNUSED;
 /* Human-readable status: signing key, each published key with its window
- * and whether its private part still exists, the pinned peers. */
+ * and whether its private part still exists. */
 int sg_domain_status(struct sg_domain *d, time_t now, struct sg_buf *out,
 		     struct sg_error *err) SG_WARN_UNUSED;
 /* Certificate and decrypted private key of one short-lived key (PEM), for

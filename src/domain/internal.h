@@ -20,6 +20,7 @@ struct sg_domain_peer_cached {
 	unsigned char *der;
 	size_t len;
 	time_t until;
+	struct sg_key *signer;   /* its trusted signing certificate, once looked up */
 };
 
 struct sg_domain {
@@ -37,6 +38,10 @@ struct sg_domain {
 	size_t n_peers;
 };
 
+/* The trusted signing key of a peer domain, cached in memory until the
+ * next rotation (borrowed; lock held). *r_r as sg_domain_peer_signer. */
+const struct sg_key *sg_domain_peer_signer_cached(struct sg_domain *d, const char *domain,
+						  time_t now, int *r_r, struct sg_error *err);
 /* Forget the cached peer keys. Lock held. */
 void sg_domain_drop_peers(struct sg_domain *d);
 /* Drop every cached private key (wiped by sg_key_free). Lock held. */

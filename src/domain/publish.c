@@ -334,6 +334,7 @@ void sg_domain_drop_peers(struct sg_domain *d)
 	for (size_t i = 0; i < d->n_peers; i++) {
 		free(d->peers[i].domain);
 		free(d->peers[i].der);
+		sg_key_free(&d->peers[i].signer);
 	}
 	free(d->peers);
 	d->peers = NULL;
@@ -348,20 +349,26 @@ static struct sg_domain_peer_cached *peer_cached(struct sg_domain *d, const char
 	return NULL;
 }
 
+static struct sg_domain_peer_cached *peer_entry(struct sg_domain *d, const char *domain)
+{
+	struct sg_domain_peer_cached *p = peer_cached(d, domain);
+	if (p != NULL)
+		return p;
+	d->peers = sg_reallocarray(d->peers, d->n_peers + 1, sizeof(*d->peers));
+	p = &d->peers[d->n_peers++];
+	memset(p, 0, sizeof(*p));
+	p->domain = sg_strdup(domain);
+	return p;
+}
+
 /* Remember the checked choice (no bundle parse per message). */
 static void remember_peer(struct sg_domain *d, const char *domain, const struct sg_domcert_info *c,
 			  time_t now)
 {
-	struct sg_domain_peer_cached *p = peer_cached(d, domain);
+	struct sg_domain_peer_cached *p = peer_entry(d, domain);
 	time_t until = now + (time_t)d->cfg->lookup_cache_ttl;
 
-	if (p == NULL) {
-		d->peers = sg_reallocarray(d->peers, d->n_peers + 1, sizeof(*d->peers));
-		p = &d->peers[d->n_peers++];
-		p->domain = sg_strdup(domain);
-	} else {
-		free(p->der);
-	}
+	free(p->der);
 	p->der = sg_malloc(c->der_len);
 	memcpy(p->der, c->der, c->der_len);
 	p->len = c->der_len;
@@ -378,7 +385,7 @@ int sg_domain_peer_key(struct sg_domain *d, const char *domain, time_t now,
 	*key_r = NULL;
 	sg_domain_lock(d);
 	pc = peer_cached(d, domain);
-	if (pc != NULL && now < pc->until) {
+	if (pc != NULL && pc->der != NULL && now < pc->until) {
 		ret = key_from_der(pc->der, pc->len, key_r, err);
 		sg_domain_unlock(d);
 		return ret;
@@ -401,8 +408,35 @@ int sg_domain_peer_key(struct sg_domain *d, const char *domain, time_t now,
 	return ret;
 }
 
+static int lookup_signer(struct sg_domain *d, const char *domain, time_t now,
+			 struct sg_key **key_r, struct sg_error *err);
+
+const struct sg_key *sg_domain_peer_signer_cached(struct sg_domain *d, const char *domain,
+						  time_t now, int *r_r, struct sg_error *err)
+{
+	struct sg_domain_peer_cached *p = peer_cached(d, domain);
+
+	if (p != NULL && p->signer != NULL) {
+		*r_r = 1;
+		return p->signer;
+	}
+	struct sg_key *k = NULL;
+	*r_r = lookup_signer(d, domain, now, &k, err);
+	if (*r_r <= 0)
+		return NULL;
+	p = peer_entry(d, domain);
+	p->signer = k;
+	return k;
+}
+
 int sg_domain_peer_signer(struct sg_domain *d, const char *domain, time_t now,
 			  struct sg_key **key_r, struct sg_error *err)
+{
+	return lookup_signer(d, domain, now, key_r, err);
+}
+
+static int lookup_signer(struct sg_domain *d, const char *domain, time_t now,
+			 struct sg_key **key_r, struct sg_error *err)
 {
 	struct sg_store_domain_peer pin;
 	struct sg_domain_bundle b;

@@ -275,7 +275,7 @@ static int verify_step(struct opening *o, const struct sg_buf *entity, struct sg
 {
 	struct sg_msg_view v;
 	struct sg_buf der;
-	struct sg_key *signer = NULL;
+	const struct sg_key *signer = NULL;
 	struct sg_cms_verify_info info;
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 	int ret;
@@ -288,7 +288,7 @@ static int verify_step(struct opening *o, const struct sg_buf *entity, struct sg
 	}
 	if ((ret = p7m_der(o, &v, "signed-data", &der)) <= 0)
 		goto out;
-	ret = sg_domain_peer_signer(o->d, o->marker_from, o->now, &signer, o->err);
+	signer = sg_domain_peer_signer_cached(o->d, o->marker_from, o->now, &ret, o->err);
 	if (ret <= 0) {
 		o->res->verdict = ret < 0 ? SG_DOMAIN_TEMPFAIL : SG_DOMAIN_UNKNOWN_SIGNER;
 		ret = 0;
@@ -311,7 +311,6 @@ static int verify_step(struct opening *o, const struct sg_buf *entity, struct sg
 		ret = 1;
 out:
 	sg_cms_verify_info_clear(&info);
-	sg_key_free(&signer);
 	sg_buf_free(&der);
 	return ret;
 }
