@@ -7,7 +7,9 @@
 #   plain    the same two instances and path, treatment pass (no crypto)
 #   inproc   bench/seal.sh's in-process S/MIME rate (seal-bench smime, 10 KiB,
 #            1 recipient, RSA-2048): sealing only, no gateway, no network
-# Prints messages/s and the ratios domain/plain and domain/inproc (goal >= 0.7).
+#   dom-inproc  bench/domain-bench.c: seal + open in one process, no gateway
+# Prints messages/s and the ratios domain/plain and domain/inproc (goal >= 0.7),
+# and dom-inproc/inproc (the domain crypto, both ends, against S/MIME sealing).
 # usage: bench/domain.sh [BUILD_DIR] [MESSAGES]
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -100,10 +102,18 @@ cc -O2 -D_GNU_SOURCE -I"$SRC/src" -I"$BUILD/gen" "$SRC/bench/seal-bench.c" "$BUI
      libmicrohttpd sqlite3 libpq libcurl libunbound) -lldap -llber -lpthread
 set -- $("$T/seal-bench" smime 10240 "$SECS" "$T/alice.pem" "$T/bob.crt")
 inproc=${2%/s}
+cc -O2 -D_GNU_SOURCE -I"$SRC/src" -I"$BUILD/gen" "$SRC/bench/domain-bench.c" "$BUILD/libsealgate.a" -o "$T/domain-bench" \
+   $(pkg-config --cflags --libs librnp gmime-3.0 openssl libevent_core libevent_pthreads libevent_openssl \
+     libmicrohttpd sqlite3 libpq libcurl libunbound) -lldap -llber -lpthread
+mkdir "$T/db"
+set -- $("$T/domain-bench" "$T/db" "$SECS" 2>/dev/null)
+domin=${6%/s}
 
 printf '%-44s %9s\n' "10 KiB, 1 recipient, 4 clients" "msg/s"
 printf '%-44s %9.1f\n' "domain: a seals -> b opens + verifies" "$dom"
 printf '%-44s %9.1f\n' "plain: a -> b, pass" "$plain"
 printf '%-44s %9.1f\n' "inproc: sg_seal S/MIME (bench/seal.sh)" "$inproc"
+printf '%-44s %9.1f  (seal %s/s, open %s/s)\n' "dom-inproc: domain seal + open, one process" "$domin" "${2%/s}" "${4%/s}"
 printf 'domain/plain  %.2f\n' "$(echo "$dom / $plain" | bc -l)"
 printf 'domain/inproc %.2f (goal >= 0.7)\n' "$(echo "$dom / $inproc" | bc -l)"
+printf 'dom-inproc/inproc %.2f\n' "$(echo "$domin / $inproc" | bc -l)"
