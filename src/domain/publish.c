@@ -244,7 +244,8 @@ static int trust_signing(struct sg_domain *d, const char *domain, const struct s
 		if (!ret)
 			sg_error_set(err, "signing key of %s is %s, not the %s key %s", domain, sc->fpr,
 				     r > 0 ? "pinned" : "configured", want);
-		if (ret && r == 0) { /* configured: keep the certificate for inbound */
+		/* configured: keep the certificate for inbound (replacing an older pin) */
+		if (ret && (r == 0 || strcasecmp(pin.fingerprint, sc->fpr) != 0)) {
 			struct sg_store_domain_peer p = {
 				.domain = (char *)domain, .fingerprint = sc->fpr, .trust = "configured",
 				.pinned_at = now, .cert = sc->der, .len = sc->der_len,
