@@ -70,6 +70,7 @@ bench: deps-test build
 	bench/keys.sh $(BUILD)
 	bench/rekey.sh $(BUILD)
 	bench/policy.sh $(BUILD)
+	bench/domain.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -47,6 +47,7 @@ int cmd_rekey(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_seal_mailbox(int argc, char **argv);
 int cmd_key_lookup(int argc, char **argv);
+int cmd_domain(int argc, char **argv);
 
 /* Shared by seal/unseal (cmd-seal.c). */
 struct sg_key;

@@ -5,6 +5,7 @@
 #include "deliver/deliver.h"
 #include "gateway/gateway.h"
 #include "keys/lookup.h"
+#include "domain/timer.h"
 #include "policy/service.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -232,6 +233,7 @@ int cmd_serve(int argc, char **argv)
 	char *spool = NULL;
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
 	struct sg_policy_service *policy = NULL;
+	struct sg_domain_timer *domain_timer = NULL;
 
 	memset(&st, 0, sizeof(st));
 	optind = 1;
@@ -313,6 +315,7 @@ int cmd_serve(int argc, char **argv)
 	if (sg_policy_service_open(&st.cfg, &policy, &err) < 0)
 		goto fail;
 	sg_policy_service_install(policy, &st.transforms);
+	domain_timer = sg_domain_timer_start(st.base, sg_policy_service_domain(policy));
 	if (setup_deliver(&st, &err) < 0)
 		goto fail;
 	st.gw = sg_gateway_new(st.base, &st.cfg, &st.transforms, &err);
@@ -348,6 +351,7 @@ out:
 	if (ev_hup != NULL)
 		event_free(ev_hup);
 	sg_gateway_free(&st.gw);
+	sg_domain_timer_stop(&domain_timer);
 	sg_policy_service_close(&policy);
 	free_deliver(&st);
 	if (st.base != NULL)

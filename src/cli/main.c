@@ -13,6 +13,7 @@ const struct sg_cli_command sg_cli_commands[] = {
 	{ "rekey", cmd_rekey, "re-wrap every message of a Maildir for a new key (journal, resumable)" },
 	{ "rekey-msg", cmd_rekey_msg, "re-wrap one stored message's session key for a new key (stdin to stdout)" },
 	{ "policy", cmd_policy, "explain the outbound policy: policy test --from A --to B" },
+	{ "domain", cmd_domain, "domain keys for gateway-to-gateway sealing: init, rotate, status, export" },
 	{ "key-lookup", cmd_key_lookup, "find a key through the remote chain (WKD, LDAP, DNS; cached)" },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "list the subcommands, or explain one" },

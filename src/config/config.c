@@ -173,6 +173,19 @@ static const struct setting settings[] = {
 	  "validity of S/MIME certificates made by `sealgate key generate --smime`" },
 	{ "wkd_allow_hosts", T_STR, "", 0, 0, F(wkd_allow_hosts), NULL,
 	  "tests only: WKD hosts allowed on private addresses; HOST=IP:PORT fetches plain HTTP there" },
+	{ "domain_names", T_STR, "", 0, 0, F(domain_names), NULL,
+	  "domains whose mail this gateway signs and receives domain-sealed (doc/domain.md; empty: off)" },
+	{ "domain_key_lifetime", T_TIME, "1d", 3600, 30 * 86400, F(domain_key_lifetime), NULL,
+	  "validity window of each short-lived domain encryption key" },
+	{ "domain_keys_ahead", T_UINT, "7", 1, 90, F(domain_keys_ahead), NULL,
+	  "short-lived keys published ahead of time" },
+	{ "domain_key_grace", T_TIME, "5d", 0, 365 * 86400, F(domain_key_grace), NULL,
+	  "keep a short-lived private key this long after its window (>= the senders' queue lifetime, 5d min)" },
+	{ "domain_peer_trust", T_ENUM, "pin-first-use", 0, 0, F(domain_peer_trust),
+	  "pin-first-use|configured",
+	  "trust in a peer domain's signing key: pinned at first use, or only domain_peers" },
+	{ "domain_peers", T_STR, "", 0, 0, F(domain_peers), NULL,
+	  "peer domains' signing-certificate fingerprints: DOMAIN=SHA256HEX ..." },
 	{ "ldap_uri", T_STR, "", 0, 0, F(ldap_uri), NULL,
 	  "directory for key look-ups, ldap://HOST:PORT or ldaps:// (empty: off)" },
 	{ "ldap_base", T_STR, "", 0, 0, F(ldap_base), NULL, "search base DN" },
@@ -499,8 +512,23 @@ int sg_config_check(const struct sg_config *cfg, struct sg_error *err)
 			     cfg->transaction_time_budget, cfg->relay_data_done_timeout);
 		return -1;
 	}
+	if (sg_config_check_domain(cfg, err) < 0)
+		return -1;
 	if (cfg->hostname[0] == '\0' || strpbrk(cfg->hostname, " \t<>()[];,") != NULL) {
 		sg_error_set(err, "hostname: '%s' is not a valid host name", cfg->hostname);
+		return -1;
+	}
+	return 1;
+}
+
+int sg_config_check_domain(const struct sg_config *cfg, struct sg_error *err)
+{
+	/* Postfix's maximal_queue_lifetime is 5d by default: mail a peer
+	 * queued that long must still find our private key. */
+	if (cfg->domain_key_grace < SG_DOMAIN_MIN_GRACE) {
+		sg_error_set(err, "domain_key_grace: %us is shorter than %us (5d, Postfix's default "
+			     "maximal_queue_lifetime): delayed mail would become unreadable",
+			     cfg->domain_key_grace, SG_DOMAIN_MIN_GRACE);
 		return -1;
 	}
 	return 1;

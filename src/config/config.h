@@ -86,6 +86,13 @@ struct sg_config {
 	unsigned smime_cert_days; /* key generate --smime validity */
 	char *key_change;        /* "accept" or "hold" */
 	char *wkd_allow_hosts;   /* test allow-list: "HOST" or "HOST=IP:PORT" (plain HTTP) */
+	/* Gateway-to-gateway domain security (src/domain/, doc/domain.md) */
+	char *domain_names;      /* our domains, space separated; "" = off */
+	unsigned domain_key_lifetime; /* seconds per short-lived key */
+	unsigned domain_keys_ahead;
+	unsigned domain_key_grace;    /* >= SG_DOMAIN_MIN_GRACE */
+	char *domain_peer_trust; /* "pin-first-use" or "configured" */
+	char *domain_peers;      /* "domain=FPR ..." */
 	char *ldap_uri;          /* "" = LDAP source off */
 	char *ldap_base;
 	char *ldap_filter;       /* "%s" is the (escaped) address */
@@ -94,6 +101,10 @@ struct sg_config {
 	char *dns_resolver;      /* forwarder IP, "" = /etc/resolv.conf */
 };
 
+/* The shortest domain_key_grace allowed: 5 days. */
+#define SG_DOMAIN_MIN_GRACE (5u * 86400u)
+/* The domain_* rules sg_config_check applies (also used by `sealgate domain`). */
+int sg_config_check_domain(const struct sg_config *cfg, struct sg_error *err) SG_WARN_UNUSED;
 /* Defaults for everything (no file). */
 void sg_config_defaults(struct sg_config *cfg);
 /* Parse path over the defaults already in cfg. 1, or -1 with

@@ -1,6 +1,7 @@
 /* WKD server on libmicrohttpd: GET/HEAD only, strict paths (keys/wkd.c),
  * binary key bodies, 404 for everything unknown. */
 #include "http/wkd-server.h"
+#include "domain/domain.h"
 #include "keys/wkd.h"
 #include "store/store.h"
 #include "util/buf.h"
@@ -88,6 +89,12 @@ int sg_wkd_respond(struct sg_store *store, const char *domains, const char *subm
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		*status_r = 405;
 		return 1;
+	}
+	/* the domain-key bundle ([domain], doc/domain.md) */
+	int dr = sg_domain_respond(store, path, path_len, status_r, body_r, len_r, err);
+	if (dr != 0) {
+		*type_r = "application/pem-certificate-chain"; /* RFC 8555 s9.1 */
+		return dr;
 	}
 	if (sg_wkd_parse_path(path, path_len, &req) <= 0)
 		return 1;

@@ -90,6 +90,13 @@ int sg_keys_addr_is_public(const char *ip);
  * separated): 1 listed (*target_r owned "IP:PORT" or NULL), 0 not. */
 int sg_keys_allow_lookup(const char *list, const char *host, char **target_r);
 
+/* One hardened GET (the WKD fetch: HTTPS only, public addresses only,
+ * size cap, no proxy; allow is wkd_allow_hosts) of https://HOST/PATH.
+ * 1 body in *out (replaced; owned), 0 404/410, -1 error. */
+struct sg_buf;
+int sg_keys_https_get(const char *allow, const char *host, const char *path, unsigned budget_ms,
+		      struct sg_buf *out, struct sg_error *err) SG_WARN_UNUSED;
+
 /* --- Sources (constructors; 1 ok, -1 bad configuration) --- */
 int sg_keys_source_wkd(const struct sg_config *cfg, struct sg_keys_source *src_r,
 		       struct sg_error *err);

@@ -226,6 +226,16 @@ out:
 	return r;
 }
 
+int sg_keys_https_get(const char *allow, const char *host, const char *path, unsigned budget_ms,
+		      struct sg_buf *out, struct sg_error *err)
+{
+	struct wkd_ctx ctx = { .allow = (char *)(allow != NULL ? allow : "") };
+	bool missing = false;
+
+	pthread_once(&curl_once, curl_init_once);
+	return get(&ctx, host, path, budget_ms, out, &missing, err);
+}
+
 static int wkd_fetch(void *arg, const char *addr, unsigned budget_ms, struct sg_keys_found **blobs_r,
 		     size_t *n_r, struct sg_error *err)
 {

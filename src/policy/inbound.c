@@ -223,6 +223,12 @@ static int inbound_run(void *ctx, const struct sg_envelope *env, struct sg_spool
 
 	sg_buf_init(&b, INBOUND_OUT_MAX);
 	if (sg_msg_split(data, len, &v, NULL) == 1) {
+		/* domain-sealed for one of our domains: opened or refused there */
+		int r = sg_policy_domain_inbound(p, env, data, len, &v, out, err);
+		if (r != 0) {
+			ret = r > 0 ? 1 : -1;
+			goto out;
+		}
 		enum sg_msg_class cls = sg_msg_classify(&v);
 		(void)sg_keys_lookup_harvest(p->lookup, &v, time(NULL));
 		if (p->cfg->inbound_verify && (cls == SG_MSG_PGP_SIGNED || cls == SG_MSG_SMIME_SIGNED))

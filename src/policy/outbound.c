@@ -24,6 +24,7 @@ enum bucket {
 	B_PASS_SIGNED,  /* relay, signed by the sender */
 	B_TLS,          /* relay_tls_only, clear */
 	B_TLS_SIGNED,   /* relay_tls_only, signed */
+	B_DOMAIN,       /* domain keys: one copy per recipient domain (policy/domain.c) */
 	B_COUNT
 };
 
@@ -34,7 +35,7 @@ static const struct {
 	{ "e2e-pgp", SG_ROUTE_RELAY },        { "e2e-smime", SG_ROUTE_RELAY },
 	{ "already-encrypted", SG_ROUTE_RELAY }, { "pass", SG_ROUTE_RELAY },
 	{ "pass-signed", SG_ROUTE_RELAY },    { "tls-only", SG_ROUTE_TLS_ONLY },
-	{ "tls-only-signed", SG_ROUTE_TLS_ONLY },
+	{ "tls-only-signed", SG_ROUTE_TLS_ONLY }, { "domain", SG_ROUTE_RELAY },
 };
 
 struct outbound {
@@ -87,6 +88,8 @@ static enum bucket pick_bucket(const struct outbound *o, size_t i)
 	switch (d->treatment) {
 	case SG_TREAT_E2E:
 		return sg_key_kind(d->key) == SG_KEY_X509 ? B_SMIME : B_PGP;
+	case SG_TREAT_DOMAIN:
+		return B_DOMAIN;
 	case SG_TREAT_TLS_ONLY:
 		return sign ? B_TLS_SIGNED : B_TLS;
 	case SG_TREAT_PASS:
@@ -250,7 +253,7 @@ static int outbound_run(void *ctx, const struct sg_envelope *env, struct sg_spoo
 	/* The signed buckets first: when signing fails their recipients
 	 * fall back to the clear buckets, placed after them. */
 	static const enum bucket order[B_COUNT] = { B_PASS_SIGNED, B_TLS_SIGNED, B_PGP, B_SMIME,
-						    B_ENCRYPTED, B_PASS, B_TLS };
+						    B_DOMAIN, B_ENCRYPTED, B_PASS, B_TLS };
 	for (int k = 0; k < B_COUNT; k++) {
 		enum bucket b = order[k];
 		struct sg_spool *copy = NULL;
@@ -261,6 +264,14 @@ static int outbound_run(void *ctx, const struct sg_envelope *env, struct sg_spoo
 			any |= o.b[i] == b;
 		if (!any)
 			continue;
+		if (b == B_DOMAIN) {
+			bool *sel = sg_calloc(env->n_rcpts, sizeof(*sel));
+			for (size_t i = 0; i < env->n_rcpts; i++)
+				sel[i] = o.b[i] == B_DOMAIN;
+			sg_policy_domain_place(o.p, env, o.data, o.len, o.d, sel, out);
+			free(sel);
+			continue;
+		}
 		bool needs_copy = b == B_PGP || b == B_SMIME || b == B_PASS_SIGNED || b == B_TLS_SIGNED;
 		if (needs_copy && seal_copy(&o, b, &copy, &st, &why) < 0) {
 			seal_failed(&o, b, st, &why);

@@ -1,6 +1,7 @@
 /* The policy engine's decision per recipient: rule, treatment, key (or the
  * reason there is none and the missing-key outcome), and the signer. */
 #include "policy/policy.h"
+#include "domain/domain.h"
 #include "keys/keystore.h"
 #include "keys/lookup.h"
 #include "policy/internal.h"
@@ -73,7 +74,8 @@ int sg_policy_new(const struct sg_config *cfg, struct sg_store *store,
 	p->authserv_id = sg_strdup(cfg->authserv_id[0] != '\0' ? cfg->authserv_id : cfg->hostname);
 	if (cfg->policy_file[0] != '\0' && sg_policy_rules_load(cfg->policy_file, &p->rules, err) < 0)
 		goto fail;
-	if (load_anchors(p, cfg->smime_trust_anchors, err) < 0)
+	if (load_anchors(p, cfg->smime_trust_anchors, err) < 0 ||
+	    sg_policy_domain_open(p, cfg, mk, err) < 0)
 		goto fail;
 	if (sg_submission_new(cfg, store, mk, &p->submission, err) < 0)
 		goto fail;
@@ -93,6 +95,7 @@ void sg_policy_free(struct sg_policy **pp)
 	sg_submission_free(&p->submission);
 	sg_keycache_free(&p->keys);
 	sg_keys_lookup_free(&p->lookup);
+	sg_domain_free(&p->domain);
 	for (size_t i = 0; i < p->n_anchors; i++)
 		sg_key_free(&p->anchors[i]);
 	free(p->anchors);
@@ -157,6 +160,20 @@ static int decide_e2e(struct sg_policy *p, const char *rcpt, time_t now, enum sg
 		free(addr);
 		return -1;
 	}
+	if (r == 0 && missing == SG_MISSING_DOMAIN) {
+		/* the recipient domain's key in place of the user's ([domain]) */
+		char *user_note = sg_strdup(sg_error_msg(&why));
+		d->treatment = SG_TREAT_DOMAIN;
+		r = sg_policy_domain_decide(p, rcpt, d);
+		if (r == 0) {
+			char *both = sg_asprintf("%s; %s", user_note, d->note);
+			free(d->note);
+			d->note = both;
+			apply_missing(d, p->missing);
+		}
+		free(user_note);
+		r = 1;
+	}
 	if (r == 0) {
 		d->note = sg_strdup(sg_error_msg(&why));
 		apply_missing(d, missing);
@@ -175,7 +192,6 @@ int sg_policy_decide(struct sg_policy *p, const char *sender, const char *rcpt,
 	const struct sg_policy_rule *r = sg_policy_rules_match(p->rules, sender, rcpt, hdr);
 	enum sg_missing missing = r != NULL && r->missing != SG_MISSING_DEFAULT ? r->missing : p->missing;
 	enum sg_key_kind pref = p->prefer;
-	const char *at;
 
 	memset(d, 0, sizeof(*d));
 	d->rule = r;
@@ -190,11 +206,9 @@ int sg_policy_decide(struct sg_policy *p, const char *sender, const char *rcpt,
 	case SG_TREAT_E2E:
 		return decide_e2e(p, rcpt, now, missing, pref, d, err);
 	case SG_TREAT_DOMAIN:
-		/* The [domain] issue provides domain keys; until then this
-		 * treatment has no key for anyone and fails closed. */
-		at = strrchr(rcpt, '@');
-		d->note = sg_asprintf("domain keys not available (domain %s)", at != NULL ? at + 1 : rcpt);
-		apply_missing(d, missing);
+		/* the peer domain's short-lived key (policy/domain.c) */
+		if (sg_policy_domain_decide(p, rcpt, d) == 0)
+			apply_missing(d, missing);
 		return 1;
 	case SG_TREAT_TLS_ONLY:
 		d->route = SG_ROUTE_TLS_ONLY;

@@ -26,8 +26,8 @@ const char *sg_treatment_name(enum sg_treatment t)
 
 const char *sg_missing_name(enum sg_missing m)
 {
-	static const char *const names[] = { "default", "reject", "defer", "tls-only", "pass" };
-	return m <= SG_MISSING_PASS ? names[m] : "?";
+	static const char *const names[] = { "default", "reject", "defer", "tls-only", "pass", "domain" };
+	return m <= SG_MISSING_DOMAIN ? names[m] : "?";
 }
 
 /* ---- tokens ---- */
@@ -208,7 +208,7 @@ static int set_modifier(struct sg_policy_rule *r, const char *key, const char *v
 		const char *name, *values;
 		unsigned treatments; /* bit per treatment it applies to */
 	} mods[] = {
-		{ "missing", "reject|defer|tls-only|pass", 1u << SG_TREAT_E2E | 1u << SG_TREAT_DOMAIN },
+		{ "missing", "reject|defer|tls-only|pass|domain", 1u << SG_TREAT_E2E | 1u << SG_TREAT_DOMAIN },
 		{ "prefer", "pgp|smime", 1u << SG_TREAT_E2E },
 		{ "sign", "no|yes", 1u << SG_TREAT_E2E | 1u << SG_TREAT_PASS | 1u << SG_TREAT_TLS_ONLY },
 		{ "text", NULL, 1u << SG_TREAT_REJECT },
@@ -232,7 +232,15 @@ static int set_modifier(struct sg_policy_rule *r, const char *key, const char *v
 		return -1;
 	}
 	switch (i) {
-	case 0: if (r->missing) goto twice; r->missing = (enum sg_missing)(idx + 1); break;
+	case 0:
+		if (r->missing)
+			goto twice;
+		r->missing = (enum sg_missing)(idx + 1);
+		if (r->missing == SG_MISSING_DOMAIN && r->treatment != SG_TREAT_E2E) {
+			sg_error_set(err, "missing=domain applies to e2e only");
+			return -1;
+		}
+		break;
 	case 1: if (r->prefer) goto twice; r->prefer = (enum sg_prefer)(idx + 1); break;
 	case 2: if (r->sign) goto twice; r->sign = (enum sg_sign)(idx + 1); break;
 	default:

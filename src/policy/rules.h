@@ -22,7 +22,8 @@ enum sg_treatment {
 /* What to do when e2e/domain has no usable key. DEFAULT: the configured
  * policy_missing_key (reject or defer). */
 enum sg_missing { SG_MISSING_DEFAULT = 0, SG_MISSING_REJECT, SG_MISSING_DEFER,
-		  SG_MISSING_TLS_ONLY, SG_MISSING_PASS };
+		  SG_MISSING_TLS_ONLY, SG_MISSING_PASS,
+		  SG_MISSING_DOMAIN /* e2e: the recipient domain's key instead ([domain]) */ };
 /* Sign with the sender's key? DEFAULT: the configured policy_sign. */
 enum sg_sign { SG_SIGN_DEFAULT = 0, SG_SIGN_NO, SG_SIGN_YES };
 /* Which kind of key to prefer when the recipient has both. */

@@ -2,6 +2,7 @@
  * handing the transforms to the gateway. */
 #include "policy/service.h"
 #include "keys/master.h"
+#include "policy/internal.h"
 #include "policy/policy.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -52,6 +53,11 @@ void sg_policy_service_install(struct sg_policy_service *s, struct sg_gateway_tr
 {
 	t->role[SG_ROLE_OUTBOUND] = &s->outbound;
 	t->role[SG_ROLE_INBOUND] = &s->inbound;
+}
+
+struct sg_domain *sg_policy_service_domain(struct sg_policy_service *s)
+{
+	return s->policy->domain;
 }
 
 void sg_policy_service_close(struct sg_policy_service **sp)

@@ -17,5 +17,7 @@ int sg_policy_service_open(const struct sg_config *cfg, struct sg_policy_service
 /* Set the SG_ROLE_OUTBOUND and SG_ROLE_INBOUND entries of t. */
 void sg_policy_service_install(struct sg_policy_service *s, struct sg_gateway_transforms *t);
 void sg_policy_service_close(struct sg_policy_service **s);
+/* The domain-key state (borrowed), or NULL when domain_names is not set. */
+struct sg_domain *sg_policy_service_domain(struct sg_policy_service *s);
 
 #endif

@@ -35,6 +35,13 @@ static const char *const migrations[] = {
 	" addr TEXT NOT NULL, source TEXT NOT NULL, trust TEXT NOT NULL,"
 	" fetched_at BIGINT NOT NULL, ttl BIGINT NOT NULL, negative BIGINT NOT NULL,"
 	" data BYTEA, PRIMARY KEY (addr, source));",
+	/* 2: domain keys ([domain]): our published certificates, pinned peers */
+	"CREATE TABLE domain_keys ("
+	" fingerprint TEXT NOT NULL PRIMARY KEY, kind TEXT NOT NULL,"
+	" not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, cert BYTEA NOT NULL);"
+	"CREATE TABLE domain_peers ("
+	" domain TEXT NOT NULL PRIMARY KEY, fingerprint TEXT NOT NULL, trust TEXT NOT NULL,"
+	" pinned_at BIGINT NOT NULL, cert BYTEA NOT NULL);",
 };
 
 static void set_pg_error(PGconn *pg, struct sg_error *err, const char *what)
@@ -226,6 +233,12 @@ const struct sg_store_driver sg_store_driver_pgsql = {
 	 * nothing. The number is arbitrary but fixed: "sealgate schema". */
 	.migration_lock_sql = "SELECT pg_advisory_lock(5345474701)",
 	.migration_unlock_sql = "SELECT pg_advisory_unlock(5345474701)",
+	/* Domain key rotation: one instance at a time ("sealgate domain"),
+	 * released with the transaction. */
+	.xact_lock_sql = "SELECT pg_advisory_xact_lock(5345474702)",
+	/* No way to scrub PostgreSQL's WAL, replicas or backups from here:
+	 * doc/domain.md says what that means for forward secrecy. */
+	.scrub_sql = NULL,
 	.open = pgsql_open,
 	.close = pgsql_close,
 	.exec = pgsql_exec,

@@ -51,6 +51,13 @@ static const char *const migrations[] = {
 	" addr TEXT NOT NULL, source TEXT NOT NULL, trust TEXT NOT NULL,"
 	" fetched_at INTEGER NOT NULL, ttl INTEGER NOT NULL, negative INTEGER NOT NULL,"
 	" data BLOB, PRIMARY KEY (addr, source));",
+	/* 2: domain keys ([domain]): our published certificates, pinned peers */
+	"CREATE TABLE domain_keys ("
+	" fingerprint TEXT NOT NULL PRIMARY KEY, kind TEXT NOT NULL,"
+	" not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, cert BLOB NOT NULL);"
+	"CREATE TABLE domain_peers ("
+	" domain TEXT NOT NULL PRIMARY KEY, fingerprint TEXT NOT NULL, trust TEXT NOT NULL,"
+	" pinned_at INTEGER NOT NULL, cert BLOB NOT NULL);",
 };
 
 static int fail(sqlite3 *db, struct sg_error *err, const char *what)
@@ -308,6 +315,10 @@ const struct sg_store_driver sg_store_driver_sqlite = {
 	.n_migrations = sizeof(migrations) / sizeof(migrations[0]),
 	.migration_lock_sql = NULL,     /* BEGIN IMMEDIATE takes the write lock */
 	.migration_unlock_sql = NULL,
+	.xact_lock_sql = NULL,          /* BEGIN IMMEDIATE again */
+	/* Deleted rows are zeroed in the database (secure_delete); their
+	 * old page images in the WAL go with the truncation. */
+	.scrub_sql = "PRAGMA wal_checkpoint(TRUNCATE)",
 	.open = sqlite_open,
 	.close = sqlite_close,
 	.exec = sqlite_exec,

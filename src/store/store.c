@@ -526,3 +526,129 @@ int sg_store_open_config(const struct sg_config *cfg, const char *spec_override,
 	free(def);
 	return r;
 }
+
+/* ---- domain keys ---- */
+
+int sg_store_xact_lock(struct sg_store *st, struct sg_error *err)
+{
+	if (st->drv->xact_lock_sql == NULL)
+		return 1;
+	return st->drv->exec(st->conn, st->drv->xact_lock_sql, err);
+}
+
+int sg_store_scrub(struct sg_store *st, struct sg_error *err)
+{
+	if (st->drv->scrub_sql == NULL)
+		return 0;
+	return st->drv->exec(st->conn, st->drv->scrub_sql, err) < 0 ? -1 : 1;
+}
+
+int sg_store_domain_key_put(struct sg_store *st, const struct sg_store_domain_key *k,
+			    struct sg_error *err)
+{
+	struct sg_store_param p[] = {
+		SG_PTEXT(k->fingerprint), SG_PTEXT(k->kind), SG_PINT(k->not_before),
+		SG_PINT(k->not_after), SG_PBLOB(k->cert, k->len),
+	};
+	return run(st,
+		   "INSERT INTO domain_keys (fingerprint, kind, not_before, not_after, cert)"
+		   " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (fingerprint) DO NOTHING",
+		   p, NPARAMS(p), err) < 0 ? -1 : 1;
+}
+
+int sg_store_domain_key_list(struct sg_store *st, struct sg_store_domain_key **keys_r,
+			     size_t *n_r, struct sg_error *err)
+{
+	struct sg_store_result *res = NULL;
+	struct sg_store_domain_key *keys = NULL;
+	size_t n = 0;
+	int r;
+
+	*keys_r = NULL;
+	*n_r = 0;
+	if (query(st, "SELECT fingerprint, kind, not_before, not_after, cert FROM domain_keys"
+		      " ORDER BY not_before, fingerprint", NULL, 0, &res, err) < 0)
+		return -1;
+	while ((r = st->drv->next(res, err)) > 0) {
+		keys = sg_reallocarray(keys, n + 1, sizeof(*keys));
+		struct sg_store_domain_key *k = &keys[n++];
+		k->fingerprint = dup_col(st, res, 0);
+		k->kind = dup_col(st, res, 1);
+		k->not_before = st->drv->col_int(res, 2);
+		k->not_after = st->drv->col_int(res, 3);
+		k->cert = dup_blob(st, res, 4, &k->len);
+	}
+	st->drv->result_free(res);
+	if (r < 0) {
+		sg_store_domain_keys_free(&keys, n);
+		return -1;
+	}
+	*keys_r = keys;
+	*n_r = n;
+	return 1;
+}
+
+int sg_store_domain_key_delete(struct sg_store *st, const char *fingerprint, struct sg_error *err)
+{
+	struct sg_store_param p[] = { SG_PTEXT(fingerprint) };
+	return run(st, "DELETE FROM domain_keys WHERE fingerprint = $1", p, NPARAMS(p), err);
+}
+
+void sg_store_domain_keys_free(struct sg_store_domain_key **keys, size_t n)
+{
+	if (*keys == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free((*keys)[i].fingerprint);
+		free((*keys)[i].kind);
+		free((*keys)[i].cert);
+	}
+	free(*keys);
+	*keys = NULL;
+}
+
+int sg_store_domain_peer_put(struct sg_store *st, const struct sg_store_domain_peer *d,
+			     struct sg_error *err)
+{
+	struct sg_store_param p[] = {
+		SG_PTEXT(d->domain), SG_PTEXT(d->fingerprint), SG_PTEXT(d->trust),
+		SG_PINT(d->pinned_at), SG_PBLOB(d->cert, d->len),
+	};
+	return run(st,
+		   "INSERT INTO domain_peers (domain, fingerprint, trust, pinned_at, cert)"
+		   " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (domain) DO UPDATE SET"
+		   " fingerprint = excluded.fingerprint, trust = excluded.trust,"
+		   " pinned_at = excluded.pinned_at, cert = excluded.cert",
+		   p, NPARAMS(p), err) < 0 ? -1 : 1;
+}
+
+int sg_store_domain_peer_get(struct sg_store *st, const char *domain,
+			     struct sg_store_domain_peer *d, struct sg_error *err)
+{
+	struct sg_store_param p[] = { SG_PTEXT(domain) };
+	struct sg_store_result *res = NULL;
+
+	memset(d, 0, sizeof(*d));
+	if (query(st, "SELECT domain, fingerprint, trust, pinned_at, cert FROM domain_peers"
+		      " WHERE domain = $1", p, NPARAMS(p), &res, err) < 0)
+		return -1;
+	int r = st->drv->next(res, err);
+	if (r > 0) {
+		d->domain = dup_col(st, res, 0);
+		d->fingerprint = dup_col(st, res, 1);
+		d->trust = dup_col(st, res, 2);
+		d->pinned_at = st->drv->col_int(res, 3);
+		d->cert = dup_blob(st, res, 4, &d->len);
+	}
+	st->drv->result_free(res);
+	return r;
+}
+
+void sg_store_domain_peer_clear(struct sg_store_domain_peer *d)
+{
+	free(d->domain);
+	free(d->fingerprint);
+	free(d->trust);
+	free(d->cert);
+	memset(d, 0, sizeof(*d));
+}

@@ -38,6 +38,12 @@ struct sg_store_driver {
 	 * migrating at once (NULL: the driver's BEGIN already locks). */
 	const char *migration_lock_sql;
 	const char *migration_unlock_sql;
+	/* Run inside a transaction so that one instance at a time does the
+	 * work (NULL: the driver's BEGIN already locks). */
+	const char *xact_lock_sql;
+	/* After deleting secrets, outside a transaction: drop their old
+	 * copies from the driver's files (NULL: nothing the driver can do). */
+	const char *scrub_sql;
 	/* spec is the part after the scheme ("PATH" for sqlite:PATH, the
 	 * whole URI for postgresql://). 1 or -1. */
 	int (*open)(const char *spec, void **conn_r, struct sg_error *err);
@@ -166,5 +172,48 @@ int sg_store_cache_delete(struct sg_store *store, const char *addr, const char *
 /* Drop rows whose fetched_at + ttl < now; returns how many. */
 int sg_store_cache_expire(struct sg_store *store, int64_t now, struct sg_error *err) SG_WARN_UNUSED;
 void sg_store_cache_free(struct sg_store_cache **rows, size_t n);
+
+/* --- Domain keys ([domain], doc/domain.md) --- */
+/* Inside a transaction: wait until no other instance holds the domain
+ * rotation lock (PostgreSQL advisory lock; SQLite's write lock already is). */
+int sg_store_xact_lock(struct sg_store *store, struct sg_error *err) SG_WARN_UNUSED;
+/* After secrets were deleted and committed: checkpoint and truncate the
+ * SQLite WAL (secure_delete zeroes the rows themselves); 0 when the driver
+ * cannot do anything (PostgreSQL), 1 done, -1 error. */
+int sg_store_scrub(struct sg_store *store, struct sg_error *err) SG_WARN_UNUSED;
+
+/* Our published domain certificates (public parts; private keys are in
+ * private_keys under owner "domain"). kind: "signing" or "encryption". */
+struct sg_store_domain_key {
+	char *fingerprint;
+	char *kind;
+	int64_t not_before, not_after;
+	unsigned char *cert;     /* PEM */
+	size_t len;
+};
+int sg_store_domain_key_put(struct sg_store *store, const struct sg_store_domain_key *k,
+			    struct sg_error *err) SG_WARN_UNUSED;
+/* All rows ordered by not_before, fingerprint: owned array. */
+int sg_store_domain_key_list(struct sg_store *store, struct sg_store_domain_key **keys_r,
+			     size_t *n_r, struct sg_error *err) SG_WARN_UNUSED;
+int sg_store_domain_key_delete(struct sg_store *store, const char *fingerprint,
+			       struct sg_error *err) SG_WARN_UNUSED;
+void sg_store_domain_keys_free(struct sg_store_domain_key **keys, size_t n);
+
+/* Peer domains' long-term certificates, pinned or configured. */
+struct sg_store_domain_peer {
+	char *domain;
+	char *fingerprint;
+	char *trust;             /* "pinned" (first use) or "configured" */
+	int64_t pinned_at;
+	unsigned char *cert;     /* DER */
+	size_t len;
+};
+int sg_store_domain_peer_put(struct sg_store *store, const struct sg_store_domain_peer *p,
+			     struct sg_error *err) SG_WARN_UNUSED;
+/* 1 found, 0 not. */
+int sg_store_domain_peer_get(struct sg_store *store, const char *domain,
+			     struct sg_store_domain_peer *p_r, struct sg_error *err) SG_WARN_UNUSED;
+void sg_store_domain_peer_clear(struct sg_store_domain_peer *p);
 
 #endif

@@ -42,6 +42,7 @@ static void test_parse_errors(void **state)
 		{ "quote in word", "to=a\"b e2e\n", "rules:1: '\"' inside an unquoted value" },
 		{ "after quote", "* reject text=\"a\"b\n", "rules:1: text after a closing quote" },
 		{ "missing twice", "* e2e missing=pass missing=defer\n", "rules:1: missing: given twice" },
+		{ "missing=domain on domain", "* domain missing=domain\n", "rules:1: missing=domain applies to e2e only" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct sg_policy_rules *rs = NULL;

@@ -91,12 +91,12 @@ static void test_schema_version(void **state)
 	int v = -1;
 
 	assert_int_equal(sg_store_schema_version(f->store, &v, &err), 1);
-	assert_int_equal(v, 1);
+	assert_int_equal(v, 2);
 	/* Opening again applies nothing and keeps the data. */
 	put_key(f->store, "schema@v.test", "AA01", "k", 1);
 	assert_int_equal(sg_store_open(f->spec, &again, &err), 1);
 	assert_int_equal(sg_store_schema_version(again, &v, &err), 1);
-	assert_int_equal(v, 1);
+	assert_int_equal(v, 2);
 	struct sg_store_key k;
 	assert_int_equal(sg_store_key_get(again, "schema@v.test", "AA01", &k, &err), 1);
 	sg_store_key_clear(&k);
