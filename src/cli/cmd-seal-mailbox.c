@@ -28,13 +28,16 @@
 static const char usage[] =
 	"usage: sealgate seal-mailbox ADDR --maildir DIR [--key FILE]\n"
 	"                             [-c FILE] [--state-dir DIR] [--store SPEC] [--subject TEXT]\n"
+	"                             [--resync-cmd CMD]\n"
 	"\n"
 	"Seal every not yet encrypted message in DIR/new and DIR/cur to ADDR's key\n"
 	"(--key FILE, else the key store), one message at a time: the sealed copy is\n"
 	"written to DIR/tmp, fsynced and renamed over the original, keeping its base\n"
 	"name and flags (S= and W= are updated). Already encrypted messages are\n"
-	"skipped, so running it again resumes. Tell Dovecot afterwards:\n"
-	"  doveadm force-resync -u USER INBOX\n"
+	"skipped, so running it again resumes. recovery_key (config) is added as a\n"
+	"second recipient. Tell Dovecot afterwards: --resync-cmd CMD (or\n"
+	"rekey_resync_cmd) runs with $1 = ADDR, $2 = DIR, e.g.\n"
+	"  --resync-cmd 'doveadm force-resync -u \"$1\" \"*\"'\n"
 	"Exit: 0 all done or skipped, 1 some failed, 2 no key, 64 usage.\n";
 
 struct failure {
@@ -45,7 +48,9 @@ struct failure {
 struct job {
 	const char *maildir;
 	struct sg_key *key;
+	struct sg_key *recovery;  /* recovery_key or NULL */
 	const char *subject;
+	const char *resync_cmd;
 	char **paths;        /* sub/name relative to maildir */
 	size_t n_paths;
 	size_t done, skipped_enc, failed;
@@ -254,8 +259,8 @@ static void seal_one(struct job *j, const char *rel)
 	sg_buf_init(&msg, 2 * MSG_MAX);
 	if (read_file(path, &msg, &err) < 0)
 		goto failed;
-	if (sg_deliver_seal(msg.data, msg.len, j->key, j->subject, &sealed, &slen, &outcome, &st,
-			    &err) < 0) {
+	if (sg_deliver_seal(msg.data, msg.len, j->key, j->recovery, j->subject, &sealed, &slen,
+			    &outcome, &st, &err) < 0) {
 		sg_error_prefix(&err, "%s", sg_crypto_status_name(st));
 		goto failed;
 	}
@@ -355,6 +360,7 @@ int cmd_seal_mailbox(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "store", required_argument, NULL, 's' },
 		{ "subject", required_argument, NULL, 'j' },
+		{ "resync-cmd", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -376,6 +382,7 @@ int cmd_seal_mailbox(int argc, char **argv)
 		case 'S': state_dir = optarg; break;
 		case 's': store = optarg; break;
 		case 'j': subject = optarg; break;
+		case 'r': j.resync_cmd = optarg; break;
 		case 'h': fputs(usage, stdout); ret = SG_EXIT_OK; goto out;
 		default: fputs(usage, stderr); goto out;
 		}
@@ -391,9 +398,16 @@ int cmd_seal_mailbox(int argc, char **argv)
 		goto out;
 	}
 	j.subject = subject != NULL ? subject : cfg.deliver_subject;
+	if (j.resync_cmd == NULL)
+		j.resync_cmd = cfg.rekey_resync_cmd;
 	int r = load_key(argv[optind], key_file, &cfg, store, &j.key);
 	if (r < 0) {
 		ret = -r;
+		goto out;
+	}
+	if (sg_deliver_recovery_load(cfg.recovery_key, &j.recovery, &err) < 0) {
+		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
+		ret = SG_EXIT_CONFIG;
 		goto out;
 	}
 	ret = SG_EXIT_FAIL;
@@ -410,6 +424,10 @@ int cmd_seal_mailbox(int argc, char **argv)
 	}
 	summary(&j);
 	ret = j.failed == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
+	if (j.resync_cmd[0] != '\0' && sg_maildir_resync(j.resync_cmd, argv[optind], j.maildir, &err) < 0) {
+		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
+		ret = SG_EXIT_FAIL;
+	}
 out:
 	for (size_t i = 0; i < j.n_paths; i++)
 		free(j.paths[i]);
@@ -420,6 +438,7 @@ out:
 	}
 	free(j.fails);
 	sg_key_free(&j.key);
+	sg_key_free(&j.recovery);
 	sg_config_clear(&cfg);
 	sg_error_clear(&err);
 	return ret;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* A part of an address that may become a path component. */
@@ -281,4 +282,30 @@ out:
 	free(newdir);
 	free(dst);
 	return ret;
+}
+
+int sg_maildir_resync(const char *cmd, const char *user, const char *dir, struct sg_error *err)
+{
+	int status = 0;
+	pid_t pid = fork();
+	if (pid < 0) {
+		sg_error_set(err, "resync: fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, "sealgate-resync", user, dir, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			sg_error_set(err, "resync: wait: %s", strerror(errno));
+			return -1;
+		}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 1;
+	if (WIFEXITED(status))
+		sg_error_set(err, "resync command exited with %d: %s", WEXITSTATUS(status), cmd);
+	else
+		sg_error_set(err, "resync command killed by signal %d: %s", WTERMSIG(status), cmd);
+	return -1;
 }

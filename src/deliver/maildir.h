@@ -38,6 +38,13 @@ int sg_maildir_deliver(const char *dir, const unsigned char *msg, size_t len, ch
 int sg_maildir_write_fd(int fd, const unsigned char *msg, size_t len, struct sg_error *err)
 	SG_WARN_UNUSED;
 
+/* Tell the mailbox server that files of a Maildir changed under it (after
+ * rekey, seal-mailbox): run cmd with /bin/sh -c, the user as $1 and dir as
+ * $2 (arguments, never spliced into the command text). 1 exit 0; -1 with
+ * the exit status or signal in err. */
+int sg_maildir_resync(const char *cmd, const char *user, const char *dir, struct sg_error *err)
+	SG_WARN_UNUSED;
+
 /* fsync a directory (after a rename into it). 1 or -1. */
 int sg_maildir_sync_dir(const char *dir, struct sg_error *err) SG_WARN_UNUSED;
 

@@ -85,17 +85,20 @@ static int pgp_mime(const unsigned char *msg, size_t len, size_t body, const str
 		goto full;
 	struct sg_buf newbin;
 	sg_buf_init(&newbin, PAYLOAD_MAX);
-	r = sg_pgp_rewrap(bin.data, bin.len, k->pgp_old, k->pgp_new, &newbin, &ri, err);
+	struct sg_pgp_rewrap_req req = { k->pgp_old, k->pgp_new, k->pgp_drop, k->keep_old };
+	r = sg_pgp_rewrap_req(bin.data, bin.len, &req, &newbin, &ri, err);
 	if (r > 0 && sg_pgp_armor_write(&armor, newbin.data, newbin.len, out, err) < 0)
 		r = -1;
 	sg_buf_free(&newbin);
 	if (r <= 0) {
 		if (r == 0)
-			info->skip_reason = "the old key is not a recipient";
+			info->skip_reason = ri.new_already ? "the new key is a recipient already"
+							   : "the old key is not a recipient";
 		ret = r;
 		goto out;
 	}
 	info->removed = ri.removed;
+	info->dropped = ri.dropped;
 	info->kept = ri.kept;
 	info->payload_off = s;
 	info->payload_end_in = e;
