@@ -487,6 +487,7 @@ struct walk {
 	size_t n_paths;
 	size_t n_ok, n_skip, n_fail, n_earlier;
 	struct sg_buf reasons;  /* "skipped|failed: name: reason" lines */
+	struct sg_buf in, out;  /* reused for every message: no regrowth, no fresh pages */
 	bool tty;
 	struct timespec t0;
 };
@@ -513,12 +514,17 @@ static bool done_earlier(const struct walk *w, const char *name)
 
 /* New name: the same base and flags with S= (file size) and W= (size with
  * CRLF line ends, RFC 822 size) rewritten when present. */
+/* Line ends that are a bare LF (each one more octet with CRLF). */
+static size_t bare_lf_count(const unsigned char *data, size_t len)
+{
+	size_t n = 0;
+	for (const unsigned char *p = data, *end = data + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+		n += p == data || p[-1] != '\r';
+	return n;
+}
+
 static char *fixed_name(const char *name, const unsigned char *data, size_t len)
 {
-	size_t bare_lf = 0;
-	for (size_t i = 0; i < len; i++)
-		if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r'))
-			bare_lf++;
 	struct sg_buf b;
 	sg_buf_init(&b, 4096);
 	const char *p = name;
@@ -531,7 +537,7 @@ static char *fixed_name(const char *name, const unsigned char *data, size_t len)
 		if (p != name && seg_end - p > 2 && strncmp(p, "S=", 2) == 0)
 			ok = sg_buf_printf(&b, "S=%zu", len);
 		else if (p != name && seg_end - p > 2 && strncmp(p, "W=", 2) == 0)
-			ok = sg_buf_printf(&b, "W=%zu", len + bare_lf);
+			ok = sg_buf_printf(&b, "W=%zu", len + bare_lf_count(data, len));
 		else
 			ok = sg_buf_append(&b, p, (size_t)(seg_end - p));
 		if (ok && comma)
@@ -706,20 +712,20 @@ static void one_message(struct walk *w, const char *rel)
 	const char *sub = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
 	char *folder = sg_strndup(dir, (size_t)(sub - dir) - (sub > dir ? 1 : 0));
 	char *name = sg_strdup(slash + 1), *moved = NULL;
-	struct sg_buf in, out;
+	struct sg_buf *in = &w->in, *out = &w->out;
 	struct sg_error err = SG_ERROR_INIT;
 	struct sg_rekey_info info;
 	const char *why = NULL;
-	sg_buf_init(&in, REKEY_MSG_MAX);
-	sg_buf_init(&out, REKEY_MSG_MAX + REKEY_MSG_MAX / 2);
-	int r = read_file(rel, &in);
+	sg_buf_reset(in);
+	sg_buf_reset(out);
+	int r = read_file(rel, in);
 	if (r < 0 && errno == ENOENT) {
 		/* renamed since the listing: follow it by its base name */
 		char *base = base_name(name);
 		if (locate(folder, base, &sub, &moved) > 0) {
 			char *p = sg_asprintf("%s/%s/%s", folder, sub, moved);
-			sg_buf_reset(&in);
-			r = read_file(p, &in);
+			sg_buf_reset(in);
+			r = read_file(p, in);
 			free(p);
 			free(name);
 			name = sg_strdup(moved);
@@ -733,7 +739,7 @@ static void one_message(struct walk *w, const char *rel)
 		note(w, "failed", rel, errno == ENOENT ? "vanished (expunged); run again" : "unreadable");
 		goto out;
 	}
-	r = sg_rekey_message(in.data, in.len, w->keys, &out, &info, &err);
+	r = sg_rekey_message(in->data, in->len, w->keys, out, &info, &err);
 	if (r < 0) {
 		w->n_fail++;
 		note(w, "failed", rel, sg_error_msg(&err));
@@ -744,7 +750,7 @@ static void one_message(struct walk *w, const char *rel)
 			w->n_skip++;
 			note(w, "skipped", rel, info.skip_reason);
 		}
-	} else if (replace_msg(w, folder, sub, name, out.data, out.len, &why) < 0) {
+	} else if (replace_msg(w, folder, sub, name, out->data, out->len, &why) < 0) {
 		w->n_fail++;
 		note(w, "failed", rel, why);
 	} else {
@@ -752,8 +758,6 @@ static void one_message(struct walk *w, const char *rel)
 	}
 out:
 	sg_error_clear(&err);
-	sg_buf_free(&in);
-	sg_buf_free(&out);
 	free(dir);
 	free(folder);
 	free(name);
@@ -916,6 +920,8 @@ int cmd_rekey(int argc, char **argv)
 	memset(&sc, 0, sizeof(sc));
 	memset(&w, 0, sizeof(w));
 	sg_buf_init(&w.reasons, 16 << 20);
+	sg_buf_init(&w.in, REKEY_MSG_MAX);
+	sg_buf_init(&w.out, REKEY_MSG_MAX + REKEY_MSG_MAX / 2);
 	int pr = rekey_parse(argc, argv, &o, 1);
 	if (pr <= 0) {
 		ret = pr == 0 ? SG_EXIT_OK : SG_EXIT_USAGE;
@@ -976,6 +982,8 @@ out:
 	free(w.paths);
 	free(w.done);
 	sg_buf_free(&w.reasons);
+	sg_buf_free(&w.in);
+	sg_buf_free(&w.out);
 	free_keys(&k);
 	store_ctx_clear(&sc);
 	free(o.old_files);

@@ -1053,8 +1053,15 @@ int sg_pgp_rewrap(const unsigned char *msg, size_t len, const struct sg_pgp_keyr
 		  const struct sg_pgp_keyring *new_kr, struct sg_buf *out,
 		  struct sg_pgp_rewrap_info *info_r, struct sg_error *err)
 {
-	struct sg_pgp_rewrap_req req = { old_kr, new_kr, NULL, false };
+	struct sg_pgp_rewrap_req req = { old_kr, new_kr, NULL, false, false };
 	return sg_pgp_rewrap_req(msg, len, &req, out, info_r, err);
+}
+
+/* Does this packet header octet (s4.2) start an encrypted data packet? */
+static bool is_data_tag(unsigned char c)
+{
+	unsigned tag = (c & 0x40) ? (c & 0x3fu) : ((c >> 2) & 0x0fu);
+	return (c & 0x80) && (tag == SG_PGP_TAG_SEIPD || tag == SG_PGP_TAG_SED || tag == SG_PGP_TAG_AEAD);
 }
 
 /* The session-key packets (RFC 4880 s11.3: they come before the encrypted
@@ -1068,7 +1075,13 @@ static int scan(const unsigned char *msg, size_t len, const struct sg_pgp_rewrap
 	struct sg_pgp_packet pkt;
 	size_t pos = 0;
 	int r;
-	while ((r = sg_pgp_packet_next(msg, len, &pos, &pkt, err)) > 0) {
+	for (;;) {
+		if (req->prefix_only && pos < len && is_data_tag(msg[pos])) {
+			*data_off_r = pos;
+			return 1;
+		}
+		if ((r = sg_pgp_packet_next(msg, len, &pos, &pkt, err)) <= 0)
+			break;
 		if (pkt.tag == SG_PGP_TAG_SEIPD || pkt.tag == SG_PGP_TAG_SED ||
 		    pkt.tag == SG_PGP_TAG_AEAD) {
 			*data_off_r = pkt.off;

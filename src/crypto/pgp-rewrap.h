@@ -88,6 +88,10 @@ struct sg_pgp_rewrap_req {
 	const struct sg_pgp_keyring *new_kr;
 	const struct sg_pgp_keyring *drop_kr;
 	bool keep_old;
+	/* msg is only the start of the message (up to somewhere in the
+	 * encrypted data packet, whose framing is then not checked): used to
+	 * patch a large armored message without decoding all of it. */
+	bool prefix_only;
 };
 int sg_pgp_rewrap_req(const unsigned char *msg, size_t len, const struct sg_pgp_rewrap_req *req,
 		      struct sg_buf *out, struct sg_pgp_rewrap_info *info_r,

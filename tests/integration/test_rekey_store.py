@@ -157,3 +157,52 @@ def test_renamed_while_rekeying(sealgate_bin, world):
             assert p.endswith(":2,S"), p
     assert len(seen) == n
     assert os.listdir(os.path.join(w["md"], "tmp")) == []
+
+
+def armor_lines(data):
+    m = re.search(rb"-----BEGIN PGP MESSAGE-----\r?\n(.*?)-----END PGP MESSAGE-----", data, re.S)
+    return m.group(1).split(b"\n")
+
+
+def test_large_message_patched_in_place(sealgate_bin, world):
+    """A large message takes the fast path (only the first armor lines are
+    decoded and re-encoded, the CRC-24 is patched); a new key of another
+    size (RSA) changes the PKESK length and takes the full path. Either
+    way: gpg decrypts with the new key, the CRC line is right, the SEIPD
+    bytes are unchanged."""
+    from pgphelp import crc24
+    w = world
+    plain = b"Subject: big\r\n\r\n" + os.urandom(300 * 1024).hex().encode() + b"\r\n"
+    s = run([sealgate_bin, "seal", "--to", ADDR, "--state-dir", w["state"]], input=plain)
+    assert s.returncode == 0, s.stderr
+    big = s.stdout
+    rsa_home = os.path.join(w["tmp"], "rsa")
+    os.makedirs(rsa_home, mode=0o700)
+    gpg(rsa_home, "--passphrase", "", "--quick-gen-key", f"R <{ADDR}>", "rsa2048", "sign,encr", "never")
+    rsa_pub, rsa_sec = os.path.join(w["tmp"], "rsa.pub"), os.path.join(w["tmp"], "rsa.sec")
+    with open(rsa_pub, "wb") as f:
+        f.write(gpg(rsa_home, "--armor", "--export", ADDR).stdout)
+    with open(rsa_sec, "wb") as f:
+        f.write(gpg(rsa_home, "--armor", "--export-secret-keys", ADDR).stdout)
+    try:
+        for pub, sec, same_len in ((w["new_pub"], w["new_sec"], True), (rsa_pub, rsa_sec, False)):
+            r = run([sealgate_bin, "rekey-msg", "--old-key", w["old_sec"], "--new-key", pub],
+                    input=big)
+            assert r.returncode == 0, r.stderr
+            out = r.stdout
+            a, b = armor_lines(big), armor_lines(out)
+            crc = [l for l in b if l.startswith(b"=")]
+            assert len(crc) == 1
+            import base64
+            assert base64.b64decode(crc[0].strip()[1:]) == crc24(dearmor(out)[2]).to_bytes(3, "big")
+            assert seipd(out) == seipd(big)
+            if same_len:   # every line after the session-key packets is the same text
+                assert len(a) == len(b)
+                differ = [i for i in range(len(a)) if a[i] != b[i]]
+                assert len(differ) <= 4 and differ[-1] == len(a) - 2, differ
+            assert gpg_decrypt(sec, out).endswith(plain[-200:].replace(b"\r\n", b"\n")) or \
+                plain[-200:] in gpg_decrypt(sec, out)
+            with pytest.raises(AssertionError):
+                gpg_decrypt(w["old_sec"], out)
+    finally:
+        kill_agent(rsa_home)
