@@ -12,7 +12,8 @@ import pytest
 
 from conftest import run
 from deliver_helpers import DeliverGateway, Dovecot, gpg_decrypt, maildir_files, pgp_user
-from pgphelp import gpg, kill_agent
+from pgphelp import kill_agent
+from rekey_keys import gpg_keypair
 from rekeyhelp import dearmor, packets, pkesk_keyids
 from test_deliver import MSG, lmtp_send
 
@@ -66,15 +67,8 @@ def test_rekey_under_dovecot(sealgate_bin, tmp_path):
         assert len(got) == 3
         imap_flag_first(dc.imap_port)            # a flag set by a client: in the file name
         assert b"revenue is up" in gpg_decrypt(old_sec, got[0][1])
-        gpg(home, "--passphrase", "", "--quick-gen-key", f"Alice <{ADDR}>", "future-default",
-            "default", "never")
-        new_pub, new_sec = os.path.join(tmp, "new.pub"), os.path.join(tmp, "new.sec")
-        with open(new_pub, "wb") as f:
-            f.write(gpg(home, "--armor", "--export", ADDR).stdout)
-        with open(new_sec, "wb") as f:
-            f.write(gpg(home, "--armor", "--export-secret-keys", ADDR).stdout)
-        new_id = re.search(r"^sub:[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):", gpg(
-            home, "--with-colons", "--list-keys", ADDR).stdout.decode(), re.M).group(1)
+        new = gpg_keypair(home, f"Alice <{ADDR}>", tmp, "new")
+        new_pub, new_sec, new_id = new["pub"], new["sec"], new["id"]
         md = os.path.join(dc.t, "Maildir", "alice")
         names_before = sorted(os.path.basename(p).split(",")[0] for p in maildir_files(md))
         resync = f'doveadm -c {dc.conf} force-resync -u "$1" "*"'

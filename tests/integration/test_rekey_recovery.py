@@ -4,34 +4,17 @@ lost, the escrow's secret re-keys the mailbox to the user's new key: the
 new key decrypts, the content bytes are unchanged, the recovery block stays
 and the lost key's block goes."""
 import os
-import re
 
 import pytest
 
 from conftest import run
 from deliver_helpers import DeliverGateway, gpg_decrypt, maildir_files, pgp_user
-from pgphelp import gpg, kill_agent
+from pgphelp import kill_agent
+from rekey_keys import enc_keyid, gpg_keypair, seipd
 from rekeyhelp import dearmor, packets, pkesk_keyids
 from test_deliver import MSG, lmtp_send
 
 ADDR = "alice@example.test"
-
-
-def gpg_key(home, uid, tmp, name):
-    gpg(home, "--passphrase", "", "--quick-gen-key", uid, "future-default", "default", "never")
-    out = {}
-    for ext, args in (("pub", ["--export"]), ("sec", ["--export-secret-keys"])):
-        p = os.path.join(tmp, f"{name}.{ext}")
-        with open(p, "wb") as f:
-            f.write(gpg(home, "--armor", *args, uid).stdout)
-        out[ext] = p
-    colons = gpg(home, "--with-colons", "--list-keys", uid).stdout.decode()
-    out["id"] = re.search(r"^sub:[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):", colons, re.M).group(1)
-    return out
-
-
-def seipd(data):
-    return [raw for tag, raw, _ in packets(dearmor(data)[2]) if tag == 18]
 
 
 @pytest.fixture
@@ -39,8 +22,8 @@ def env(sealgate_bin, tmp_path):
     tmp = str(tmp_path)
     home = os.path.join(tmp, "gnupg")
     os.makedirs(home, mode=0o700)
-    rec = gpg_key(home, "Escrow <recovery@example.test>", tmp, "recovery")
-    new = gpg_key(home, f"Alice new <{ADDR}>", tmp, "new")
+    rec = gpg_keypair(home, "Escrow <recovery@example.test>", tmp, "recovery")
+    new = gpg_keypair(home, f"Alice new <{ADDR}>", tmp, "new")
     gw = DeliverGateway(sealgate_bin, tmp, f"deliver_maildir = {tmp}/mail/%n/Maildir\n"
                         f"recovery_key = {rec['pub']}\n")
     yield tmp, gw, rec, new, home
@@ -55,9 +38,7 @@ def test_recovery_key_then_rekey_from_it(sealgate_bin, env):
     user_pub = os.path.join(tmp, "user.pub")
     with open(user_pub, "wb") as f:
         f.write(run([sealgate_bin, "key", "export", ADDR, "--state-dir", gw.state]).stdout)
-    user_id = re.search(r"^sub:[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):", gpg(
-        home, "--with-colons", "--import-options", "show-only", "--import", user_pub)
-        .stdout.decode(), re.M).group(1)
+    user_id = enc_keyid(home, user_pub)
     gw.start()
     for i in range(3):
         r = lmtp_send(gw.port, [ADDR], MSG.replace(b"<q1@", b"<q%d@" % i))

@@ -3,6 +3,7 @@ renamed under a running rekey: the user's old secret key exists only sealed
 in the key store; afterwards gpg holding only the new key decrypts every
 message, the old key none, the SEIPD bytes are unchanged, and delivery
 (the store) seals to the new key."""
+import base64
 import os
 import re
 import subprocess
@@ -12,22 +13,12 @@ import pytest
 
 from conftest import run
 from deliver_helpers import gpg_decrypt, maildir_files, pgp_user
-from pgphelp import gpg, kill_agent, pgp_mime
+from pgphelp import crc24, kill_agent
+from rekey_keys import enc_keyid, gpg_keypair, seipd
 from rekeyhelp import dearmor, packets, pkesk_keyids
 
 ADDR = "alice@example.test"
 N = 4
-
-
-def enc_keyid(home, pubfile):
-    """Key id of the encryption subkey of pubfile (gpg's own reading)."""
-    out = gpg(home, "--with-colons", "--import-options", "show-only", "--import",
-              pubfile).stdout.decode()
-    return re.search(r"^(?:sub|ssb):[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):", out, re.M).group(1)
-
-
-def seipd(data):
-    return [raw for tag, raw, _ in packets(dearmor(data)[2]) if tag == 18]
 
 
 @pytest.fixture
@@ -37,13 +28,8 @@ def world(sealgate_bin, tmp_path):
     old_sec, old_fpr = pgp_user(sealgate_bin, tmp, state, ADDR)  # secret: in the store
     home = os.path.join(tmp, "gnupg")
     os.makedirs(home, mode=0o700)
-    gpg(home, "--passphrase", "", "--quick-gen-key", f"Alice <{ADDR}>", "future-default",
-        "default", "never")
-    new_pub, new_sec = os.path.join(tmp, "new.pub"), os.path.join(tmp, "new.sec")
-    with open(new_pub, "wb") as f:
-        f.write(gpg(home, "--armor", "--export", ADDR).stdout)
-    with open(new_sec, "wb") as f:
-        f.write(gpg(home, "--armor", "--export-secret-keys", ADDR).stdout)
+    new = gpg_keypair(home, f"Alice <{ADDR}>", tmp, "new")
+    new_pub, new_sec = new["pub"], new["sec"]
     md = os.path.join(tmp, "Maildir")
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(md, sub))
@@ -170,7 +156,6 @@ def test_large_message_patched_in_place(sealgate_bin, world):
     size (RSA) changes the PKESK length and takes the full path. Either
     way: gpg decrypts with the new key, the CRC line is right, the SEIPD
     bytes are unchanged."""
-    from pgphelp import crc24
     w = world
     plain = b"Subject: big\r\n\r\n" + os.urandom(300 * 1024).hex().encode() + b"\r\n"
     s = run([sealgate_bin, "seal", "--to", ADDR, "--state-dir", w["state"]], input=plain)
@@ -178,12 +163,8 @@ def test_large_message_patched_in_place(sealgate_bin, world):
     big = s.stdout
     rsa_home = os.path.join(w["tmp"], "rsa")
     os.makedirs(rsa_home, mode=0o700)
-    gpg(rsa_home, "--passphrase", "", "--quick-gen-key", f"R <{ADDR}>", "rsa2048", "sign,encr", "never")
-    rsa_pub, rsa_sec = os.path.join(w["tmp"], "rsa.pub"), os.path.join(w["tmp"], "rsa.sec")
-    with open(rsa_pub, "wb") as f:
-        f.write(gpg(rsa_home, "--armor", "--export", ADDR).stdout)
-    with open(rsa_sec, "wb") as f:
-        f.write(gpg(rsa_home, "--armor", "--export-secret-keys", ADDR).stdout)
+    rsa = gpg_keypair(rsa_home, f"R <{ADDR}>", w["tmp"], "rsa", "rsa2048", "sign,encr")
+    rsa_pub, rsa_sec = rsa["pub"], rsa["sec"]
     try:
         for pub, sec, same_len in ((w["new_pub"], w["new_sec"], True), (rsa_pub, rsa_sec, False)):
             r = run([sealgate_bin, "rekey-msg", "--old-key", w["old_sec"], "--new-key", pub],
@@ -193,7 +174,6 @@ def test_large_message_patched_in_place(sealgate_bin, world):
             a, b = armor_lines(big), armor_lines(out)
             crc = [l for l in b if l.startswith(b"=")]
             assert len(crc) == 1
-            import base64
             assert base64.b64decode(crc[0].strip()[1:]) == crc24(dearmor(out)[2]).to_bytes(3, "big")
             assert seipd(out) == seipd(big)
             if same_len:   # every line after the session-key packets is the same text
