@@ -492,11 +492,6 @@ struct walk {
 	struct timespec t0;
 };
 
-/* The unique part of a Maildir name: up to the first ',' or ':'. */
-static char *base_name(const char *name)
-{
-	return sg_strndup(name, strcspn(name, ",:"));
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -506,7 +501,7 @@ static int cmp_str(const void *a, const void *b)
 /* w->done is sorted (open_journal). */
 static bool done_earlier(const struct walk *w, const char *name)
 {
-	char *b = base_name(name);
+	char *b = sg_maildir_base(name);
 	bool found = w->n_done > 0 && bsearch(&b, w->done, w->n_done, sizeof(*w->done), cmp_str) != NULL;
 	free(b);
 	return found;
@@ -601,7 +596,7 @@ static int write_tmp(const char *path, const unsigned char *data, size_t len,
  * anyway), so the I/O per message stays that of a plain copy. */
 static void journal(struct walk *w, const char *what, const char *name)
 {
-	char *b = base_name(name);
+	char *b = sg_maildir_base(name);
 	fprintf(w->journal, "%s %s\n", what, b);
 	fflush(w->journal);
 	free(b);
@@ -613,37 +608,6 @@ static void note(struct walk *w, const char *kind, const char *rel, const char *
 		sg_buf_reset(&w->reasons); /* keep going; counts stay right */
 }
 
-/* Where the message with this base name is now: the mailbox server may
- * have moved it (new/ -> cur/) or changed its flags since the listing
- * (maildir(5): only the name changes, never the content). 1 with *sub_r
- * ("cur"/"new", static) and *name_r (owned); 0 gone (expunged). */
-static int locate(const char *folder, const char *base, const char **sub_r, char **name_r)
-{
-	static const char *const subs[] = { "cur", "new" };
-	size_t bl = strlen(base);
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-		char *dir = sg_asprintf("%s/%s", folder, subs[i]);
-		DIR *d = opendir(dir);
-		struct dirent *de;
-		free(dir);
-		while (d != NULL && (de = readdir(d)) != NULL) {
-			if (strncmp(de->d_name, base, bl) == 0 &&
-			    (de->d_name[bl] == '\0' || de->d_name[bl] == ',' || de->d_name[bl] == ':')) {
-				*sub_r = subs[i];
-				*name_r = sg_strdup(de->d_name);
-				closedir(d);
-				return 1;
-			}
-		}
-		if (d != NULL)
-			closedir(d);
-	}
-	return 0;
-}
-
-/* How often a message renamed under us is followed before giving up. */
-#define RENAMED_TRIES 5
-
 /* Replace the message by data: tmp/ file, fsync, exchange with the
  * original (the one atomic step: the message is either old or new, never
  * both or neither), fsync the folder, then the size fields of its name.
@@ -653,37 +617,25 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		       const unsigned char *data, size_t len, const char **why_r)
 {
 	char *tmp = sg_asprintf("%s/tmp/%s.rekey-%ld", folder, name, (long)getpid());
-	char *base = base_name(name);
-	char *cur = sg_strdup(name), *dir = NULL, *path = NULL, *nn = NULL, *npath = NULL;
-	int ret = -1, tries = 0;
+	char *path = sg_asprintf("%s/%s/%s", folder, sub, name);
+	char *cur = NULL, *dir = NULL, *nn = NULL, *npath = NULL;
+	struct sg_error err = SG_ERROR_INIT;
+	int ret = -1;
 	struct stat st;
-	path = sg_asprintf("%s/%s/%s", folder, sub, name);
 	bool have_st = stat(path, &st) == 0;
 	if (write_tmp(tmp, data, len, have_st ? &st : NULL) < 0) {
 		*why_r = "writing tmp/ file failed";
 		goto out;
 	}
 	journal(w, "begin", name);
-	for (;;) {
-		free(dir);
-		free(path);
-		dir = sg_asprintf("%s/%s", folder, sub);
-		path = sg_asprintf("%s/%s", dir, cur);
-		/* Exchange, not rename: if the file was renamed meanwhile a
-		 * plain rename would bring back a second copy. */
-		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) == 0)
-			break;
-		free(cur);
-		cur = NULL;
-		if (errno != ENOENT || ++tries == RENAMED_TRIES || locate(folder, base, &sub, &cur) <= 0) {
-			*why_r = errno != ENOENT ? "rename failed"
-				 : tries == RENAMED_TRIES ? "renamed again and again meanwhile; run again"
-							  : "expunged meanwhile";
-			unlink(tmp);
-			goto out;
-		}
+	int r = sg_maildir_replace(folder, sub, name, tmp, &sub, &cur, &err);
+	if (r <= 0) {
+		*why_r = r == 0 ? "expunged meanwhile" : "replacing the file failed";
+		goto out;
 	}
-	unlink(tmp); /* now the old content */
+	dir = sg_asprintf("%s/%s", folder, sub);
+	free(path);
+	path = sg_asprintf("%s/%s", dir, cur);
 	nn = fixed_name(cur, data, len);
 	npath = sg_asprintf("%s/%s", dir, nn);
 	if (strcmp(nn, cur) != 0 && rename(path, npath) < 0) {
@@ -694,11 +646,11 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 	journal(w, "done", name);
 	ret = 1;
 out:
+	sg_error_clear(&err);
 	free(tmp);
-	free(base);
+	free(path);
 	free(cur);
 	free(dir);
-	free(path);
 	free(nn);
 	free(npath);
 	return ret;
@@ -721,8 +673,8 @@ static void one_message(struct walk *w, const char *rel)
 	int r = read_file(rel, in);
 	if (r < 0 && errno == ENOENT) {
 		/* renamed since the listing: follow it by its base name */
-		char *base = base_name(name);
-		if (locate(folder, base, &sub, &moved) > 0) {
+		char *base = sg_maildir_base(name);
+		if (sg_maildir_locate(folder, base, &sub, &moved) > 0) {
 			char *p = sg_asprintf("%s/%s/%s", folder, sub, moved);
 			sg_buf_reset(in);
 			r = read_file(p, in);

@@ -153,9 +153,9 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 	char *tmp = sg_asprintf("%s/tmp/%s", j->maildir, base);
 	char *orig = sg_asprintf("%s/%s", j->maildir, rel);
 	const char *slash = strchr(rel, '/');
-	char *subdir = sg_asprintf("%s/%.*s", j->maildir, (int)(slash - rel), rel);
-	char *newname = rename_for(slash + 1, sg_maildir_lf_size(data, len), len);
-	char *dst = sg_asprintf("%s/%s", subdir, newname);
+	char *sub = sg_strndup(rel, (size_t)(slash - rel));
+	char *cur = NULL, *subdir = NULL, *newname = NULL, *from = NULL, *dst = NULL;
+	const char *now_sub = sub;
 	int fd = -1, ret = -1;
 	struct stat st;
 
@@ -172,23 +172,25 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 		goto out;
 	close(fd);
 	fd = -1;
-	/* The mailbox server may have moved it (new -> cur, flags) meanwhile:
-	 * then leave it; a later run finds it under its new name. */
-	if (stat(orig, &st) < 0) {
-		sg_error_set(err, "moved while sealing (run again)");
+	/* In place of the original under its own name, in one step (the
+	 * plaintext is gone as the sealed copy appears), following it if the
+	 * mailbox server renamed it meanwhile. Then the size fields; a crash
+	 * in between leaves a sealed file with stale S=/W=, which the next
+	 * run fixes (fix_sizes()). */
+	int r = sg_maildir_replace(j->maildir, sub, slash + 1, tmp, &now_sub, &cur, err);
+	if (r <= 0) {
+		if (r == 0)
+			sg_error_set(err, "expunged while sealing");
 		goto out;
 	}
-	/* Over the original first, under its own name: at no moment are there
-	 * two copies. Then the size fields; a crash in between leaves a sealed
-	 * file with stale S=/W=, which the next run fixes (fix_sizes()). */
-	if (rename(tmp, orig) < 0) {
-		sg_error_set(err, "rename: %s", strerror(errno));
-		goto out;
-	}
+	subdir = sg_asprintf("%s/%s", j->maildir, now_sub);
 	if (sg_maildir_sync_dir(subdir, err) < 0)
 		goto out;
-	if (strcmp(dst, orig) != 0) {
-		if (rename(orig, dst) < 0) {
+	newname = rename_for(cur, sg_maildir_lf_size(data, len), len);
+	if (strcmp(newname, cur) != 0) {
+		from = sg_asprintf("%s/%s", subdir, cur);
+		dst = sg_asprintf("%s/%s", subdir, newname);
+		if (rename(from, dst) < 0) {
 			sg_error_set(err, "rename to %s: %s", newname, strerror(errno));
 			goto out;
 		}
@@ -200,12 +202,15 @@ out:
 	if (fd >= 0)
 		close(fd);
 	if (ret < 0)
-		unlink(tmp);
+		unlink(tmp); /* already gone once replaced */
 	free(base);
 	free(tmp);
 	free(orig);
+	free(sub);
+	free(cur);
 	free(subdir);
 	free(newname);
+	free(from);
 	free(dst);
 	return ret;
 }
@@ -246,9 +251,27 @@ static void add_failure(struct job *j, const char *rel, const char *reason)
 	j->fails[j->failed++].reason = sg_strdup(reason);
 }
 
+/* rel ("sub/name") renamed since the listing (the mailbox server moved
+ * it to cur/ or changed its flags): its new rel, owned; NULL if gone. */
+static char *follow(const struct job *j, const char *rel)
+{
+	char *base = sg_maildir_base(strchr(rel, '/') + 1), *name = NULL, *now = NULL;
+	const char *sub = NULL;
+	if (sg_maildir_locate(j->maildir, base, &sub, &name) > 0) {
+		now = sg_asprintf("%s/%s", sub, name);
+		if (strcmp(now, rel) == 0) { /* not moved: unreadable as it is */
+			free(now);
+			now = NULL;
+		}
+	}
+	free(base);
+	free(name);
+	return now;
+}
+
 static void seal_one(struct job *j, const char *rel)
 {
-	char *path = sg_asprintf("%s/%s", j->maildir, rel);
+	char *path = sg_asprintf("%s/%s", j->maildir, rel), *moved = NULL;
 	struct sg_buf msg;
 	struct sg_error err = SG_ERROR_INIT;
 	unsigned char *sealed = NULL;
@@ -257,8 +280,17 @@ static void seal_one(struct job *j, const char *rel)
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 
 	sg_buf_init(&msg, 2 * MSG_MAX);
-	if (read_file(path, &msg, &err) < 0)
-		goto failed;
+	if (read_file(path, &msg, &err) < 0) {
+		if ((moved = follow(j, rel)) == NULL)
+			goto failed;
+		rel = moved;
+		free(path);
+		path = sg_asprintf("%s/%s", j->maildir, rel);
+		sg_buf_reset(&msg);
+		sg_error_clear(&err);
+		if (read_file(path, &msg, &err) < 0)
+			goto failed;
+	}
 	if (sg_deliver_seal(msg.data, msg.len, j->key, j->recovery, j->subject, &sealed, &slen,
 			    &outcome, &st, &err) < 0) {
 		sg_error_prefix(&err, "%s", sg_crypto_status_name(st));
@@ -279,6 +311,7 @@ failed:
 out:
 	free(sealed);
 	free(path);
+	free(moved);
 	sg_buf_free(&msg);
 	sg_error_clear(&err);
 }
