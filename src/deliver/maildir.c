@@ -8,9 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,74 +228,6 @@ int sg_maildir_sync_dir(const char *dir, struct sg_error *err)
 	return ret;
 }
 
-/* Group commit of directory fsyncs: deliveries running at the same time
- * into one new/ share a fsync when it started after their rename (an fsync
- * makes every entry change made before it durable). One leader per
- * directory syncs; the others wait for a sync that covers their rename. */
-#define DIR_SYNC_SLOTS 64
-
-struct dir_sync {
-	char *path;
-	unsigned users;          /* threads inside sync_dir_shared for this path */
-	unsigned long renamed;   /* renames announced */
-	unsigned long synced;    /* renames known durable */
-	bool syncing;
-};
-
-static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sync_cond = PTHREAD_COND_INITIALIZER;
-static struct dir_sync sync_slots[DIR_SYNC_SLOTS];
-
-/* The slot of path (sync_lock held), or NULL when all are busy. */
-static struct dir_sync *sync_slot(const char *path)
-{
-	struct dir_sync *free_slot = NULL;
-	for (size_t i = 0; i < DIR_SYNC_SLOTS; i++) {
-		struct dir_sync *d = &sync_slots[i];
-		if (d->path != NULL && strcmp(d->path, path) == 0)
-			return d;
-		if (d->users == 0 && (free_slot == NULL || free_slot->path != NULL))
-			free_slot = d;
-	}
-	if (free_slot != NULL) {
-		free(free_slot->path);
-		memset(free_slot, 0, sizeof(*free_slot));
-		free_slot->path = sg_strdup(path);
-	}
-	return free_slot;
-}
-
-static int sync_dir_shared(const char *dir, struct sg_error *err)
-{
-	int ret = 1;
-	pthread_mutex_lock(&sync_lock);
-	struct dir_sync *d = sync_slot(dir);
-	if (d == NULL) {
-		pthread_mutex_unlock(&sync_lock);
-		return sg_maildir_sync_dir(dir, err);
-	}
-	d->users++;
-	unsigned long mine = ++d->renamed;
-	while (ret > 0 && d->synced < mine) {
-		if (d->syncing) {
-			pthread_cond_wait(&sync_cond, &sync_lock);
-			continue;
-		}
-		d->syncing = true;
-		unsigned long upto = d->renamed;
-		pthread_mutex_unlock(&sync_lock);
-		ret = sg_maildir_sync_dir(dir, err);
-		pthread_mutex_lock(&sync_lock);
-		d->syncing = false;
-		if (ret > 0 && upto > d->synced)
-			d->synced = upto;
-		pthread_cond_broadcast(&sync_cond);
-	}
-	d->users--;
-	pthread_mutex_unlock(&sync_lock);
-	return ret;
-}
-
 int sg_maildir_deliver(const char *dir, const unsigned char *msg, size_t len, char **path_r,
 		       struct sg_error *err)
 {
@@ -333,7 +263,7 @@ int sg_maildir_deliver(const char *dir, const unsigned char *msg, size_t len, ch
 	}
 	renamed = 1;
 	/* Durable only once the directory entry is (fsync(2), "Notes"). */
-	if (sync_dir_shared(newdir, err) < 0)
+	if (sg_maildir_sync_dir(newdir, err) < 0)
 		goto out;
 	if (path_r != NULL) {
 		*path_r = dst;

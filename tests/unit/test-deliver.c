@@ -152,8 +152,8 @@ static void test_deliver_ok(void **state)
 	free(t);
 }
 
-/* Concurrent deliveries into one Maildir (and a second one) share directory
- * fsyncs: every one succeeds, each message is there once, tmp/ is empty. */
+/* Concurrent deliveries into one Maildir (and a second one): every one
+ * succeeds with a unique name, each message is there once, tmp/ is empty. */
 #define PAR_THREADS 6
 #define PAR_EACH 40
 
