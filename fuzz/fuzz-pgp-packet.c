@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	sg_error_clear(&err);
 	/* as a whole stored message: bytes before the payload are kept */
-	struct sg_rekey_keys rk = { old_kr, new_kr, NULL, NULL };
+	struct sg_rekey_keys rk = { .pgp_old = old_kr, .pgp_new = new_kr };
 	struct sg_rekey_info ri;
 	sg_buf_reset(&out);
 	if (sg_rekey_message(data, size, &rk, &out, &ri, &err) == 1 &&

@@ -1,9 +1,16 @@
 /* sealgate rekey / rekey-msg: re-wrap stored messages (a Maildir, or one
  * message stdin to stdout) for a new key; encrypted content stays as it is. */
 #include "cli/cli.h"
+#include "config/config.h"
 #include "crypto/cms-rewrap.h"
 #include "crypto/pgp-rewrap.h"
+#include "deliver/maildir.h"
+#include "keys/keystore.h"
+#include "keys/master.h"
+#include "keys/pgp-meta.h"
+#include "keys/secret-keys.h"
 #include "mime/rekey-msg.h"
+#include "store/store.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -28,14 +35,21 @@ struct rekey_opts {
 	size_t n_old;
 	char **new_files;
 	size_t n_new;
+	char **drop_files;
+	size_t n_drop;
 	const char *passphrase_file;
 	const char *maildir;
-	bool from_store;
+	const char *config, *state_dir, *store;
+	const char *master_key, *master_pass_file;
+	const char *resync_cmd;
+	bool from_store, store_new, keep_old;
 };
 
 struct rekey_keys {
 	struct sg_pgp_keyring *pgp_old, *pgp_new;
 	struct sg_cms_party *cms_old, *cms_new;
+	struct sg_pgp_keyring *pgp_drop;  /* --drop-key: lost keys whose PKESKs go */
+	bool keep_old;                    /* the old key is the recovery key */
 	char *passphrase;
 };
 
@@ -43,8 +57,10 @@ static void rekey_usage(FILE *f)
 {
 	fprintf(f, "usage: sealgate rekey-msg --old-key FILE... --new-key FILE... [--passphrase-file FILE]\n"
 		   "                         < in.eml > out.eml\n"
-		   "       sealgate rekey ADDR --old-key FILE... --new-key FILE... --maildir DIR\n"
-		   "                      [--passphrase-file FILE]\n"
+		   "       sealgate rekey ADDR (--old-key FILE... | --from-store) --new-key FILE...\n"
+		   "                      --maildir DIR [--passphrase-file FILE] [--store-new]\n"
+		   "                      [--resync-cmd CMD] [-c FILE] [--state-dir DIR] [--store SPEC]\n"
+		   "                      [--master-key FILE | --master-passphrase-file FILE]\n"
 		   "Replaces the old key's PKESK (PGP/MIME) or RecipientInfo (S/MIME) by one for\n"
 		   "the new key; every other byte of the message stays the same.\n"
 		   "Keys: OpenPGP (armored or binary; old: secret key, new: public key) or PEM\n"
@@ -54,7 +70,16 @@ static void rekey_usage(FILE *f)
 		   "rekey walks DIR (cur/, new/ and Maildir++ .Folder/s): each message is rewritten\n"
 		   "atomically (tmp/, fsync, rename over the original keeping its base name and\n"
 		   "flags, S=/W= sizes fixed); a journal in DIR resumes after a crash. Run\n"
-		   "'doveadm force-resync -u ADDR INBOX' afterwards. Exit: 0 none failed, 1 some failed.\n");
+		   "--from-store: the old secret keys are ADDR's sealed ones in the key store\n"
+		   "(opened with the master key). --store-new: when none failed, the new key\n"
+		   "becomes ADDR's OpenPGP key in the store (delivery seals to it; the old public\n"
+		   "rows go, their sealed secrets stay). --resync-cmd CMD (or rekey_resync_cmd)\n"
+		   "runs after the walk with $1 = ADDR, $2 = DIR, e.g.\n"
+		   "  --resync-cmd 'doveadm force-resync -u \"$1\" \"*\"'\n"
+		   "Recovery (doc/at-rest.md): --old-key RECOVERY.sec keeps the recovery key's\n"
+		   "PKESK (so does --keep-old, and any old key that is the configured recovery_key)\n"
+		   "and adds the new key's; --drop-key LOST.pub removes the lost key's PKESKs.\n"
+		   "Exit: 0 none failed, 1 some failed (or the resync command did).\n");
 }
 
 static void add_str(char ***arr, size_t *n, char *s)
@@ -71,7 +96,14 @@ static int rekey_parse(int argc, char **argv, struct rekey_opts *o, int nargs)
 		{ "passphrase-file", required_argument, NULL, 'p' },
 		{ "maildir", required_argument, NULL, 'm' },
 		{ "from-store", no_argument, NULL, 's' },
+		{ "store-new", no_argument, NULL, 'N' },
+		{ "drop-key", required_argument, NULL, 'D' },
+		{ "keep-old", no_argument, NULL, 'K' },
 		{ "state-dir", required_argument, NULL, 'd' },
+		{ "store", required_argument, NULL, 'S' },
+		{ "master-key", required_argument, NULL, 'M' },
+		{ "master-passphrase-file", required_argument, NULL, 'P' },
+		{ "resync-cmd", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -79,9 +111,15 @@ static int rekey_parse(int argc, char **argv, struct rekey_opts *o, int nargs)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (c) {
-		/* Every command takes -c and --state-dir; rekey reads keys from
-		 * files only until --from-store exists. */
-		case 'c': case 'd': break;
+		case 'c': o->config = optarg; break;
+		case 'd': o->state_dir = optarg; break;
+		case 'S': o->store = optarg; break;
+		case 'M': o->master_key = optarg; break;
+		case 'P': o->master_pass_file = optarg; break;
+		case 'r': o->resync_cmd = optarg; break;
+		case 'N': o->store_new = true; break;
+		case 'D': add_str(&o->drop_files, &o->n_drop, optarg); break;
+		case 'K': o->keep_old = true; break;
 		case 'o': add_str(&o->old_files, &o->n_old, optarg); break;
 		case 'n': add_str(&o->new_files, &o->n_new, optarg); break;
 		case 'p': o->passphrase_file = optarg; break;
@@ -91,7 +129,10 @@ static int rekey_parse(int argc, char **argv, struct rekey_opts *o, int nargs)
 		default: rekey_usage(stderr); return -1;
 		}
 	}
-	if (optind != argc - nargs || o->n_old == 0 || o->n_new == 0) {
+	/* rekey-msg (no ADDR) has no store to take keys from or give them to */
+	bool store_ok = nargs > 0 || (!o->from_store && !o->store_new);
+	if (optind != argc - nargs || (o->n_old == 0 && !o->from_store) || o->n_new == 0 ||
+	    !store_ok || (o->store_new && o->n_new != 1)) {
 		rekey_usage(stderr);
 		return -1;
 	}
@@ -183,10 +224,32 @@ static void free_keys(struct rekey_keys *k)
 {
 	sg_pgp_keyring_free(&k->pgp_old);
 	sg_pgp_keyring_free(&k->pgp_new);
+	sg_pgp_keyring_free(&k->pgp_drop);
 	sg_cms_party_free(&k->cms_old);
 	sg_cms_party_free(&k->cms_new);
 	if (k->passphrase != NULL)
 		sg_secret_free(&k->passphrase, strlen(k->passphrase));
+}
+
+/* --drop-key: public keys (any number) whose PKESKs are removed. */
+static int load_drop(const char *path, struct rekey_keys *k)
+{
+	struct sg_buf b;
+	struct sg_error err = SG_ERROR_INIT;
+	struct sg_pgp_keyring *one = NULL;
+	int r = -1;
+	sg_buf_init(&b, KEYFILE_MAX);
+	if (read_file(path, &b) < 0)
+		sg_error_set(&err, "%s", strerror(errno));
+	else
+		r = sg_pgp_keyring_load(b.data, b.len, NULL, &one, &err);
+	if (r > 0)
+		sg_pgp_keyring_merge(&k->pgp_drop, &one);
+	else
+		fprintf(stderr, "sealgate rekey: --drop-key %s: %s\n", path, sg_error_msg(&err));
+	sg_error_clear(&err);
+	sg_buf_free(&b);
+	return r;
 }
 
 static int load_all_keys(const struct rekey_opts *o, struct rekey_keys *k)
@@ -199,7 +262,162 @@ static int load_all_keys(const struct rekey_opts *o, struct rekey_keys *k)
 	for (size_t i = 0; i < o->n_new; i++)
 		if (load_one(o->new_files[i], false, k) < 0)
 			return -1;
+	for (size_t i = 0; i < o->n_drop; i++)
+		if (load_drop(o->drop_files[i], k) < 0)
+			return -1;
+	k->keep_old = o->keep_old;
 	return 1;
+}
+
+/* ---- the key store (--from-store, --store-new) ---- */
+
+struct store_ctx {
+	struct sg_config cfg;
+	struct sg_store *store;
+	struct sg_master_key *mk;
+	struct sg_pgp_meta new_meta;  /* --store-new: the new key, read before the walk */
+	bool have_meta;
+};
+
+static void store_ctx_clear(struct store_ctx *sc)
+{
+	if (sc->have_meta)
+		sg_pgp_meta_clear(&sc->new_meta);
+	sg_master_key_free(&sc->mk);
+	sg_store_close(&sc->store);
+	sg_config_clear(&sc->cfg);
+}
+
+/* -c and --state-dir; then the store when it is needed. 1; -1 (printed). */
+static int open_config(const struct rekey_opts *o, struct store_ctx *sc)
+{
+	struct sg_error err = SG_ERROR_INIT;
+	int ret = -1;
+	sg_config_defaults(&sc->cfg);
+	if ((o->config != NULL && sg_config_load(&sc->cfg, o->config, &err) < 0) ||
+	    (o->state_dir != NULL && sg_config_set(&sc->cfg, "state_dir", o->state_dir, &err) < 0))
+		goto out;
+	if ((o->from_store || o->store_new) &&
+	    sg_store_open_config(&sc->cfg, o->store, &sc->store, &err) < 0)
+		goto out;
+	ret = 1;
+out:
+	if (ret < 0)
+		fprintf(stderr, "sealgate rekey: %s\n", sg_error_msg(&err));
+	sg_error_clear(&err);
+	return ret;
+}
+
+struct secret_load {
+	const char *passphrase;
+	struct sg_pgp_keyring *kr;
+};
+
+static int take_secret(void *ctx, const struct sg_store_key *row, const unsigned char *plain,
+		       size_t len, struct sg_error *why)
+{
+	struct secret_load *sl = ctx;
+	struct sg_pgp_keyring *one = NULL;
+	(void)row;
+	if (sg_pgp_keyring_load(plain, len, sl->passphrase, &one, why) < 0)
+		return -1; /* a stored key we cannot open is an error, not a skip */
+	sg_pgp_keyring_merge(&sl->kr, &one);
+	return 0; /* go on: every stored key of the user may be an old one */
+}
+
+/* The user's sealed secret keys join the old keyring. 1; -1 (printed). */
+static int load_store_keys(const struct rekey_opts *o, const char *addr, struct store_ctx *sc,
+			   struct rekey_keys *k)
+{
+	struct sg_error err = SG_ERROR_INIT;
+	struct secret_load sl = { k->passphrase, NULL };
+	size_t opened = 0;
+	int ret = -1;
+	if (sg_keys_master_load(&sc->cfg, o->master_key, o->master_pass_file, &sc->mk, &err) < 0)
+		goto out;
+	if (sg_keys_each_secret(sc->store, sc->mk, addr, "pgp", SG_KEYS_PGP_SECRET, take_secret, &sl,
+				&opened, &err) < 0)
+		goto out;
+	if (opened == 0) {
+		sg_error_set(&err, "%s: no secret key in the store", addr);
+		goto out;
+	}
+	sg_pgp_keyring_merge(&k->pgp_old, &sl.kr);
+	ret = 1;
+out:
+	if (ret < 0)
+		fprintf(stderr, "sealgate rekey: --from-store: %s\n", sg_error_msg(&err));
+	sg_pgp_keyring_free(&sl.kr);
+	sg_error_clear(&err);
+	return ret;
+}
+
+/* --store-new, before the walk: the new key must carry ADDR. 1; -1 (printed). */
+static int check_new_key(const struct rekey_opts *o, const char *addr, struct store_ctx *sc)
+{
+	struct sg_buf b;
+	struct sg_error err = SG_ERROR_INIT;
+	char *norm = sg_keys_normalize_addr(addr, &err);
+	int ret = -1;
+	sg_buf_init(&b, KEYFILE_MAX);
+	if (norm == NULL)
+		goto out;
+	if (read_file(o->new_files[0], &b) < 0) {
+		sg_error_set(&err, "%s: %s", o->new_files[0], strerror(errno));
+		goto out;
+	}
+	if (sg_pgp_meta_read(b.data, b.len, &sc->new_meta, &err) < 0)
+		goto out;
+	sc->have_meta = true;
+	for (size_t i = 0; i < sc->new_meta.n_addrs && ret < 0; i++)
+		if (strcmp(sc->new_meta.addrs[i], norm) == 0)
+			ret = 1;
+	if (ret < 0)
+		sg_error_set(&err, "new key %s has no user ID <%s>", sc->new_meta.fingerprint, norm);
+out:
+	if (ret < 0)
+		fprintf(stderr, "sealgate rekey: --store-new: %s\n", sg_error_msg(&err));
+	sg_buf_free(&b);
+	free(norm);
+	sg_error_clear(&err);
+	return ret;
+}
+
+/* --store-new, after a walk with no failure: the new public key becomes the
+ * user's OpenPGP key (delivery seals to it); the other OpenPGP public rows
+ * go in the same transaction, their sealed secrets stay. 1; -1 (printed). */
+static int store_new_key(const char *addr, struct store_ctx *sc)
+{
+	struct sg_error err = SG_ERROR_INIT;
+	struct sg_store_key *rows = NULL;
+	const struct sg_pgp_meta *m = &sc->new_meta;
+	char *norm = sg_keys_normalize_addr(addr, &err);
+	size_t n = 0;
+	int ret = -1;
+	if (norm == NULL || sg_store_key_list(sc->store, norm, &rows, &n, &err) < 0 ||
+	    sg_store_begin(sc->store, &err) < 0)
+		goto out;
+	if (sg_keys_put_public(sc->store, norm, m->fingerprint, "pgp", m->expires, "rekey", "local",
+			       m->public_data, m->public_len, &err) < 0)
+		goto rollback;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(rows[i].kind, "pgp") == 0 && strcmp(rows[i].fingerprint, m->fingerprint) != 0 &&
+		    sg_store_key_delete(sc->store, norm, rows[i].fingerprint, &err) < 0)
+			goto rollback;
+	if (sg_store_commit(sc->store, &err) < 0)
+		goto out;
+	fprintf(stderr, "sealgate rekey: %s: the store now seals to %s\n", norm, m->fingerprint);
+	ret = 1;
+	goto out;
+rollback:
+	sg_store_rollback(sc->store);
+out:
+	if (ret < 0)
+		fprintf(stderr, "sealgate rekey: --store-new: %s\n", sg_error_msg(&err));
+	sg_store_keys_free(&rows, n);
+	free(norm);
+	sg_error_clear(&err);
+	return ret;
 }
 
 int cmd_rekey_msg(int argc, char **argv)
@@ -227,7 +445,8 @@ int cmd_rekey_msg(int argc, char **argv)
 		fprintf(stderr, "sealgate rekey-msg: reading stdin failed or message too large\n");
 		goto out;
 	}
-	struct sg_rekey_keys rk = { k.pgp_old, k.pgp_new, k.cms_old, k.cms_new };
+	struct sg_rekey_keys rk = { k.pgp_old, k.pgp_new, k.cms_old, k.cms_new, k.pgp_drop,
+				   k.keep_old };
 	int r = sg_rekey_message(in.data, in.len, &rk, &out, &info, &err);
 	if (r < 0) {
 		fprintf(stderr, "sealgate rekey-msg: %s\n", sg_error_msg(&err));
@@ -268,15 +487,11 @@ struct walk {
 	size_t n_paths;
 	size_t n_ok, n_skip, n_fail, n_earlier;
 	struct sg_buf reasons;  /* "skipped|failed: name: reason" lines */
+	struct sg_buf in, out;  /* reused for every message: no regrowth, no fresh pages */
 	bool tty;
 	struct timespec t0;
 };
 
-/* The unique part of a Maildir name: up to the first ',' or ':'. */
-static char *base_name(const char *name)
-{
-	return sg_strndup(name, strcspn(name, ",:"));
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -286,7 +501,7 @@ static int cmp_str(const void *a, const void *b)
 /* w->done is sorted (open_journal). */
 static bool done_earlier(const struct walk *w, const char *name)
 {
-	char *b = base_name(name);
+	char *b = sg_maildir_base(name);
 	bool found = w->n_done > 0 && bsearch(&b, w->done, w->n_done, sizeof(*w->done), cmp_str) != NULL;
 	free(b);
 	return found;
@@ -294,12 +509,17 @@ static bool done_earlier(const struct walk *w, const char *name)
 
 /* New name: the same base and flags with S= (file size) and W= (size with
  * CRLF line ends, RFC 822 size) rewritten when present. */
+/* Line ends that are a bare LF (each one more octet with CRLF). */
+static size_t bare_lf_count(const unsigned char *data, size_t len)
+{
+	size_t n = 0;
+	for (const unsigned char *p = data, *end = data + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+		n += p == data || p[-1] != '\r';
+	return n;
+}
+
 static char *fixed_name(const char *name, const unsigned char *data, size_t len)
 {
-	size_t bare_lf = 0;
-	for (size_t i = 0; i < len; i++)
-		if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r'))
-			bare_lf++;
 	struct sg_buf b;
 	sg_buf_init(&b, 4096);
 	const char *p = name;
@@ -312,7 +532,7 @@ static char *fixed_name(const char *name, const unsigned char *data, size_t len)
 		if (p != name && seg_end - p > 2 && strncmp(p, "S=", 2) == 0)
 			ok = sg_buf_printf(&b, "S=%zu", len);
 		else if (p != name && seg_end - p > 2 && strncmp(p, "W=", 2) == 0)
-			ok = sg_buf_printf(&b, "W=%zu", len + bare_lf);
+			ok = sg_buf_printf(&b, "W=%zu", len + bare_lf_count(data, len));
 		else
 			ok = sg_buf_append(&b, p, (size_t)(seg_end - p));
 		if (ok && comma)
@@ -337,11 +557,20 @@ static int fsync_dir(const char *dir)
 	return r;
 }
 
-static int write_tmp(const char *path, const unsigned char *data, size_t len)
+/* like: the original's owner and mode, kept so that the mailbox server
+ * (Dovecot runs as the mail user, we as root) can still read it. */
+static int write_tmp(const char *path, const unsigned char *data, size_t len,
+		     const struct stat *like)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
+	if (like != NULL && ((like->st_uid != geteuid() && fchown(fd, like->st_uid, like->st_gid) < 0) ||
+			     fchmod(fd, like->st_mode & 0777) < 0)) {
+		close(fd);
+		unlink(path);
+		return -1;
+	}
 	size_t off = 0;
 	while (off < len) {
 		ssize_t n = write(fd, data + off, len - off);
@@ -367,7 +596,7 @@ static int write_tmp(const char *path, const unsigned char *data, size_t len)
  * anyway), so the I/O per message stays that of a plain copy. */
 static void journal(struct walk *w, const char *what, const char *name)
 {
-	char *b = base_name(name);
+	char *b = sg_maildir_base(name);
 	fprintf(w->journal, "%s %s\n", what, b);
 	fflush(w->journal);
 	free(b);
@@ -379,32 +608,37 @@ static void note(struct walk *w, const char *kind, const char *rel, const char *
 		sg_buf_reset(&w->reasons); /* keep going; counts stay right */
 }
 
-/* Replace dir/name by data: tmp/ file, fsync, rename over the original
- * (the one atomic step: the message is either old or new, never both or
- * neither), fsync the folder, then the size fields of its name. 1; -1. */
+/* Replace the message by data: tmp/ file, fsync, exchange with the
+ * original (the one atomic step: the message is either old or new, never
+ * both or neither), fsync the folder, then the size fields of its name.
+ * *sub, *name: where it was read; followed when the mailbox server renames
+ * it meanwhile, so the flags it set are kept. 1; -1. */
 static int replace_msg(struct walk *w, const char *folder, const char *sub, const char *name,
 		       const unsigned char *data, size_t len, const char **why_r)
 {
 	char *tmp = sg_asprintf("%s/tmp/%s.rekey-%ld", folder, name, (long)getpid());
-	char *dir = sg_asprintf("%s/%s", folder, sub);
-	char *path = sg_asprintf("%s/%s", dir, name);
-	char *nn = fixed_name(name, data, len);
-	char *npath = sg_asprintf("%s/%s", dir, nn);
+	char *path = sg_asprintf("%s/%s/%s", folder, sub, name);
+	char *cur = NULL, *dir = NULL, *nn = NULL, *npath = NULL;
+	struct sg_error err = SG_ERROR_INIT;
 	int ret = -1;
-	if (write_tmp(tmp, data, len) < 0) {
+	struct stat st;
+	bool have_st = stat(path, &st) == 0;
+	if (write_tmp(tmp, data, len, have_st ? &st : NULL) < 0) {
 		*why_r = "writing tmp/ file failed";
 		goto out;
 	}
 	journal(w, "begin", name);
-	/* Exchange, not rename: if Dovecot renamed the file meanwhile (new
-	 * flags) a plain rename would bring back a second copy. */
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) < 0) {
-		*why_r = errno == ENOENT ? "renamed by someone else meanwhile; run again" : "rename failed";
-		unlink(tmp);
+	int r = sg_maildir_replace(folder, sub, name, tmp, &sub, &cur, &err);
+	if (r <= 0) {
+		*why_r = r == 0 ? "expunged meanwhile" : "replacing the file failed";
 		goto out;
 	}
-	unlink(tmp); /* now the old content */
-	if (strcmp(nn, name) != 0 && rename(path, npath) < 0) {
+	dir = sg_asprintf("%s/%s", folder, sub);
+	free(path);
+	path = sg_asprintf("%s/%s", dir, cur);
+	nn = fixed_name(cur, data, len);
+	npath = sg_asprintf("%s/%s", dir, nn);
+	if (strcmp(nn, cur) != 0 && rename(path, npath) < 0) {
 		*why_r = "size fields not fixed (rename failed)";
 		goto out;
 	}
@@ -412,9 +646,11 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 	journal(w, "done", name);
 	ret = 1;
 out:
+	sg_error_clear(&err);
 	free(tmp);
-	free(dir);
 	free(path);
+	free(cur);
+	free(dir);
 	free(nn);
 	free(npath);
 	return ret;
@@ -425,21 +661,37 @@ static void one_message(struct walk *w, const char *rel)
 	/* rel: "<folder>/<cur|new>/<name>" relative to nothing: full path */
 	const char *slash = strrchr(rel, '/');
 	char *dir = sg_strndup(rel, (size_t)(slash - rel));
-	const char *name = slash + 1;
 	const char *sub = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
 	char *folder = sg_strndup(dir, (size_t)(sub - dir) - (sub > dir ? 1 : 0));
-	struct sg_buf in, out;
+	char *name = sg_strdup(slash + 1), *moved = NULL;
+	struct sg_buf *in = &w->in, *out = &w->out;
 	struct sg_error err = SG_ERROR_INIT;
 	struct sg_rekey_info info;
 	const char *why = NULL;
-	sg_buf_init(&in, REKEY_MSG_MAX);
-	sg_buf_init(&out, REKEY_MSG_MAX + REKEY_MSG_MAX / 2);
-	if (read_file(rel, &in) < 0) {
+	sg_buf_reset(in);
+	sg_buf_reset(out);
+	int r = read_file(rel, in);
+	if (r < 0 && errno == ENOENT) {
+		/* renamed since the listing: follow it by its base name */
+		char *base = sg_maildir_base(name);
+		if (sg_maildir_locate(folder, base, &sub, &moved) > 0) {
+			char *p = sg_asprintf("%s/%s/%s", folder, sub, moved);
+			sg_buf_reset(in);
+			r = read_file(p, in);
+			free(p);
+			free(name);
+			name = sg_strdup(moved);
+		} else {
+			errno = ENOENT;
+		}
+		free(base);
+	}
+	if (r < 0) {
 		w->n_fail++;
-		note(w, "failed", rel, errno == ENOENT ? "vanished (renamed or expunged); run again" : "unreadable");
+		note(w, "failed", rel, errno == ENOENT ? "vanished (expunged); run again" : "unreadable");
 		goto out;
 	}
-	int r = sg_rekey_message(in.data, in.len, w->keys, &out, &info, &err);
+	r = sg_rekey_message(in->data, in->len, w->keys, out, &info, &err);
 	if (r < 0) {
 		w->n_fail++;
 		note(w, "failed", rel, sg_error_msg(&err));
@@ -450,7 +702,7 @@ static void one_message(struct walk *w, const char *rel)
 			w->n_skip++;
 			note(w, "skipped", rel, info.skip_reason);
 		}
-	} else if (replace_msg(w, folder, sub, name, out.data, out.len, &why) < 0) {
+	} else if (replace_msg(w, folder, sub, name, out->data, out->len, &why) < 0) {
 		w->n_fail++;
 		note(w, "failed", rel, why);
 	} else {
@@ -458,10 +710,10 @@ static void one_message(struct walk *w, const char *rel)
 	}
 out:
 	sg_error_clear(&err);
-	sg_buf_free(&in);
-	sg_buf_free(&out);
 	free(dir);
 	free(folder);
+	free(name);
+	free(moved);
 }
 
 static void list_sub(struct walk *w, const char *folder, const char *sub)
@@ -570,31 +822,82 @@ static void progress(const struct walk *w, size_t i)
 	fflush(stderr);
 }
 
+/* Is a key of the configured recovery key file among the old keys? 1/0;
+ * -1 unreadable (printed; then the old key's PKESKs go as usual). */
+static int recovery_is_old(const char *file, const struct sg_pgp_keyring *old)
+{
+	struct sg_buf b;
+	struct sg_error err = SG_ERROR_INIT;
+	struct sg_pgp_keyring *rec = NULL;
+	int ret = 0;
+	if (file == NULL || file[0] == '\0' || old == NULL)
+		return 0;
+	sg_buf_init(&b, KEYFILE_MAX);
+	if (read_file(file, &b) < 0 || sg_pgp_keyring_load(b.data, b.len, NULL, &rec, &err) < 0) {
+		fprintf(stderr, "sealgate rekey: recovery_key %s: %s\n", file,
+			err.msg != NULL ? err.msg : strerror(errno));
+		ret = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < sg_pgp_keyring_count(rec) && ret == 0; i++)
+		for (size_t j = 0; j < sg_pgp_keyring_count(old) && ret == 0; j++)
+			ret = memcmp(sg_pgp_keyring_fpr(rec, i), sg_pgp_keyring_fpr(old, j), 20) == 0;
+out:
+	sg_pgp_keyring_free(&rec);
+	sg_error_clear(&err);
+	sg_buf_free(&b);
+	return ret;
+}
+
+/* Tell the mailbox server (Dovecot indexes names and sizes). -1 printed. */
+static int resync(const char *cmd, const char *addr, const char *maildir)
+{
+	struct sg_error err = SG_ERROR_INIT;
+	int r = 1;
+	if (cmd != NULL && cmd[0] != '\0' && (r = sg_maildir_resync(cmd, addr, maildir, &err)) < 0)
+		fprintf(stderr, "sealgate rekey: %s\n", sg_error_msg(&err));
+	sg_error_clear(&err);
+	return r;
+}
+
 int cmd_rekey(int argc, char **argv)
 {
 	struct rekey_opts o;
 	struct rekey_keys k;
+	struct store_ctx sc;
 	struct walk w;
 	int ret = SG_EXIT_USAGE;
 	memset(&o, 0, sizeof(o));
 	memset(&k, 0, sizeof(k));
+	memset(&sc, 0, sizeof(sc));
 	memset(&w, 0, sizeof(w));
 	sg_buf_init(&w.reasons, 16 << 20);
+	sg_buf_init(&w.in, REKEY_MSG_MAX);
+	sg_buf_init(&w.out, REKEY_MSG_MAX + REKEY_MSG_MAX / 2);
 	int pr = rekey_parse(argc, argv, &o, 1);
 	if (pr <= 0) {
 		ret = pr == 0 ? SG_EXIT_OK : SG_EXIT_USAGE;
 		goto out;
 	}
 	const char *addr = argv[argc - 1];
-	if (o.from_store || o.maildir == NULL) {
-		fprintf(stderr, "sealgate rekey: %s: only --maildir DIR is supported (no message store yet)\n", addr);
+	if (o.maildir == NULL) {
+		fprintf(stderr, "sealgate rekey: %s: give the user's mail as --maildir DIR\n", addr);
 		goto out;
 	}
-	ret = SG_EXIT_BAD_KEY;
-	if (load_all_keys(&o, &k) < 0)
+	ret = SG_EXIT_CONFIG;
+	if (open_config(&o, &sc) < 0)
 		goto out;
+	ret = SG_EXIT_BAD_KEY;
+	if (load_all_keys(&o, &k) < 0 || (o.from_store && load_store_keys(&o, addr, &sc, &k) < 0) ||
+	    (o.store_new && check_new_key(&o, addr, &sc) < 0))
+		goto out;
+	if (!k.keep_old && recovery_is_old(sc.cfg.recovery_key, k.pgp_old) > 0) {
+		k.keep_old = true;
+		fprintf(stderr, "sealgate rekey: the old key is the recovery key: its PKESKs stay\n");
+	}
 	ret = SG_EXIT_FAIL;
-	struct sg_rekey_keys rk = { k.pgp_old, k.pgp_new, k.cms_old, k.cms_new };
+	struct sg_rekey_keys rk = { k.pgp_old, k.pgp_new, k.cms_old, k.cms_new, k.pgp_drop,
+				   k.keep_old };
 	w.root = o.maildir;
 	w.keys = &rk;
 	w.tty = isatty(STDERR_FILENO);
@@ -615,6 +918,12 @@ int cmd_rekey(int argc, char **argv)
 	fprintf(stderr, "sealgate rekey: %s: %zu done, %zu done earlier, %zu skipped, %zu failed (%.1f s)\n%s",
 		addr, w.n_ok, w.n_earlier, w.n_skip, w.n_fail, elapsed(&w.t0), sg_buf_str(&w.reasons));
 	ret = w.n_fail == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
+	if (resync(o.resync_cmd != NULL ? o.resync_cmd : sc.cfg.rekey_resync_cmd, addr, o.maildir) < 0)
+		ret = SG_EXIT_FAIL;
+	if (o.store_new && w.n_fail > 0)
+		fprintf(stderr, "sealgate rekey: --store-new: not done, %zu message(s) failed\n", w.n_fail);
+	else if (o.store_new && store_new_key(addr, &sc) < 0)
+		ret = SG_EXIT_FAIL;
 out:
 	if (w.journal != NULL)
 		fclose(w.journal);
@@ -625,8 +934,12 @@ out:
 	free(w.paths);
 	free(w.done);
 	sg_buf_free(&w.reasons);
+	sg_buf_free(&w.in);
+	sg_buf_free(&w.out);
 	free_keys(&k);
+	store_ctx_clear(&sc);
 	free(o.old_files);
 	free(o.new_files);
+	free(o.drop_files);
 	return ret;
 }

@@ -28,13 +28,16 @@
 static const char usage[] =
 	"usage: sealgate seal-mailbox ADDR --maildir DIR [--key FILE]\n"
 	"                             [-c FILE] [--state-dir DIR] [--store SPEC] [--subject TEXT]\n"
+	"                             [--resync-cmd CMD]\n"
 	"\n"
 	"Seal every not yet encrypted message in DIR/new and DIR/cur to ADDR's key\n"
 	"(--key FILE, else the key store), one message at a time: the sealed copy is\n"
 	"written to DIR/tmp, fsynced and renamed over the original, keeping its base\n"
 	"name and flags (S= and W= are updated). Already encrypted messages are\n"
-	"skipped, so running it again resumes. Tell Dovecot afterwards:\n"
-	"  doveadm force-resync -u USER INBOX\n"
+	"skipped, so running it again resumes. recovery_key (config) is added as a\n"
+	"second recipient. Tell Dovecot afterwards: --resync-cmd CMD (or\n"
+	"rekey_resync_cmd) runs with $1 = ADDR, $2 = DIR, e.g.\n"
+	"  --resync-cmd 'doveadm force-resync -u \"$1\" \"*\"'\n"
 	"Exit: 0 all done or skipped, 1 some failed, 2 no key, 64 usage.\n";
 
 struct failure {
@@ -45,7 +48,9 @@ struct failure {
 struct job {
 	const char *maildir;
 	struct sg_key *key;
+	struct sg_key *recovery;  /* recovery_key or NULL */
 	const char *subject;
+	const char *resync_cmd;
 	char **paths;        /* sub/name relative to maildir */
 	size_t n_paths;
 	size_t done, skipped_enc, failed;
@@ -148,9 +153,9 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 	char *tmp = sg_asprintf("%s/tmp/%s", j->maildir, base);
 	char *orig = sg_asprintf("%s/%s", j->maildir, rel);
 	const char *slash = strchr(rel, '/');
-	char *subdir = sg_asprintf("%s/%.*s", j->maildir, (int)(slash - rel), rel);
-	char *newname = rename_for(slash + 1, sg_maildir_lf_size(data, len), len);
-	char *dst = sg_asprintf("%s/%s", subdir, newname);
+	char *sub = sg_strndup(rel, (size_t)(slash - rel));
+	char *cur = NULL, *subdir = NULL, *newname = NULL, *from = NULL, *dst = NULL;
+	const char *now_sub = sub;
 	int fd = -1, ret = -1;
 	struct stat st;
 
@@ -167,23 +172,25 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 		goto out;
 	close(fd);
 	fd = -1;
-	/* The mailbox server may have moved it (new -> cur, flags) meanwhile:
-	 * then leave it; a later run finds it under its new name. */
-	if (stat(orig, &st) < 0) {
-		sg_error_set(err, "moved while sealing (run again)");
+	/* In place of the original under its own name, in one step (the
+	 * plaintext is gone as the sealed copy appears), following it if the
+	 * mailbox server renamed it meanwhile. Then the size fields; a crash
+	 * in between leaves a sealed file with stale S=/W=, which the next
+	 * run fixes (fix_sizes()). */
+	int r = sg_maildir_replace(j->maildir, sub, slash + 1, tmp, &now_sub, &cur, err);
+	if (r <= 0) {
+		if (r == 0)
+			sg_error_set(err, "expunged while sealing");
 		goto out;
 	}
-	/* Over the original first, under its own name: at no moment are there
-	 * two copies. Then the size fields; a crash in between leaves a sealed
-	 * file with stale S=/W=, which the next run fixes (fix_sizes()). */
-	if (rename(tmp, orig) < 0) {
-		sg_error_set(err, "rename: %s", strerror(errno));
-		goto out;
-	}
+	subdir = sg_asprintf("%s/%s", j->maildir, now_sub);
 	if (sg_maildir_sync_dir(subdir, err) < 0)
 		goto out;
-	if (strcmp(dst, orig) != 0) {
-		if (rename(orig, dst) < 0) {
+	newname = rename_for(cur, sg_maildir_lf_size(data, len), len);
+	if (strcmp(newname, cur) != 0) {
+		from = sg_asprintf("%s/%s", subdir, cur);
+		dst = sg_asprintf("%s/%s", subdir, newname);
+		if (rename(from, dst) < 0) {
 			sg_error_set(err, "rename to %s: %s", newname, strerror(errno));
 			goto out;
 		}
@@ -195,12 +202,15 @@ out:
 	if (fd >= 0)
 		close(fd);
 	if (ret < 0)
-		unlink(tmp);
+		unlink(tmp); /* already gone once replaced */
 	free(base);
 	free(tmp);
 	free(orig);
+	free(sub);
+	free(cur);
 	free(subdir);
 	free(newname);
+	free(from);
 	free(dst);
 	return ret;
 }
@@ -241,9 +251,27 @@ static void add_failure(struct job *j, const char *rel, const char *reason)
 	j->fails[j->failed++].reason = sg_strdup(reason);
 }
 
+/* rel ("sub/name") renamed since the listing (the mailbox server moved
+ * it to cur/ or changed its flags): its new rel, owned; NULL if gone. */
+static char *follow(const struct job *j, const char *rel)
+{
+	char *base = sg_maildir_base(strchr(rel, '/') + 1), *name = NULL, *now = NULL;
+	const char *sub = NULL;
+	if (sg_maildir_locate(j->maildir, base, &sub, &name) > 0) {
+		now = sg_asprintf("%s/%s", sub, name);
+		if (strcmp(now, rel) == 0) { /* not moved: unreadable as it is */
+			free(now);
+			now = NULL;
+		}
+	}
+	free(base);
+	free(name);
+	return now;
+}
+
 static void seal_one(struct job *j, const char *rel)
 {
-	char *path = sg_asprintf("%s/%s", j->maildir, rel);
+	char *path = sg_asprintf("%s/%s", j->maildir, rel), *moved = NULL;
 	struct sg_buf msg;
 	struct sg_error err = SG_ERROR_INIT;
 	unsigned char *sealed = NULL;
@@ -252,10 +280,19 @@ static void seal_one(struct job *j, const char *rel)
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 
 	sg_buf_init(&msg, 2 * MSG_MAX);
-	if (read_file(path, &msg, &err) < 0)
-		goto failed;
-	if (sg_deliver_seal(msg.data, msg.len, j->key, j->subject, &sealed, &slen, &outcome, &st,
-			    &err) < 0) {
+	if (read_file(path, &msg, &err) < 0) {
+		if ((moved = follow(j, rel)) == NULL)
+			goto failed;
+		rel = moved;
+		free(path);
+		path = sg_asprintf("%s/%s", j->maildir, rel);
+		sg_buf_reset(&msg);
+		sg_error_clear(&err);
+		if (read_file(path, &msg, &err) < 0)
+			goto failed;
+	}
+	if (sg_deliver_seal(msg.data, msg.len, j->key, j->recovery, j->subject, &sealed, &slen,
+			    &outcome, &st, &err) < 0) {
 		sg_error_prefix(&err, "%s", sg_crypto_status_name(st));
 		goto failed;
 	}
@@ -274,6 +311,7 @@ failed:
 out:
 	free(sealed);
 	free(path);
+	free(moved);
 	sg_buf_free(&msg);
 	sg_error_clear(&err);
 }
@@ -355,6 +393,7 @@ int cmd_seal_mailbox(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "store", required_argument, NULL, 's' },
 		{ "subject", required_argument, NULL, 'j' },
+		{ "resync-cmd", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -376,6 +415,7 @@ int cmd_seal_mailbox(int argc, char **argv)
 		case 'S': state_dir = optarg; break;
 		case 's': store = optarg; break;
 		case 'j': subject = optarg; break;
+		case 'r': j.resync_cmd = optarg; break;
 		case 'h': fputs(usage, stdout); ret = SG_EXIT_OK; goto out;
 		default: fputs(usage, stderr); goto out;
 		}
@@ -391,9 +431,16 @@ int cmd_seal_mailbox(int argc, char **argv)
 		goto out;
 	}
 	j.subject = subject != NULL ? subject : cfg.deliver_subject;
+	if (j.resync_cmd == NULL)
+		j.resync_cmd = cfg.rekey_resync_cmd;
 	int r = load_key(argv[optind], key_file, &cfg, store, &j.key);
 	if (r < 0) {
 		ret = -r;
+		goto out;
+	}
+	if (sg_deliver_recovery_load(cfg.recovery_key, &j.recovery, &err) < 0) {
+		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
+		ret = SG_EXIT_CONFIG;
 		goto out;
 	}
 	ret = SG_EXIT_FAIL;
@@ -410,6 +457,10 @@ int cmd_seal_mailbox(int argc, char **argv)
 	}
 	summary(&j);
 	ret = j.failed == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
+	if (j.resync_cmd[0] != '\0' && sg_maildir_resync(j.resync_cmd, argv[optind], j.maildir, &err) < 0) {
+		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
+		ret = SG_EXIT_FAIL;
+	}
 out:
 	for (size_t i = 0; i < j.n_paths; i++)
 		free(j.paths[i]);
@@ -420,6 +471,7 @@ out:
 	}
 	free(j.fails);
 	sg_key_free(&j.key);
+	sg_key_free(&j.recovery);
 	sg_config_clear(&cfg);
 	sg_error_clear(&err);
 	return ret;

@@ -155,6 +155,10 @@ static const struct setting settings[] = {
 	  "outer Subject of sealed copies (the real one is protected inside)" },
 	{ "deliver_key_cache_ttl", T_TIME, "60s", 0, 3600, F(deliver_key_cache_ttl), NULL,
 	  "reuse a recipient's key found in the store for this long (0: look it up for every message)" },
+	{ "recovery_key", T_STR, "", 0, 0, F(recovery_key), NULL,
+	  "OpenPGP public key file of the escrow: an extra recipient of every copy sealed at rest (doc/at-rest.md; empty: none)" },
+	{ "rekey_resync_cmd", T_STR, "", 0, 0, F(rekey_resync_cmd), NULL,
+	  "shell command run after rekey/seal-mailbox changed a Maildir, $1 = the user, $2 = the Maildir (e.g. doveadm force-resync -u \"$1\" '*')" },
 	{ "lookup_order", T_STR, "", 0, 0, F(lookup_order), NULL,
 	  "remote key sources asked when the store has no usable key, in order: wkd ldap dns "
 	  "(empty: none; each look-up tells a directory who gets mail)" },

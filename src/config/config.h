@@ -77,6 +77,8 @@ struct sg_config {
 	char *deliver_user_formats; /* "addr=pgp addr=smime ..." per-user preference */
 	char *deliver_subject;     /* outer Subject of sealed copies */
 	unsigned deliver_key_cache_ttl; /* seconds a found key is reused; 0 = look up every time */
+	char *recovery_key;        /* escrow OpenPGP public key file, extra recipient at rest; "" = none */
+	char *rekey_resync_cmd;    /* sh -c command after a Maildir changed ($1 user, $2 dir); "" = none */
 	/* Finding other people's keys (keys/remote.h) */
 	char *lookup_order;      /* "wkd ldap dns" (space separated), "" = no remote look-ups */
 	unsigned lookup_budget;  /* seconds for one address, all sources */

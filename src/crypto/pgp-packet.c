@@ -313,6 +313,55 @@ uint32_t sg_pgp_crc24(const unsigned char *p, size_t len)
 	return crc;
 }
 
+/* CRC-24 is linear over GF(2): for two messages of the same length the
+ * initial value cancels, so crc(new) = crc(old) ^ crc0(diff), diff being
+ * old ^ new (zero after the first n octets) and crc0 the CRC with a zero
+ * start. The trailing zeros are applied as a 24x24 bit matrix raised to
+ * the power of their bit count (zlib's crc32_combine does the same). */
+static uint32_t gf2_times(const uint32_t *mat, uint32_t vec)
+{
+	uint32_t sum = 0;
+	for (int i = 0; vec != 0; i++, vec >>= 1)
+		if (vec & 1)
+			sum ^= mat[i];
+	return sum;
+}
+
+static void gf2_square(uint32_t *sq, const uint32_t *mat)
+{
+	for (int i = 0; i < 24; i++)
+		sq[i] = gf2_times(mat, mat[i]);
+}
+
+uint32_t sg_pgp_crc24_patch(uint32_t old_crc, const unsigned char *old_prefix,
+			    const unsigned char *new_prefix, size_t n, size_t total)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, crc24_init);
+	uint32_t d = 0, a[24], b[24];
+	for (size_t i = 0; i < n; i++)
+		d = ((d << 8) ^ crc24_table[((d >> 16) ^ (old_prefix[i] ^ new_prefix[i])) & 0xff]) &
+		    0xffffff;
+	/* a: one zero bit (shift left, reduce by x^24 + 0x864cfb) */
+	for (int i = 0; i < 23; i++)
+		a[i] = (uint32_t)1 << (i + 1);
+	a[23] = 0x864cfb;
+	uint64_t bits = (uint64_t)(total - n) * 8;
+	uint32_t *cur = a, *next = b;
+	while (bits != 0 && d != 0) {
+		if (bits & 1)
+			d = gf2_times(cur, d);
+		bits >>= 1;
+		if (bits != 0) {
+			gf2_square(next, cur);
+			uint32_t *t = cur;
+			cur = next;
+			next = t;
+		}
+	}
+	return (old_crc ^ d) & 0xffffff;
+}
+
 void sg_pgp_armor_clear(struct sg_pgp_armor *armor)
 {
 	free(armor->label);

@@ -100,6 +100,11 @@ int sg_pgp_armor_write(const struct sg_pgp_armor *armor, const unsigned char *bi
 void sg_pgp_armor_clear(struct sg_pgp_armor *armor);
 /* CRC-24 of RFC 4880 s6.1. */
 uint32_t sg_pgp_crc24(const unsigned char *p, size_t len);
+/* The CRC-24 of a message of total octets that equals the one whose CRC
+ * is old_crc except in its first n octets (old_prefix -> new_prefix),
+ * without reading the rest. */
+uint32_t sg_pgp_crc24_patch(uint32_t old_crc, const unsigned char *old_prefix,
+			    const unsigned char *new_prefix, size_t n, size_t total);
 
 /* Key material given as armored text or binary packets: binary appended to
  * out either way. 1; -1. */

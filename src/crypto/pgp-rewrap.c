@@ -104,6 +104,23 @@ void sg_pgp_keyring_free(struct sg_pgp_keyring **krp)
 	*krp = NULL;
 }
 
+void sg_pgp_keyring_merge(struct sg_pgp_keyring **into, struct sg_pgp_keyring **from)
+{
+	struct sg_pgp_keyring *a = *into, *b = *from;
+	if (b == NULL)
+		return;
+	if (a == NULL) {
+		*into = b;
+		*from = NULL;
+		return;
+	}
+	a->keys = sg_reallocarray(a->keys, a->n + b->n, sizeof(*a->keys));
+	memcpy(a->keys + a->n, b->keys, b->n * sizeof(*b->keys));
+	a->n += b->n;
+	b->n = 0; /* the EVP_PKEYs now belong to a */
+	sg_pgp_keyring_free(from);
+}
+
 size_t sg_pgp_keyring_count(const struct sg_pgp_keyring *kr)
 {
 	return kr->n;
@@ -953,7 +970,7 @@ out:
 
 /* ---- message ---- */
 
-enum pk_role { ROLE_OTHER, ROLE_OLD, ROLE_NEW };
+enum pk_role { ROLE_OTHER, ROLE_OLD, ROLE_NEW, ROLE_DROP };
 
 struct pk_entry {
 	struct sg_pgp_packet pkt;
@@ -970,6 +987,22 @@ static bool is_wildcard(const unsigned char *kid)
 /* Classify one PKESK: does the old keyring own it (decrypting it into sk),
  * or is it already for the new key? 1 classified; -1 the old key's id but
  * it does not decrypt. */
+static int classify(struct pk_entry *e, const struct sg_pgp_keyring *old_kr,
+		    const unsigned char *new_fpr, struct sg_pgp_session_key *sk, bool *have_sk,
+		    struct sg_error *err);
+
+/* Is this PKESK addressed (by key id) to one of kr's keys? */
+static bool addressed_to(const struct pk_entry *e, const struct sg_pgp_keyring *kr)
+{
+	const unsigned char *b = e->pkt.body;
+	if (kr == NULL || b == NULL || e->pkt.body_len < 10 || b[0] != 3 || is_wildcard(b + 1))
+		return false;
+	for (size_t i = 0; i < kr->n; i++)
+		if (memcmp(b + 1, kr->keys[i].fpr + 12, 8) == 0)
+			return true;
+	return false;
+}
+
 static int classify(struct pk_entry *e, const struct sg_pgp_keyring *old_kr,
 		    const unsigned char *new_fpr, struct sg_pgp_session_key *sk, bool *have_sk,
 		    struct sg_error *err)
@@ -1020,68 +1053,108 @@ int sg_pgp_rewrap(const unsigned char *msg, size_t len, const struct sg_pgp_keyr
 		  const struct sg_pgp_keyring *new_kr, struct sg_buf *out,
 		  struct sg_pgp_rewrap_info *info_r, struct sg_error *err)
 {
-	struct pk_entry *ents = NULL;
-	size_t n = 0, pos = 0, data_off = 0;
-	struct sg_pgp_session_key sk;
-	bool have_sk = false, data_seen = false, new_already = false;
-	int r, ret = -1;
-	size_t out_start = out->len;
-	memset(info_r, 0, sizeof(*info_r));
-	memset(&sk, 0, sizeof(sk));
-	long ni = sg_pgp_keyring_encryption_key(new_kr);
-	if (ni < 0) {
-		sg_error_set(err, "new key has no usable encryption (sub)key (RSA or Curve25519)");
-		return -1;
-	}
-	const unsigned char *new_fpr = new_kr->keys[ni].fpr;
-	/* The session-key packets come before the encrypted data (s11.3). */
+	struct sg_pgp_rewrap_req req = { old_kr, new_kr, NULL, false, false };
+	return sg_pgp_rewrap_req(msg, len, &req, out, info_r, err);
+}
+
+/* Does this packet header octet (s4.2) start an encrypted data packet? */
+static bool is_data_tag(unsigned char c)
+{
+	unsigned tag = (c & 0x40) ? (c & 0x3fu) : ((c >> 2) & 0x0fu);
+	return (c & 0x80) && (tag == SG_PGP_TAG_SEIPD || tag == SG_PGP_TAG_SED || tag == SG_PGP_TAG_AEAD);
+}
+
+/* The session-key packets (RFC 4880 s11.3: they come before the encrypted
+ * data), classified; *data_off_r the encrypted data packet, whose body is
+ * framed (a truncated one is an error) but never looked into. */
+static int scan(const unsigned char *msg, size_t len, const struct sg_pgp_rewrap_req *req,
+		const unsigned char *new_fpr, struct pk_entry **ents_r, size_t *n_r,
+		size_t *data_off_r, struct sg_pgp_session_key *sk, bool *have_sk,
+		struct sg_error *err)
+{
 	struct sg_pgp_packet pkt;
-	/* The encrypted data packet is framed (so a truncated one is an
-	 * error) but its body is never looked into. */
-	while ((r = sg_pgp_packet_next(msg, len, &pos, &pkt, err)) > 0) {
+	size_t pos = 0;
+	int r;
+	for (;;) {
+		if (req->prefix_only && pos < len && is_data_tag(msg[pos])) {
+			*data_off_r = pos;
+			return 1;
+		}
+		if ((r = sg_pgp_packet_next(msg, len, &pos, &pkt, err)) <= 0)
+			break;
 		if (pkt.tag == SG_PGP_TAG_SEIPD || pkt.tag == SG_PGP_TAG_SED ||
 		    pkt.tag == SG_PGP_TAG_AEAD) {
-			data_seen = true;
-			data_off = pkt.off;
-			break;
+			*data_off_r = pkt.off;
+			return 1;
 		}
 		if (pkt.tag != SG_PGP_TAG_PKESK && pkt.tag != SG_PGP_TAG_SKESK &&
 		    pkt.tag != SG_PGP_TAG_MARKER) {
 			sg_error_set(err, "unexpected packet tag %d before the encrypted data", pkt.tag);
-			goto out;
+			return -1;
 		}
-		ents = sg_reallocarray(ents, n + 1, sizeof(*ents));
-		ents[n].pkt = pkt;
-		ents[n].role = ROLE_OTHER;
-		ents[n].wildcard = false;
-		if (pkt.tag == SG_PGP_TAG_PKESK &&
-		    classify(&ents[n], old_kr, new_fpr, &sk, &have_sk, err) < 0)
-			goto out;
-		new_already |= ents[n].role == ROLE_NEW;
-		n++;
+		*ents_r = sg_reallocarray(*ents_r, *n_r + 1, sizeof(**ents_r));
+		struct pk_entry *e = &(*ents_r)[(*n_r)++];
+		e->pkt = pkt;
+		e->role = ROLE_OTHER;
+		e->wildcard = false;
+		if (pkt.tag != SG_PGP_TAG_PKESK)
+			continue;
+		if (classify(e, req->old_kr, new_fpr, sk, have_sk, err) < 0)
+			return -1;
+		if (e->role == ROLE_OTHER && addressed_to(e, req->drop_kr))
+			e->role = ROLE_DROP;
 	}
-	if (!data_seen) {
-		if (r == 0)
-			sg_error_set(err, "no encrypted data packet in the message");
+	if (r == 0)
+		sg_error_set(err, "no encrypted data packet in the message");
+	return -1;
+}
+
+int sg_pgp_rewrap_req(const unsigned char *msg, size_t len, const struct sg_pgp_rewrap_req *req,
+		      struct sg_buf *out, struct sg_pgp_rewrap_info *info_r, struct sg_error *err)
+{
+	struct pk_entry *ents = NULL;
+	size_t n = 0, data_off = 0;
+	struct sg_pgp_session_key sk;
+	bool have_sk = false, new_already = false;
+	int ret = -1;
+	size_t out_start = out->len;
+	memset(info_r, 0, sizeof(*info_r));
+	memset(&sk, 0, sizeof(sk));
+	long ni = sg_pgp_keyring_encryption_key(req->new_kr);
+	if (ni < 0) {
+		sg_error_set(err, "new key has no usable encryption (sub)key (RSA or Curve25519)");
+		return -1;
+	}
+	const unsigned char *new_fpr = req->new_kr->keys[ni].fpr;
+	if (scan(msg, len, req, new_fpr, &ents, &n, &data_off, &sk, &have_sk, err) < 0)
 		goto out;
+	size_t n_drop = 0;
+	for (size_t i = 0; i < n; i++) {
+		new_already |= ents[i].role == ROLE_NEW;
+		n_drop += ents[i].role == ROLE_DROP;
 	}
-	if (!have_sk) {
+	info_r->new_already = new_already;
+	if (!have_sk || (req->keep_old && new_already && n_drop == 0)) {
 		ret = 0;
 		goto out;
 	}
 	bool placed = false;
 	for (size_t i = 0; i < n; i++) {
 		const struct pk_entry *e = &ents[i];
-		if (e->role != ROLE_OLD) {
+		bool keep = e->role == ROLE_OTHER || e->role == ROLE_NEW ||
+			    (e->role == ROLE_OLD && req->keep_old);
+		if (keep) {
 			info_r->kept++;
 			if (!sg_buf_append(out, msg + e->pkt.off, e->pkt.raw_len))
 				goto full;
-			continue;
+		} else if (e->role == ROLE_DROP) {
+			info_r->dropped++;
+		} else {
+			info_r->removed++;
 		}
-		info_r->removed++;
-		if (placed || new_already)
+		if (e->role != ROLE_OLD || placed || new_already)
 			continue;
-		if (sg_pgp_pkesk_encrypt(&sk, new_kr, (size_t)ni, e->wildcard, out, err) < 0)
+		if (sg_pgp_pkesk_encrypt(&sk, req->new_kr, (size_t)ni, e->wildcard, out, err) < 0)
 			goto out;
 		placed = true;
 	}
@@ -1089,7 +1162,6 @@ int sg_pgp_rewrap(const unsigned char *msg, size_t len, const struct sg_pgp_keyr
 	if (!sg_buf_append(out, msg + data_off, len - data_off))
 		goto full;
 	info_r->data_off = data_off;
-	info_r->new_already = new_already;
 	info_r->sym_algo = sk.sym_algo;
 	ret = 1;
 	goto out;

@@ -29,6 +29,9 @@ struct sg_pgp_keyring;
 int sg_pgp_keyring_load(const unsigned char *data, size_t len, const char *passphrase,
 			struct sg_pgp_keyring **kr_r, struct sg_error *err) SG_WARN_UNUSED;
 void sg_pgp_keyring_free(struct sg_pgp_keyring **kr);
+/* Move every key of *from into *into (which may be NULL: then *from is
+ * taken as it is); *from is freed and set to NULL. */
+void sg_pgp_keyring_merge(struct sg_pgp_keyring **into, struct sg_pgp_keyring **from);
 /* Number of (sub)keys; fingerprint (20 octets, v4 SHA-1) of the i-th. */
 size_t sg_pgp_keyring_count(const struct sg_pgp_keyring *kr);
 const unsigned char *sg_pgp_keyring_fpr(const struct sg_pgp_keyring *kr, size_t i);
@@ -57,6 +60,7 @@ int sg_pgp_pkesk_encrypt(const struct sg_pgp_session_key *sk, const struct sg_pg
 
 struct sg_pgp_rewrap_info {
 	size_t removed;        /* PKESKs of the old key taken out */
+	size_t dropped;        /* PKESKs of drop_kr's keys taken out */
 	size_t kept;           /* other PKESKs/SKESKs, copied byte for byte */
 	bool new_already;      /* the new key already had a PKESK: none added */
 	size_t data_off;       /* offset of the encrypted data packet in the input */
@@ -73,5 +77,24 @@ struct sg_pgp_rewrap_info {
 int sg_pgp_rewrap(const unsigned char *msg, size_t len, const struct sg_pgp_keyring *old_kr,
 		  const struct sg_pgp_keyring *new_kr, struct sg_buf *out,
 		  struct sg_pgp_rewrap_info *info_r, struct sg_error *err) SG_WARN_UNUSED;
+
+/* Re-wrapping with choices. drop_kr (may be NULL): PKESKs addressed to
+ * its keys (a lost key, known by its public part) are removed too.
+ * keep_old: the old key's PKESKs stay (the old key is the escrow's
+ * recovery key) and the new key's PKESK follows the first of them; a
+ * message that already has the new key and nothing to drop is left (0). */
+struct sg_pgp_rewrap_req {
+	const struct sg_pgp_keyring *old_kr;
+	const struct sg_pgp_keyring *new_kr;
+	const struct sg_pgp_keyring *drop_kr;
+	bool keep_old;
+	/* msg is only the start of the message (up to somewhere in the
+	 * encrypted data packet, whose framing is then not checked): used to
+	 * patch a large armored message without decoding all of it. */
+	bool prefix_only;
+};
+int sg_pgp_rewrap_req(const unsigned char *msg, size_t len, const struct sg_pgp_rewrap_req *req,
+		      struct sg_buf *out, struct sg_pgp_rewrap_info *info_r,
+		      struct sg_error *err) SG_WARN_UNUSED;
 
 #endif

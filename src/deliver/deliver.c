@@ -43,6 +43,7 @@ struct sg_deliver {
 	struct sg_keys_lookup *lk;
 	enum sg_deliver_no_key no_key;
 	enum sg_key_kind format;          /* 0: auto */
+	struct sg_key *recovery;          /* recovery_key, NULL: none */
 	struct user_format *users;
 	size_t n_users;
 	struct sg_transform transform;
@@ -104,16 +105,33 @@ enum sg_key_kind sg_deliver_pref(const struct sg_deliver *d, const char *addr)
 	return d->format;
 }
 
+int sg_deliver_recovery_load(const char *path, struct sg_key **key_r, struct sg_error *err)
+{
+	enum sg_crypto_status st = SG_CRYPTO_OK;
+	*key_r = NULL;
+	if (path == NULL || path[0] == '\0')
+		return 1;
+	if (sg_key_load_file(path, NULL, key_r, &st, err) < 0 ||
+	    sg_key_usable_for_encrypt(*key_r, time(NULL), &st, err) != 1) {
+		sg_key_free(key_r);
+		sg_error_prefix(err, "recovery_key %s", path);
+		return -1;
+	}
+	return 1;
+}
+
 int sg_deliver_seal(const unsigned char *msg, size_t len, struct sg_key *key,
-		    const char *neutral_subject, unsigned char **out_r, size_t *len_r,
+		    struct sg_key *recovery, const char *neutral_subject,
+		    unsigned char **out_r, size_t *len_r,
 		    enum sg_seal_outcome *outcome_r, enum sg_crypto_status *status_r,
 		    struct sg_error *err)
 {
-	struct sg_key *rcpts[1] = { key };
+	struct sg_key *rcpts[2] = { key, recovery };
+	bool with_recovery = recovery != NULL && sg_key_kind(recovery) == sg_key_kind(key);
 	struct sg_seal_req req = {
 		.format = sg_key_kind(key) == SG_KEY_X509 ? SG_SEAL_SMIME : SG_SEAL_PGP,
 		.recipients = rcpts,
-		.n_recipients = 1,
+		.n_recipients = with_recovery ? 2 : 1,
 		.signer = NULL, /* at rest: encrypt only; the sender's signature, if any, is inside */
 		.neutral_subject = neutral_subject,
 	};
@@ -286,8 +304,8 @@ static int plan_rcpt(struct sg_deliver *d, const struct sg_envelope *env, size_t
 		ret = no_key(d, env, i, msg, len, sg_error_msg(&kerr), p, out);
 		goto out;
 	}
-	if (sg_deliver_seal(msg, len, key, d->cfg->deliver_subject, &p->owned, &p->len, &outcome,
-			    &st, &kerr) < 0) {
+	if (sg_deliver_seal(msg, len, key, d->recovery, d->cfg->deliver_subject, &p->owned, &p->len,
+			    &outcome, &st, &kerr) < 0) {
 		if (st == SG_CRYPTO_INTERNAL) {
 			sg_error_set(err, "seal for %s: %s", addr, sg_error_msg(&kerr));
 			goto out;
@@ -304,7 +322,11 @@ static int plan_rcpt(struct sg_deliver *d, const struct sg_envelope *env, size_t
 		p->why = sg_strdup("already encrypted: stored as it is");
 	} else {
 		p->treatment = sg_key_kind(key) == SG_KEY_X509 ? "sealed-smime" : "sealed-pgp";
-		p->why = sg_asprintf("key %s", sg_key_fingerprint(key));
+		p->why = sg_asprintf("key %s%s%s", sg_key_fingerprint(key),
+				     d->recovery == NULL ? ""
+				     : sg_key_kind(d->recovery) == sg_key_kind(key) ? ", recovery key "
+										: ", no recovery key (other format) ",
+				     d->recovery == NULL ? "" : sg_key_fingerprint(d->recovery));
 	}
 	ret = 1;
 out:
@@ -405,6 +427,10 @@ struct sg_deliver *sg_deliver_new(const struct sg_config *cfg, struct sg_keys_lo
 	}
 	if (parse_users(d, cfg->deliver_user_formats, err) < 0)
 		goto fail;
+	/* A configured but unusable recovery key stops the start: mail sealed
+	 * without it could be lost with the user's key. */
+	if (sg_deliver_recovery_load(cfg->recovery_key, &d->recovery, err) < 0)
+		goto fail;
 	if (cfg->deliver_maildir[0] == '\0' && cfg->deliver_lmtp[0] == '\0') {
 		sg_error_set(err, "deliver_listen needs deliver_lmtp (the mailbox server's LMTP) "
 			     "or deliver_maildir");
@@ -443,6 +469,7 @@ void sg_deliver_free(struct sg_deliver **dp)
 	for (size_t i = 0; i < d->n_users; i++)
 		free(d->users[i].addr);
 	free(d->users);
+	sg_key_free(&d->recovery);
 	free(d);
 	*dp = NULL;
 }

@@ -29,12 +29,20 @@ void sg_deliver_free(struct sg_deliver **d);
  * deliver_user_formats. */
 enum sg_key_kind sg_deliver_pref(const struct sg_deliver *d, const char *addr);
 
-/* Seal msg (CRLF) for one recipient's key, encrypt-only, with header
+/* The recovery key (recovery_key): an escrow's public key that must be
+ * usable for encryption now; *key_r NULL when path is empty. 1; -1 (err). */
+int sg_deliver_recovery_load(const char *path, struct sg_key **key_r,
+			     struct sg_error *err) SG_WARN_UNUSED;
+
+/* Seal msg (CRLF) for one recipient's key (and recovery, when not NULL
+ * and of the same kind: a second recipient block, so that the escrow can
+ * re-key the mailbox if the user's key is lost), encrypt-only, with header
  * protection and the neutral subject. 1 with *out_r and *len_r (owned) and
  * *outcome_r (ALREADY_ENCRYPTED: the input, unchanged); -1 with
  * *status_r and err. Shared with `sealgate seal-mailbox`. */
 int sg_deliver_seal(const unsigned char *msg, size_t len, struct sg_key *key,
-		    const char *neutral_subject, unsigned char **out_r, size_t *len_r,
+		    struct sg_key *recovery, const char *neutral_subject,
+		    unsigned char **out_r, size_t *len_r,
 		    enum sg_seal_outcome *outcome_r, enum sg_crypto_status *status_r,
 		    struct sg_error *err) SG_WARN_UNUSED;
 

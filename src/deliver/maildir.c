@@ -5,6 +5,7 @@
 #include "util/mem.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* A part of an address that may become a path component. */
@@ -280,5 +282,104 @@ out:
 	free(tmp);
 	free(newdir);
 	free(dst);
+	return ret;
+}
+
+int sg_maildir_resync(const char *cmd, const char *user, const char *dir, struct sg_error *err)
+{
+	int status = 0;
+	pid_t pid = fork();
+	if (pid < 0) {
+		sg_error_set(err, "resync: fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, "sealgate-resync", user, dir, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			sg_error_set(err, "resync: wait: %s", strerror(errno));
+			return -1;
+		}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 1;
+	if (WIFEXITED(status))
+		sg_error_set(err, "resync command exited with %d: %s", WEXITSTATUS(status), cmd);
+	else
+		sg_error_set(err, "resync command killed by signal %d: %s", WTERMSIG(status), cmd);
+	return -1;
+}
+
+char *sg_maildir_base(const char *name)
+{
+	return sg_strndup(name, strcspn(name, ",:"));
+}
+
+int sg_maildir_locate(const char *folder, const char *base, const char **sub_r, char **name_r)
+{
+	static const char *const subs[] = { "cur", "new" };
+	size_t bl = strlen(base);
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		char *dir = sg_asprintf("%s/%s", folder, subs[i]);
+		DIR *d = opendir(dir);
+		struct dirent *de;
+		free(dir);
+		while (d != NULL && (de = readdir(d)) != NULL) {
+			if (strncmp(de->d_name, base, bl) == 0 &&
+			    (de->d_name[bl] == '\0' || de->d_name[bl] == ',' || de->d_name[bl] == ':')) {
+				*sub_r = subs[i];
+				*name_r = sg_strdup(de->d_name);
+				closedir(d);
+				return 1;
+			}
+		}
+		if (d != NULL)
+			closedir(d);
+	}
+	return 0;
+}
+
+/* How often a message renamed under us is followed before giving up. */
+#define RENAMED_TRIES 5
+
+int sg_maildir_replace(const char *folder, const char *sub, const char *name, const char *tmp,
+		       const char **sub_r, char **name_r, struct sg_error *err)
+{
+	char *base = sg_maildir_base(name), *cur = sg_strdup(name), *path = NULL;
+	int ret = -1;
+	for (int tries = 0;; tries++) {
+		free(path);
+		path = sg_asprintf("%s/%s/%s", folder, sub, cur);
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) == 0)
+			break;
+		int e = errno;
+		free(cur);
+		cur = NULL;
+		if (e != ENOENT) {
+			sg_error_set(err, "exchange with %s: %s", path, strerror(e));
+			goto fail;
+		}
+		if (tries + 1 == RENAMED_TRIES) {
+			sg_error_set(err, "%s: renamed again and again meanwhile; run again", base);
+			goto fail;
+		}
+		if (sg_maildir_locate(folder, base, &sub, &cur) <= 0) {
+			ret = 0; /* expunged meanwhile */
+			goto fail;
+		}
+	}
+	unlink(tmp); /* now the old content */
+	*sub_r = sub;
+	*name_r = cur;
+	cur = NULL;
+	ret = 1;
+	goto out;
+fail:
+	unlink(tmp);
+out:
+	free(base);
+	free(cur);
+	free(path);
 	return ret;
 }

@@ -38,6 +38,31 @@ int sg_maildir_deliver(const char *dir, const unsigned char *msg, size_t len, ch
 int sg_maildir_write_fd(int fd, const unsigned char *msg, size_t len, struct sg_error *err)
 	SG_WARN_UNUSED;
 
+/* Tell the mailbox server that files of a Maildir changed under it (after
+ * rekey, seal-mailbox): run cmd with /bin/sh -c, the user as $1 and dir as
+ * $2 (arguments, never spliced into the command text). 1 exit 0; -1 with
+ * the exit status or signal in err. */
+int sg_maildir_resync(const char *cmd, const char *user, const char *dir, struct sg_error *err)
+	SG_WARN_UNUSED;
+
+/* The unique part of a Maildir file name: up to the first ',' or ':'. Owned. */
+char *sg_maildir_base(const char *name);
+
+/* Where the message with this base name is now in folder: cur/ or new/
+ * (the mailbox server moves new/ -> cur/ and changes flags in the name;
+ * maildir(5): the content never changes). 1 with *sub_r ("cur"/"new",
+ * static) and *name_r (owned); 0 gone (expunged). */
+int sg_maildir_locate(const char *folder, const char *base, const char **sub_r, char **name_r);
+
+/* Put tmp (a whole, fsynced file) in place of the message folder/sub/name
+ * and unlink the old content: renameat2(RENAME_EXCHANGE), so that a file
+ * renamed meanwhile is followed by its base name and never comes back as
+ * a second copy, and its flags are kept. The caller fsyncs the directory.
+ * 1 with *sub_r and *name_r (where it is now, owned); 0 expunged meanwhile
+ * (tmp removed); -1 with err (tmp removed). */
+int sg_maildir_replace(const char *folder, const char *sub, const char *name, const char *tmp,
+		       const char **sub_r, char **name_r, struct sg_error *err) SG_WARN_UNUSED;
+
 /* fsync a directory (after a rename into it). 1 or -1. */
 int sg_maildir_sync_dir(const char *dir, struct sg_error *err) SG_WARN_UNUSED;
 

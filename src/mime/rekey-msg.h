@@ -16,6 +16,8 @@ struct sg_rekey_keys {
 	const struct sg_pgp_keyring *pgp_new;
 	const struct sg_cms_party *cms_old;
 	const struct sg_cms_party *cms_new;
+	const struct sg_pgp_keyring *pgp_drop; /* NULL, or lost keys whose PKESKs go too */
+	bool keep_old;                         /* the old key is the recovery key: it stays */
 };
 
 enum sg_rekey_kind {
@@ -28,6 +30,7 @@ struct sg_rekey_info {
 	enum sg_rekey_kind kind;
 	const char *skip_reason;  /* static text when 0 was returned */
 	size_t removed;           /* PKESKs / RecipientInfos of the old key replaced */
+	size_t dropped;           /* PKESKs of pgp_drop's keys removed */
 	size_t kept;              /* other recipients' blocks left as they were */
 	size_t payload_off;       /* where the armored/base64 payload starts (in and out) */
 	size_t payload_end_in;    /* end of it in the input ... */

@@ -120,3 +120,43 @@ def test_seal_mailbox_progress_on_a_tty_and_errors(sealgate_bin, tmp_path):
     r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=60)
     out = r.stdout.decode(errors="replace")
     assert re.search(r"4/4 \(100%\) [0-9.]+ msg/s, ETA", out), out
+
+
+def test_seal_mailbox_follows_renames(sealgate_bin, tmp_path):
+    """Every message moved new/ -> cur/ with flags after seal-mailbox listed
+    the Maildir (as Dovecot does on SELECT): each is sealed once, in its new
+    place with its flags; no plaintext copy and no duplicate remains."""
+    tmp = str(tmp_path)
+    state = os.path.join(tmp, "state")
+    pgp_user(sealgate_bin, tmp, state, "alice@example.test")
+    md = os.path.join(tmp, "Maildir")
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(md, sub))
+    n = 120
+    for i in range(n):
+        with open(os.path.join(md, "new", f"1700{i:06d}.M{i}P1.host"), "wb") as f:
+            f.write(b"From: x@y.test\nSubject: m%d\n\nplain body %d\n" % (i, i))
+    proc = subprocess.Popen([sealgate_bin, "seal-mailbox", "alice@example.test", "--maildir", md,
+                             "--state-dir", state], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    first = proc.stdout.readline()          # printed after the listing
+    assert b"message(s) in" in first, first
+    for name in sorted(os.listdir(os.path.join(md, "new")), reverse=True):
+        try:
+            os.rename(os.path.join(md, "new", name), os.path.join(md, "cur", name + ":2,S"))
+        except FileNotFoundError:
+            pass
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (out, err)
+    assert b"%d sealed, 0 skipped (already encrypted), 0 failed" % n in out, out
+    files = [os.path.join(md, s, f) for s in ("new", "cur") for f in os.listdir(os.path.join(md, s))]
+    assert len(files) == n
+    bases = set()
+    for p in files:
+        data = open(p, "rb").read()
+        assert b"multipart/encrypted" in data and b"plain body" not in data, p
+        bases.add(os.path.basename(p).split(",")[0].split(":")[0])
+        if "/cur/" in p:
+            assert p.endswith(":2,S"), p
+    assert len(bases) == n
+    assert os.listdir(os.path.join(md, "tmp")) == []

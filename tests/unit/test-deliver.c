@@ -5,7 +5,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -147,6 +149,52 @@ static void test_deliver_ok(void **state)
 	free(td);
 	rm_rf(t);
 	free(dir);
+	free(t);
+}
+
+/* Concurrent deliveries into one Maildir (and a second one): every one
+ * succeeds with a unique name, each message is there once, tmp/ is empty. */
+#define PAR_THREADS 6
+#define PAR_EACH 40
+
+static void *deliver_many(void *arg)
+{
+	const char *dir = arg;
+	struct sg_error err = SG_ERROR_INIT;
+	intptr_t fails = 0;
+	for (int i = 0; i < PAR_EACH; i++)
+		if (sg_maildir_deliver(dir, (const unsigned char *)MSG, strlen(MSG), NULL, &err) != 1)
+			fails++;
+	sg_error_clear(&err);
+	return (void *)fails;
+}
+
+static void test_deliver_concurrent(void **state)
+{
+	(void)state;
+	char *t = mktmp(), *dirs[2];
+	struct sg_error err = SG_ERROR_INIT;
+	pthread_t th[PAR_THREADS];
+	for (int i = 0; i < 2; i++) {
+		dirs[i] = sg_asprintf("%s/u%d/Maildir", t, i);
+		assert_int_equal(sg_maildir_ensure(dirs[i], &err), 1);
+	}
+	for (int i = 0; i < PAR_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, deliver_many, dirs[i % 2]), 0);
+	for (int i = 0; i < PAR_THREADS; i++) {
+		void *fails = NULL;
+		assert_int_equal(pthread_join(th[i], &fails), 0);
+		assert_null(fails);
+	}
+	for (int i = 0; i < 2; i++) {
+		char *nd = sg_asprintf("%s/new", dirs[i]), *td = sg_asprintf("%s/tmp", dirs[i]);
+		assert_int_equal(count_files(nd, NULL), PAR_THREADS / 2 * PAR_EACH);
+		assert_int_equal(count_files(td, NULL), 0);
+		free(nd);
+		free(td);
+		free(dirs[i]);
+	}
+	rm_rf(t);
 	free(t);
 }
 
@@ -481,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_expand),
 		cmocka_unit_test(test_unique),
 		cmocka_unit_test(test_deliver_ok),
+		cmocka_unit_test(test_deliver_concurrent),
 		cmocka_unit_test(test_deliver_fail_leaves_nothing),
 		cmocka_unit_test_setup_teardown(test_transform_maildir, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_transform_no_key_policy, fx_setup, fx_teardown),

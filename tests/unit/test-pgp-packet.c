@@ -196,6 +196,36 @@ static void test_mpi(void **state)
 	}
 }
 
+/* Patching the CRC of a changed prefix equals computing it afresh, for
+ * prefix and tail lengths around the byte and matrix-power edges. */
+static void test_crc24_patch(void **state)
+{
+	(void)state;
+	static const size_t totals[] = { 1, 2, 7, 64, 1000, 70000 };
+	unsigned char *a = malloc(70000), *b = malloc(70000);
+	assert_non_null(a);
+	assert_non_null(b);
+	uint32_t seed = 12345;
+	for (size_t i = 0; i < 70000; i++) {
+		seed = seed * 1103515245u + 12345u;
+		a[i] = b[i] = (unsigned char)(seed >> 16);
+	}
+	for (size_t t = 0; t < sizeof(totals) / sizeof(totals[0]); t++) {
+		size_t total = totals[t];
+		for (size_t n = 0; n <= total && n <= 600; n += n < 8 ? 1 : 97) {
+			memcpy(b, a, total);
+			for (size_t i = 0; i < n; i++)
+				b[i] = (unsigned char)(a[i] ^ (i * 31 + 7));
+			uint32_t want = sg_pgp_crc24(b, total);
+			uint32_t got = sg_pgp_crc24_patch(sg_pgp_crc24(a, total), a, b, n, total);
+			if (got != want)
+				fail_msg("total %zu prefix %zu: %06x != %06x", total, n, got, want);
+		}
+	}
+	free(a);
+	free(b);
+}
+
 static void test_crc24(void **state)
 {
 	(void)state;
@@ -303,6 +333,7 @@ int main(void)
 		cmocka_unit_test(test_truncation_each_byte),
 		cmocka_unit_test(test_mpi),
 		cmocka_unit_test(test_crc24),
+		cmocka_unit_test(test_crc24_patch),
 		cmocka_unit_test(test_armor_roundtrip),
 		cmocka_unit_test(test_armor_errors),
 	};
