@@ -109,19 +109,34 @@ static void next_message(struct sess *s)
 static void start_idle(struct gen *g);
 static void start_active(struct gen *g);
 
+/* The steps that only check the code and send the next command. */
+static const struct step {
+	enum st st;
+	int code;
+	const char *what, *cmd;
+	enum st next;
+} steps[] = {
+	{ S_GREET, 220, "greeting", "EHLO load-gen.test", S_EHLO },
+	{ S_MAIL, 250, "MAIL", "RCPT TO:<sink@sink.test>", S_RCPT },
+	{ S_RCPT, 250, "RCPT", "DATA", S_DATA },
+};
+
 /* One complete reply (the last line of a multi-line one): act on it. */
 static void on_reply(struct sess *s, int code, const char *line)
 {
 	struct gen *g = s->g;
 	struct timespec t;
 
-	switch (s->st) {
-	case S_GREET:
-		if (code != 220)
-			return fail(s, "greeting", line);
-		s->st = S_EHLO;
-		send_line(s, "EHLO load-gen.test");
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		if (steps[i].st != s->st)
+			continue;
+		if (code != steps[i].code)
+			return fail(s, steps[i].what, line);
+		s->st = steps[i].next;
+		send_line(s, steps[i].cmd);
 		return;
+	}
+	switch (s->st) {
 	case S_EHLO:
 		if (code != 250)
 			return fail(s, "EHLO", line);
@@ -136,18 +151,6 @@ static void on_reply(struct sess *s, int code, const char *line)
 			event_base_loopexit(g->base, NULL);
 		else
 			start_idle(g);
-		return;
-	case S_MAIL:
-		if (code != 250)
-			return fail(s, "MAIL", line);
-		s->st = S_RCPT;
-		send_line(s, "RCPT TO:<sink@sink.test>");
-		return;
-	case S_RCPT:
-		if (code != 250)
-			return fail(s, "RCPT", line);
-		s->st = S_DATA;
-		send_line(s, "DATA");
 		return;
 	case S_DATA:
 		if (code != 354)
@@ -424,7 +427,13 @@ int main(int argc, char **argv)
 		       pct(g.warm, g.n_warm, 99));
 	}
 	if (event_base_got_break(g.base)) {
-		fprintf(stderr, "load-gen: timed out after %lds\n", timeout);
+		int n[S_DONE + 1] = { 0 };
+		for (int i = 0; i < g.n_active; i++)
+			n[g.act[i].st]++;
+		fprintf(stderr, "load-gen: timed out after %lds; active sessions waiting for: "
+				"greeting %d, EHLO %d, MAIL %d, RCPT %d, DATA %d, end of DATA %d, QUIT %d\n",
+			timeout, n[S_GREET], n[S_EHLO], n[S_MAIL], n[S_RCPT], n[S_DATA], n[S_BODY],
+			n[S_QUIT]);
 		g.errors++;
 	}
 	printf("errors=%d\n", g.errors);

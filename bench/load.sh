@@ -46,18 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
-wait_port() {   # PORT PID LOG
-	local i
-	for i in $(seq 300); do
-		python3 -c "import socket;socket.create_connection(('127.0.0.1',$1)).close()" 2>/dev/null && return 0
-		kill -0 "$2" 2>/dev/null || { echo "load.sh: process $2 died; log:" >&2; cat "$3" >&2; exit 1; }
-		sleep 0.1
-	done
-	echo "load.sh: nothing listening on $1" >&2; exit 1
-}
+. "$SRC/bench/lib.sh"
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 val() { sed -n "s/^$1=//p" "$2"; }       # KEY FILE
 
@@ -69,7 +58,7 @@ cat >"$T/hook.sh" <<'HOOK'
 # Two awk runs over all the processes' files: quick even for 1,000 smtpds.
 if [ "$MEASURE" = pid ]; then
 	pids=$MEASURE_PID
-	cpu=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' /proc/$MEASURE_PID/stat)
+	cpu=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$MEASURE_PID/stat")
 else
 	pids=$(ps -o pid=,comm= --ppid "$MEASURE_PID" | awk '$2 == "smtpd" { print $1 }')
 fi
@@ -107,17 +96,9 @@ wait_port "$SINK_PORT" "$SINK_PID" "$T/sink.log"
 
 # ---- sealgate, relay role ----
 GW_PORT=$(free_port)
-mkdir -p "$T/state/tmp"
-cat >"$T/sealgate.conf" <<CONF
-hostname = gw.load.test
-state_dir = $T/state
-listen = 127.0.0.1:$GW_PORT
-lmtp_listen =
-relay = 127.0.0.1:$SINK_PORT
-relay_protocol = smtp
-xforward = no
+relay_conf "$T/sealgate.conf" "$T/state" "$GW_PORT" "$SINK_PORT" gw.load.test
+cat >>"$T/sealgate.conf" <<CONF
 max_sessions = $((2 * (IDLE + ACTIVE)))
-log = stderr
 ${SEALGATE_CONF:-}
 CONF
 "$SEALGATE" serve -c "$T/sealgate.conf" >"$T/sealgate.log" 2>&1 &
@@ -126,9 +107,8 @@ wait_port "$GW_PORT" "$GW_PID" "$T/sealgate.log"
 sleep 0.5
 run sealgate "$GW_PORT" pid "$GW_PID"
 # sealgate's CPU time for the active phase (utime + stime since "idle")
-SG_CPU_US=$(awk -v t="$(getconf CLK_TCK)" -v m="$(val messages "$T/sealgate.out")" \
-	-v a="$(sed -n 's/.*cpu_ticks=\([0-9]*\).*/\1/p' "$T/sealgate.mem.idle")" \
-	'{ sub(/^.*\) /, ""); printf "%.0f", ($12 + $13 - a) * 1e6 / t / m }' "/proc/$GW_PID/stat")
+SG_CPU_US=$(calc "($(cpu_ticks "$GW_PID") - $(sed -n 's/.*cpu_ticks=\([0-9]*\).*/\1/p' \
+	"$T/sealgate.mem.idle")) * 1000000 / $(getconf CLK_TCK) / $(val messages "$T/sealgate.out")")
 kill -TERM "$GW_PID"; wait "$GW_PID" || { echo "load.sh: sealgate exit status $?" >&2; exit 1; }
 
 # ---- the generator and smtp-sink alone ----
