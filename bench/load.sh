@@ -97,8 +97,14 @@ wait_port "$SINK_PORT" "$SINK_PID" "$T/sink.log"
 # ---- sealgate, relay role ----
 GW_PORT=$(free_port)
 relay_conf "$T/sealgate.conf" "$T/state" "$GW_PORT" "$SINK_PORT" gw.load.test
+# relay_max_idle: idle next-hop connections kept for reuse. With the
+# default 20, all but 20 of the 200 concurrent transactions would open a new
+# connection to the next hop each time (connect, greeting, EHLO): keep one
+# per active session, as a deployment with this much concurrency would
+# (SEALGATE_CONF="relay_max_idle = 20" shows the default).
 cat >>"$T/sealgate.conf" <<CONF
 max_sessions = $((2 * (IDLE + ACTIVE)))
+relay_max_idle = $ACTIVE
 ${SEALGATE_CONF:-}
 CONF
 "$SEALGATE" serve -c "$T/sealgate.conf" >"$T/sealgate.log" 2>&1 &

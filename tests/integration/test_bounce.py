@@ -11,7 +11,7 @@ Topology (all 127.0.0.1, ports chosen at run time):
   Postfix's relayhost (sink_recorder.py) is the outside world: bounces to
   the outside sender land there.
 The bounce settings come from etc/postfix/main.cf-bounce, which
-doc/postfix.md quotes (test_postfix_doc.py)."""
+doc/postfix.md section 11 quotes (test_doc_quotes_bounce_files)."""
 import os
 import re
 import secrets
