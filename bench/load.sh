@@ -11,7 +11,7 @@
 # p50/p99 latency from the end of DATA to the 250 (goal p99 <= 100 ms), and
 # the ratios sealgate/postfix.
 # usage: bench/load.sh [BUILD_DIR]   Knobs: IDLE, ACTIVE, PER_SESSION, SIZE;
-# SEALGATE_CONF: extra sealgate.conf lines (to try a setting).
+# RELAY_MAX_IDLE (default: ACTIVE); SEALGATE_CONF: extra sealgate.conf lines.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -101,10 +101,10 @@ relay_conf "$T/sealgate.conf" "$T/state" "$GW_PORT" "$SINK_PORT" gw.load.test
 # default 20, all but 20 of the 200 concurrent transactions would open a new
 # connection to the next hop each time (connect, greeting, EHLO): keep one
 # per active session, as a deployment with this much concurrency would
-# (SEALGATE_CONF="relay_max_idle = 20" shows the default).
+# (RELAY_MAX_IDLE=20 shows the default).
 cat >>"$T/sealgate.conf" <<CONF
 max_sessions = $((2 * (IDLE + ACTIVE)))
-relay_max_idle = $ACTIVE
+relay_max_idle = ${RELAY_MAX_IDLE:-$ACTIVE}
 ${SEALGATE_CONF:-}
 CONF
 "$SEALGATE" serve -c "$T/sealgate.conf" >"$T/sealgate.log" 2>&1 &
