@@ -69,6 +69,7 @@ bench: deps-test build
 	bench/seal.sh $(BUILD)
 	bench/keys.sh $(BUILD)
 	bench/rekey.sh $(BUILD)
+	bench/policy.sh $(BUILD)
 	bench/load.sh $(BUILD)
 
 clean:

@@ -1,16 +1,26 @@
 #!/bin/sh
-# Through-gateway throughput of the outbound policy path: 10 KiB messages
-# over LMTP into submission_listen, sealgate -> recording sink, with
-# 4 concurrent clients: treatment pass vs e2e to 1 recipient (Ed25519/
-# Cv25519) vs 10 recipients with mixed treatments (5 e2e, 2 pass,
-# 2 tls-only, 1 refused). Prints messages/s.
+# Through-gateway throughput of the outbound policy path, 10 KiB messages,
+# smtp-source -L (4 sessions) -> sealgate submission_listen (LMTP) ->
+# smtp-sink (relay and the tls-only route), against baselines measured in
+# the same run:
+#   relay      the same sealgate, inbound LMTP listener, no policy (plain relay path)
+#   in-process bench/seal-bench.c: sg_seal (encrypt + sign) in a loop, same keys
+# Rows: policy pass, 1 rcpt; e2e + signed (Ed25519/Cv25519), 1 rcpt; 10 rcpts
+# mixed (5 e2e in one copy, 2 pass, 3 tls-only). Prints
+# msg/s, sealgate CPU per message, and the ratios (goal: e2e >= 0.7 of
+# in-process; pass next to relay). The gateway runs worker_threads (2)
+# sealing threads, seal-bench one: the CPU per message of the e2e row next
+# to seal-bench's time per message is the like-for-like figure.
 # usage: bench/policy.sh [BUILD_DIR] [MESSAGES]
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$SRC/build}
-N=${2:-400}
+N=${2:-800}
+SECS=${SEAL_BENCH_SECS:-2}
 SG=$BUILD/sealgate
+command -v smtp-source >/dev/null || { echo "policy.sh: smtp-source missing (package postfix)" >&2; exit 2; }
 T=$(mktemp -d)
+chmod 755 "$T" # smtp-sink drops to nobody
 SINK_PID= ; TLS_PID= ; GW_PID=
 cleanup() {
 	for p in $GW_PID $SINK_PID $TLS_PID; do kill "$p" 2>/dev/null || true; done
@@ -19,61 +29,75 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-mkdir -m 700 "$T/g" "$T/state" "$T/sink" "$T/tls"
-for i in 0 1 2 3 4; do
-	gpg --homedir "$T/g" --batch --passphrase '' --quick-gen-key "R$i <r$i@b.test>" future-default default never 2>/dev/null
-	gpg --homedir "$T/g" --armor --export "r$i@b.test" > "$T/r$i.pub"
-	"$SG" key import --state-dir "$T/state" "$T/r$i.pub" >/dev/null
+trap 'exit 130' INT TERM HUP
+mkdir -m 700 "$T/g" "$T/state"
+# recipients as smtp-source -r names them: r@b.test, 2r@b.test, ... 10r@b.test
+KEYED="r 2r 3r 4r 5r"
+for r in $KEYED; do
+	gpg --homedir "$T/g" --batch --passphrase '' --quick-gen-key "R <$r@b.test>" future-default default never 2>/dev/null
+	gpg --homedir "$T/g" --armor --export "$r@b.test" > "$T/$r.pub"
+	"$SG" key import --state-dir "$T/state" "$T/$r.pub" >/dev/null
 done
+"$SG" key init-master --master-key "$T/master.key" >/dev/null
+"$SG" key generate --state-dir "$T/state" --master-key "$T/master.key" a@a.test >/dev/null
+"$SG" key export --state-dir "$T/state" --master-key "$T/master.key" --secret a@a.test > "$T/a.sec"
 cat > "$T/rules" <<'R'
 to=*@p.test pass
-to=*@t.test tls-only
-to=*@x.test e2e
-to=*@b.test e2e
+to=6r@b.test pass
+to=7r@b.test pass
+to=8r@b.test tls-only
+to=9r@b.test tls-only
+to=10r@b.test tls-only
+to=*@b.test e2e sign=yes
 R
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-python3 "$SRC/scripts/record-sink.py" --port-file "$T/sink.port" 0 "$T/sink" >"$T/sink.log" 2>&1 & SINK_PID=$!
-python3 "$SRC/scripts/record-sink.py" --port-file "$T/tls.port" 0 "$T/tls" >"$T/tls.log" 2>&1 & TLS_PID=$!
-while [ ! -s "$T/sink.port" ] || [ ! -s "$T/tls.port" ]; do sleep 0.05; done
-SUB=$(port)
+SINK=$(port); TLS=$(port); SUB=$(port); IN=$(port)
+smtp-sink -u nobody 127.0.0.1:"$SINK" 256 >"$T/sink.log" 2>&1 & SINK_PID=$!
+smtp-sink -u nobody 127.0.0.1:"$TLS" 256 >"$T/tls.log" 2>&1 & TLS_PID=$!
 cat > "$T/sg.conf" <<C
 state_dir = $T/state
-listen = 127.0.0.1:$(port)
+listen =
+lmtp_listen = 127.0.0.1:$IN
 submission_listen = 127.0.0.1:$SUB
-relay = 127.0.0.1:$(cat "$T/sink.port")
-relay_tls_only = 127.0.0.1:$(cat "$T/tls.port")
+relay = 127.0.0.1:$SINK
+relay_tls_only = 127.0.0.1:$TLS
 policy_file = $T/rules
+master_key_file = $T/master.key
+inbound_verify = no
 C
 "$SG" serve -c "$T/sg.conf" >"$T/gw.log" 2>&1 & GW_PID=$!
 while ! grep -q " started: " "$T/gw.log"; do sleep 0.05; done
-run() { # name, recipients...
-	name=$1; shift
-	python3 - "$SUB" "$N" "$@" <<'PY' | sed "s/^/$name: /"
-import socket, sys, threading, time
-port, n, rcpts = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-body = b"From: <a@a.test>\r\nSubject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * 131
-def one(c, f):
-    c.sendall(b"MAIL FROM:<a@a.test>\r\n" + b"".join(b"RCPT TO:<%s>\r\n" % r.encode() for r in rcpts) + b"DATA\r\n")
-    for _ in range(2 + len(rcpts)):
-        f.readline()
-    c.sendall(body + b".\r\n")
-    return [f.readline()[:3] for _ in rcpts]
-codes = {}
-def worker(k):
-    c = socket.create_connection(("127.0.0.1", port)); f = c.makefile("rb")
-    f.readline(); c.sendall(b"LHLO b\r\n")
-    while f.readline()[3:4] == b"-": pass
-    for _ in range(k):
-        for x in one(c, f): codes[x] = codes.get(x, 0) + 1
-    c.close()
-t0 = time.monotonic()
-ts = [threading.Thread(target=worker, args=(n // 4,)) for _ in range(4)]
-[t.start() for t in ts]; [t.join() for t in ts]
-dt = time.monotonic() - t0
-print("%d messages x %d rcpts in %.2fs: %.1f msg/s (replies %s)" % (n // 4 * 4, len(rcpts), dt, n // 4 * 4 / dt,
-      {k.decode(): v for k, v in codes.items()}))
-PY
+
+cpu() { awk '{ print $14 + $15 }' "/proc/$GW_PID/stat"; }
+TICK=$(getconf CLK_TCK)
+# run NAME PORT RCPTS -> prints a line, sets RATE; fails on smtp-source errors
+run() {
+	c0=$(cpu); t0=$(date +%s.%N)
+	if ! smtp-source -L -d -s 4 -m "$N" -l 10240 -r "$3" -f a@a.test -t "$4" 127.0.0.1:"$2" >"$T/source.log" 2>&1; then
+		echo "policy.sh: smtp-source ($1) failed:" >&2; head -20 "$T/source.log" >&2; exit 1
+	fi
+	t1=$(date +%s.%N); c1=$(cpu)
+	RATE=$(echo "$N / ($t1 - $t0)" | bc -l)
+	CPU=$(echo "($c1 - $c0) * 1000000 / $TICK / $N" | bc -l)
+	printf '%-28s %8.1f msg/s  sealgate CPU %7.0f us/msg\n' "$1" "$RATE" "$CPU"
 }
-run "pass, 1 rcpt        " u@p.test
-run "e2e, 1 rcpt         " r0@b.test
-run "mixed, 10 rcpts     " r0@b.test r1@b.test r2@b.test r3@b.test r4@b.test u1@p.test u2@p.test t1@t.test t2@t.test nokey@x.test
+cc -O2 -D_GNU_SOURCE -I"$SRC/src" -I"$BUILD/gen" "$SRC/bench/seal-bench.c" "$BUILD/libsealgate.a" -o "$T/seal-bench" \
+   $(pkg-config --cflags --libs librnp gmime-3.0 openssl libevent_core libevent_pthreads libevent_openssl \
+     libmicrohttpd sqlite3 libpq) -lldap -llber -lpthread
+inproc() { # recipients' .pub files -> in-process seal rate (encrypt + sign)
+	set -- $("$T/seal-bench" pgp 10240 "$SECS" "$T/a.sec" "$@")
+	echo "${2%/s}"
+}
+
+run "relay (inbound, no policy)" "$IN" 1 u@p.test; RELAY=$RATE
+run "pass, 1 rcpt" "$SUB" 1 u@p.test; PASS=$RATE
+run "e2e+sign, 1 rcpt" "$SUB" 1 r@b.test; E2E=$RATE; E2E_CPU=$CPU
+run "mixed, 10 rcpts" "$SUB" 10 r@b.test; MIXED=$RATE
+IP1=$(inproc "$T/r.pub")
+IP5=$(inproc $(for r in $KEYED; do printf '%s ' "$T/$r.pub"; done))
+printf '%-28s %8.1f msg/s  (one thread: %.0f us/msg)\n' "in-process seal, 1 rcpt" "$IP1" "$(echo "1000000 / $IP1" | bc -l)" \
+       "in-process seal, 5 rcpts" "$IP5" "$(echo "1000000 / $IP5" | bc -l)"
+printf 'ratios: pass/relay %.2f; e2e/in-process %.2f (goal >= 0.7); mixed/in-process(5 rcpts) %.2f\n' \
+       "$(echo "$PASS / $RELAY" | bc -l)" "$(echo "$E2E / $IP1" | bc -l)" "$(echo "$MIXED / $IP5" | bc -l)"
+printf 'cpu per e2e message: gateway %.0f us, in-process %.0f us: ratio %.2f\n' "$E2E_CPU" \
+       "$(echo "1000000 / $IP1" | bc -l)" "$(echo "1000000 / $IP1 / $E2E_CPU" | bc -l)"

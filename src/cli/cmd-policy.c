@@ -4,6 +4,7 @@
 #include "config/config.h"
 #include "keys/master.h"
 #include "mime/message.h"
+#include "policy/keycache.h"
 #include "policy/policy.h"
 #include "store/store.h"
 #include "util/buf.h"
@@ -170,15 +171,16 @@ static int policy_test(const struct policy_opts *o)
 		sg_policy_decision_clear(&d);
 	}
 	if (want_sign) {
-		struct sg_key *signer = NULL;
+		struct sg_keycache_entry *signer = NULL;
 		int r = sg_policy_find_signer(p, o->from, time(NULL), &signer, &err);
 		if (r < 0)
 			goto out;
 		if (r > 0)
-			printf("sign: with %s key %s\n", kind_name(signer), sg_key_fingerprint(signer));
+			printf("sign: with %s key %s\n", kind_name(sg_keycache_key(signer)),
+			       sg_key_fingerprint(sg_keycache_key(signer)));
 		else
 			printf("sign: no (%s)\n", sg_error_msg(&err));
-		sg_key_free(&signer);
+		sg_keycache_release(&signer);
 		sg_error_clear(&err);
 	}
 	ret = refused > 0 ? SG_EXIT_NO_KEY : SG_EXIT_OK;

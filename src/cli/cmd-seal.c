@@ -340,12 +340,13 @@ static int store_key(const struct seal_opts *o, struct store_lookup *sl, const c
 			r = sg_config_set(&cfg, "state_dir", o->state_dir, err);
 		if (r > 0)
 			r = sg_store_open_config(&cfg, NULL, &sl->store, err);
+		if (r > 0)
+			sl->lookup = sg_keys_lookup_new(sl->store, &cfg, NULL, 0);
 		sg_config_clear(&cfg);
 		if (r < 0) {
 			*status_r = SG_CRYPTO_INTERNAL;
 			return -1;
 		}
-		sl->lookup = sg_keys_lookup_new(sl->store);
 	}
 	int r = sg_keys_find_encrypt(sl->lookup, addr, kind, time(NULL), key_r, status_r, err);
 	if (r == 0 && *status_r == SG_CRYPTO_NO_KEY)

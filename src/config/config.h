@@ -61,6 +61,15 @@ struct sg_config {
 	char *authserv_id;       /* Authentication-Results authserv-id; "" = hostname */
 	char *smime_trust_anchors; /* PEM CA certificate files, space separated */
 	bool inbound_verify;     /* verify signatures on the inbound listeners */
+	/* Outbound: the content filter and encrypted submission (doc/policy.md). */
+	unsigned policy_key_cache_ttl; /* seconds a loaded key is reused, 0 = never */
+	char *content_filter_cmd;  /* "" = off */
+	unsigned content_filter_timeout; /* seconds */
+	bool content_filter_rewrite;
+	char *gateway_address;     /* owner of the gateway's OpenPGP keys in the store, "" = off */
+	char *gateway_smime_key;   /* PEM key + certificate file, "" = off */
+	bool submission_require_signature;
+	bool submission_allow_cbc;
 	/* Delivery (deliver_listen): sealing at rest. */
 	char *deliver_maildir;     /* Maildir path template (%u %n %d); "" = hand to deliver_lmtp */
 	char *deliver_no_key;      /* "plain", "refuse" (550 5.7.1) or "defer" (450 4.7.1) */
@@ -73,6 +82,8 @@ struct sg_config {
 	unsigned lookup_budget;  /* seconds for one address, all sources */
 	unsigned lookup_cache_ttl;
 	unsigned lookup_negative_ttl;
+	char *autocrypt_authserv_id; /* trusted DKIM verifier for Autocrypt harvest, "" = off */
+	unsigned smime_cert_days; /* key generate --smime validity */
 	char *key_change;        /* "accept" or "hold" */
 	char *wkd_allow_hosts;   /* test allow-list: "HOST" or "HOST=IP:PORT" (plain HTTP) */
 	char *ldap_uri;          /* "" = LDAP source off */

@@ -8,6 +8,8 @@
 #include "policy/policy.h"
 
 struct sg_keys_lookup;
+struct sg_submission;
+struct sg_keycache;
 
 struct sg_policy {
 	const struct sg_config *cfg;
@@ -22,6 +24,8 @@ struct sg_policy {
 	char *authserv_id;
 	struct sg_key **anchors;       /* S/MIME trust anchors */
 	size_t n_anchors;
+	struct sg_submission *submission; /* gateway keys, content filter (submission.c) */
+	struct sg_keycache *keys;      /* recipients' and signers' keys, policy_key_cache_ttl */
 };
 
 #endif

@@ -3,7 +3,9 @@
  * policy says to protect ever leaves in the clear. */
 #include "mime/seal.h"
 #include "policy/internal.h"
+#include "policy/keycache.h"
 #include "policy/policy.h"
+#include "policy/submission.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/spool.h"
@@ -45,7 +47,8 @@ struct outbound {
 	enum sg_msg_class cls;
 	struct sg_policy_decision *d; /* per recipient */
 	enum bucket *b;               /* per recipient; B_COUNT: refused */
-	struct sg_key *signer;        /* the sender's key, when some recipient wants it */
+	struct sg_key *signer;        /* the sender's key, when some recipient wants it; borrowed */
+	struct sg_keycache_entry *signer_ref; /* holds signer */
 	struct sg_transform_out *out;
 };
 
@@ -185,7 +188,9 @@ static int find_signer(struct outbound *o)
 		want |= o->d[i].sign && o->d[i].code == 0;
 	if (!want)
 		return 1;
-	int r = sg_policy_find_signer(o->p, o->env->mail_from, time(NULL), &o->signer, &why);
+	int r = sg_policy_find_signer(o->p, o->env->mail_from, time(NULL), &o->signer_ref, &why);
+	if (r == 1)
+		o->signer = sg_keycache_key(o->signer_ref);
 	if (r == 0)
 		sg_log_info("%s: policy: not signed: %s", o->env->queue_id != NULL ? o->env->queue_id : "-",
 			    sg_error_msg(&why));
@@ -200,9 +205,11 @@ static int outbound_run(void *ctx, const struct sg_envelope *env, struct sg_spoo
 			struct sg_transform_out *out, struct sg_error *err)
 {
 	struct outbound o;
+	struct sg_submission_prep prep;
 	time_t now = time(NULL);
 	int ret = -1;
 
+	memset(&prep, 0, sizeof(prep));
 	memset(&o, 0, sizeof(o));
 	o.p = ctx;
 	o.env = env;
@@ -213,6 +220,22 @@ static int outbound_run(void *ctx, const struct sg_envelope *env, struct sg_spoo
 	o.cls = o.have_view ? sg_msg_classify(&o.v) : SG_MSG_PLAIN;
 	o.d = sg_calloc(env->n_rcpts, sizeof(*o.d));
 	o.b = sg_calloc(env->n_rcpts, sizeof(*o.b));
+	/* Encrypted to the gateway: opened here; the content filter sees the
+	 * plaintext; policy then applies to what they give back. */
+	if (sg_submission_prepare(o.p, env, o.data, o.len, o.cls, &prep, err) < 0)
+		goto out;
+	if (prep.code != 0) {
+		for (size_t i = 0; i < env->n_rcpts; i++)
+			sg_transform_answer(out, env->n_rcpts, i, prep.code, "%s", prep.reply);
+		ret = 1;
+		goto out;
+	}
+	if (prep.msg.len > 0) {
+		o.data = prep.msg.data;
+		o.len = prep.msg.len;
+		o.have_view = sg_msg_split(o.data, o.len, &o.v, NULL) == 1;
+		o.cls = o.have_view ? sg_msg_classify(&o.v) : SG_MSG_PLAIN;
+	}
 	for (size_t i = 0; i < env->n_rcpts; i++) {
 		if (sg_policy_decide(o.p, env->mail_from, env->rcpts[i].addr, o.have_view ? &o.v : NULL,
 				     now, &o.d[i], err) < 0)
@@ -244,6 +267,8 @@ static int outbound_run(void *ctx, const struct sg_envelope *env, struct sg_spoo
 			sg_error_clear(&why);
 			continue;
 		}
+		if (!needs_copy && prep.msg.len > 0) /* decrypted or rewritten: never the original */
+			copy = sg_spool_from_mem(o.data, o.len);
 		place(&o, b, copy);
 	}
 	ret = 1;
@@ -252,7 +277,8 @@ out:
 		sg_policy_decision_clear(&o.d[i]);
 	free(o.d);
 	free(o.b);
-	sg_key_free(&o.signer);
+	sg_keycache_release(&o.signer_ref);
+	sg_submission_prep_clear(&prep);
 	return ret;
 }
 

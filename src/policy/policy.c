@@ -4,6 +4,8 @@
 #include "keys/keystore.h"
 #include "keys/lookup.h"
 #include "policy/internal.h"
+#include "policy/keycache.h"
+#include "policy/submission.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -15,6 +17,8 @@
 /* The purpose under which `sealgate key` stores users' OpenPGP secret keys
  * (cli/cmd-key.c). */
 #define PGP_SECRET_PURPOSE "pgp-secret"
+#define KEY_CACHE_MAX 1024
+#define SIGNER_TAG 100 /* cache tag of signing keys; encryption keys use their sg_key_kind */
 
 static enum sg_treatment treatment_from_name(const char *s)
 {
@@ -60,7 +64,8 @@ int sg_policy_new(const struct sg_config *cfg, struct sg_store *store,
 	p->store = store;
 	p->mk = mk;
 	pthread_mutex_init(&p->lock, NULL);
-	p->lookup = sg_keys_lookup_new(store);
+	p->keys = sg_keycache_new(cfg->policy_key_cache_ttl, KEY_CACHE_MAX);
+	p->lookup = sg_keys_lookup_new(store, cfg, &p->lock, 0);
 	p->def = treatment_from_name(cfg->policy_default);
 	p->missing = strcmp(cfg->policy_missing_key, "defer") == 0 ? SG_MISSING_DEFER
 								     : SG_MISSING_REJECT;
@@ -69,6 +74,8 @@ int sg_policy_new(const struct sg_config *cfg, struct sg_store *store,
 	if (cfg->policy_file[0] != '\0' && sg_policy_rules_load(cfg->policy_file, &p->rules, err) < 0)
 		goto fail;
 	if (load_anchors(p, cfg->smime_trust_anchors, err) < 0)
+		goto fail;
+	if (sg_submission_new(cfg, store, mk, &p->submission, err) < 0)
 		goto fail;
 	*p_r = p;
 	return 1;
@@ -83,6 +90,8 @@ void sg_policy_free(struct sg_policy **pp)
 	if (p == NULL)
 		return;
 	sg_policy_rules_free(&p->rules);
+	sg_submission_free(&p->submission);
+	sg_keycache_free(&p->keys);
 	sg_keys_lookup_free(&p->lookup);
 	for (size_t i = 0; i < p->n_anchors; i++)
 		sg_key_free(&p->anchors[i]);
@@ -95,7 +104,10 @@ void sg_policy_free(struct sg_policy **pp)
 
 void sg_policy_decision_clear(struct sg_policy_decision *d)
 {
-	sg_key_free(&d->key);
+	if (d->key_ref != NULL)
+		sg_keycache_release(&d->key_ref);
+	else
+		sg_key_free(&d->key);
 	free(d->reply);
 	free(d->note);
 	memset(d, 0, sizeof(*d));
@@ -129,20 +141,30 @@ static int decide_e2e(struct sg_policy *p, const char *rcpt, time_t now, enum sg
 {
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 	struct sg_error why = SG_ERROR_INIT;
+	char *addr = sg_keys_normalize_addr(rcpt, NULL);
 
-	pthread_mutex_lock(&p->lock);
+	/* A key found within policy_key_cache_ttl is used again as it was
+	 * (a revocation imported meanwhile applies once the entry expires). */
+	if (addr != NULL && (d->key_ref = sg_keycache_get(p->keys, addr, (int)pref)) != NULL) {
+		d->key = sg_keycache_key(d->key_ref);
+		free(addr);
+		return 1;
+	}
 	int r = sg_keys_find_encrypt(p->lookup, rcpt, pref, now, &d->key, &st, &why);
-	pthread_mutex_unlock(&p->lock);
 	if (r < 0) {
 		sg_error_set(err, "key look-up for %s: %s", rcpt, sg_error_msg(&why));
 		sg_error_clear(&why);
+		free(addr);
 		return -1;
 	}
 	if (r == 0) {
 		d->note = sg_strdup(sg_error_msg(&why));
 		apply_missing(d, missing);
+	} else if (addr != NULL) {
+		d->key_ref = sg_keycache_put(p->keys, addr, (int)pref, d->key);
 	}
 	sg_error_clear(&why);
+	free(addr);
 	return 1;
 }
 
@@ -223,11 +245,12 @@ static int try_signer(struct sg_policy *p, const struct sg_store_key *row, time_
 }
 
 int sg_policy_find_signer(struct sg_policy *p, const char *sender, time_t now,
-			  struct sg_key **key_r, struct sg_error *err)
+			  struct sg_keycache_entry **key_r, struct sg_error *err)
 {
 	struct sg_store_key *rows = NULL;
 	size_t n = 0;
 	struct sg_error why = SG_ERROR_INIT;
+	struct sg_key *key = NULL;
 	int ret = 0;
 	char *norm = NULL;
 
@@ -240,6 +263,10 @@ int sg_policy_find_signer(struct sg_policy *p, const char *sender, time_t now,
 		sg_error_set(err, "no sender address");
 		return 0;
 	}
+	if ((*key_r = sg_keycache_get(p->keys, norm, SIGNER_TAG)) != NULL) {
+		free(norm);
+		return 1;
+	}
 	pthread_mutex_lock(&p->lock);
 	if (sg_store_key_list(p->store, norm, &rows, &n, err) < 0) {
 		ret = -1;
@@ -248,10 +275,12 @@ int sg_policy_find_signer(struct sg_policy *p, const char *sender, time_t now,
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		if (strcmp(rows[i].kind, "pgp") != 0)
 			continue;
-		ret = try_signer(p, &rows[i], now, key_r, &why, err);
+		ret = try_signer(p, &rows[i], now, &key, &why, err);
 	}
 	if (ret == 0)
 		sg_error_set(err, "%s: %s", norm, why.msg != NULL ? why.msg : "no signing key stored");
+	if (ret == 1)
+		*key_r = sg_keycache_put(p->keys, norm, SIGNER_TAG, key);
 out:
 	pthread_mutex_unlock(&p->lock);
 	sg_store_keys_free(&rows, n);

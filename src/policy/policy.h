@@ -18,6 +18,7 @@
 struct sg_store;
 struct sg_master_key;
 struct sg_policy;
+struct sg_keycache_entry;
 
 /* cfg, store and mk (NULL: no signing with stored keys) are borrowed for
  * the policy's lifetime. Loads cfg->policy_file and the S/MIME trust
@@ -34,7 +35,8 @@ struct sg_policy_decision {
 	enum sg_treatment asked;           /* what the rule (or the default) says */
 	enum sg_treatment treatment;       /* what is done: asked, or the missing= fallback */
 	enum sg_route route;
-	struct sg_key *key;                /* e2e: the recipient's key; owned */
+	struct sg_key *key;                /* e2e: the recipient's key; owned, or borrowed from key_ref */
+	struct sg_keycache_entry *key_ref; /* the cache entry holding key, or NULL */
 	bool sign;                         /* sign with the sender's key if there is one */
 	int code;                          /* refused: 4xx/5xx, text in reply; else 0 */
 	char *reply;                       /* "5.7.1 ..." when refused; owned */
@@ -50,9 +52,10 @@ int sg_policy_decide(struct sg_policy *p, const char *sender, const char *rcpt,
 void sg_policy_decision_clear(struct sg_policy_decision *d);
 
 /* The sender's signing key from the store (its secret part sealed under
- * the master key): 1 with *key_r (owned), 0 none usable (note in err), -1. */
+ * the master key): 1 with *key_r (a cache entry: sg_keycache_key() has the
+ * key; sg_keycache_release it), 0 none usable (note in err), -1. */
 int sg_policy_find_signer(struct sg_policy *p, const char *sender, time_t now,
-			  struct sg_key **key_r, struct sg_error *err) SG_WARN_UNUSED;
+			  struct sg_keycache_entry **key_r, struct sg_error *err) SG_WARN_UNUSED;
 
 /* The transforms (ctx = p). */
 void sg_policy_outbound_transform(struct sg_policy *p, struct sg_transform *t_r);

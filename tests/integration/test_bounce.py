@@ -11,7 +11,7 @@ Topology (all 127.0.0.1, ports chosen at run time):
   Postfix's relayhost (sink_recorder.py) is the outside world: bounces to
   the outside sender land there.
 The bounce settings come from etc/postfix/main.cf-bounce, which
-doc/postfix.md section 11 quotes (test_doc_quotes_bounce_files)."""
+doc/postfix.md section 12 quotes (test_doc_quotes_bounce_files)."""
 import os
 import re
 import secrets
@@ -29,19 +29,42 @@ RULES = "to=*@a.test pass\nto=* e2e missing=reject\n"
 OUTSIDE = "carol@outside.test"   # an outside sender: the bounce goes back out
 
 
+def settings(name):
+    """etc/postfix/NAME as a dict (comments dropped)."""
+    out = {}
+    for line in read_etc(name).splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
 def bounce_settings(tmp, filter_port):
-    """main.cf-bounce as a dict (comments dropped), its regexp table copied
-    into tmp with the test's filter port: the documented lines, tested."""
+    """main.cf-bounce, its regexp table copied into tmp with the test's
+    filter port, and main.cf-submission's bounce_size_limit (the rest of
+    that file is SASL for the submission service, not used here): the
+    documented lines, tested."""
     table = os.path.join(tmp, "sealgate-bounce.regexp")
     with open(table, "w") as f:
         f.write(read_etc("sealgate-bounce.regexp").replace(
-            "[127.0.0.1]:10024", f"[127.0.0.1]:{filter_port}"))
-    out = {}
-    for line in read_etc("main.cf-bounce").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip().replace("/etc/postfix/sealgate-bounce.regexp", table)
+            "[127.0.0.1]:10027", f"[127.0.0.1]:{filter_port}"))
+    out = settings("main.cf-bounce")
+    out["header_checks"] = out["header_checks"].replace("/etc/postfix/sealgate-bounce.regexp", table)
+    out["bounce_size_limit"] = settings("main.cf-submission")["bounce_size_limit"]
     return out
+
+
+def submission_transport():
+    """The sealgate-submission transport of master.cf-submission (the
+    FILTER target), as documented."""
+    lines = read_etc("master.cf-submission").splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("sealgate-submission "))
+    block = [lines[start]]
+    for l in lines[start + 1:]:
+        if not l.startswith("  -o "):
+            break
+        block.append(l)
+    return "\n".join(block) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +94,8 @@ def make_path(keys, main_extra, protected):
         f.write(f"policy_file = {rules_path}\n")
     for name in ("bob", "data5"):
         key_import(path.state, os.path.join(keys, name + ".pub"))
+    with open(os.path.join(path.postfix.conf, "master.cf"), "a") as f:
+        f.write("\n# --- etc/postfix/master.cf-submission (the transport)\n" + submission_transport())
     return path.start()
 
 
@@ -147,7 +172,7 @@ def test_bounce_to_outside_sender_carries_no_plaintext(keys, case):
     try:
         assert leaks(path, marker) == [], path.logs()
         # The bounce went to sealgate (header_checks FILTER) and was refused there.
-        assert f"from=<> to=<{OUTSIDE}>: sealgate-lmtp:" in log, log
+        assert f"from=<> to=<{OUTSIDE}>: sealgate-submission:" in log, log
         assert f"no key for {OUTSIDE}" in path.filter.log()
         if case == "expired":
             assert "4.4.1" in log and "status=expired" in log, log
@@ -194,7 +219,7 @@ def test_bounce_to_internal_sender_may_quote(keys):
 
 @pytest.mark.parametrize("name", ["main.cf-bounce", "sealgate-bounce.regexp"])
 def test_doc_quotes_bounce_files(name):
-    """doc/postfix.md section 11 quotes the files this test uses, unchanged."""
+    """doc/postfix.md section 12 quotes the files this test uses, unchanged."""
     with open(os.path.join(SOURCE_DIR, "doc", "postfix.md")) as f:
         doc = f.read()
     assert "```\n" + read_etc(name) + "```" in doc, f"doc/postfix.md does not quote etc/postfix/{name}"

@@ -8,7 +8,8 @@ import pytest
 from postfix_harness import ETC, SOURCE_DIR
 
 
-@pytest.mark.parametrize("name", ["main.cf-lmtp", "main.cf-smtp", "master.cf-sealgate"])
+@pytest.mark.parametrize("name", ["main.cf-lmtp", "main.cf-smtp", "master.cf-sealgate",
+                                  "main.cf-submission", "master.cf-submission"])
 def test_doc_quotes_tested_file(name):
     with open(os.path.join(SOURCE_DIR, "doc", "postfix.md")) as f:
         doc = f.read()
