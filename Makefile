@@ -71,6 +71,7 @@ bench: deps-test build
 	bench/rekey.sh $(BUILD)
 	bench/policy.sh $(BUILD)
 	bench/domain.sh $(BUILD)
+	bench/load.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

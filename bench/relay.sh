@@ -28,21 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
-wait_port() {
-	local i
-	for i in $(seq 100); do
-		python3 -c "import socket;socket.create_connection(('127.0.0.1',$1)).close()" 2>/dev/null && return 0
-		kill -0 "$2" 2>/dev/null || { echo "relay.sh: process $2 died; log:" >&2; cat "$3" >&2; exit 1; }
-		sleep 0.1
-	done
-	echo "relay.sh: nothing listening on $1" >&2; exit 1
-}
-cpu_ticks() {   # utime + stime of PID, in clock ticks (fields 14, 15 of /proc/PID/stat)
-	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
+. "$(dirname "$0")/lib.sh"
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 
@@ -52,18 +38,10 @@ smtp-sink -u nobody 127.0.0.1:"$SINK_PORT" 256 >"$T/sink.log" 2>&1 &
 PIDS+=($!); SINK_PID=$!
 wait_port "$SINK_PORT" "$SINK_PID" "$T/sink.log"
 
-mkdir -p "$T/state/tmp"
-cat >"$T/sealgate.conf" <<CONF
-hostname = gw.bench.test
-state_dir = $T/state
-listen = 127.0.0.1:$GW_PORT
-lmtp_listen =
-relay = 127.0.0.1:$SINK_PORT
-relay_protocol = smtp
-xforward = no
+relay_conf "$T/sealgate.conf" "$T/state" "$GW_PORT" "$SINK_PORT" gw.bench.test
+cat >>"$T/sealgate.conf" <<CONF
 max_message_size = 64M
 spool_memory_max = $SPOOL_MEMORY_MAX
-log = stderr
 CONF
 "$SEALGATE_BIN" serve -c "$T/sealgate.conf" >"$T/sealgate.log" 2>&1 &
 PIDS+=($!); GW_PID=$!

@@ -1060,8 +1060,11 @@ int sg_smtp_server_listen_fd(struct sg_smtp_server *srv, int fd, struct sg_error
 	struct evconnlistener *l;
 	int flags = fcntl(fd, F_GETFL);
 
+	/* Backlog SOMAXCONN (the kernel caps it at net.core.somaxconn): with
+	 * 128, a burst of a few hundred clients (bench/load.sh) overflowed the
+	 * accept queue; their SYNs were dropped and retried a second later. */
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
-	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || listen(fd, 128) < 0) {
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || listen(fd, SOMAXCONN) < 0) {
 		sg_error_set(err, "listen: %s", strerror(errno));
 		return -1;
 	}
