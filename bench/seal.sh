@@ -12,10 +12,12 @@
 # usage: bench/seal.sh [BUILD_DIR]   (needs a built libsealgate.a)
 # SEAL_BENCH_SECS: seconds each measurement runs for (default 1; at least
 # 3 messages each). Raise it on a loaded machine for steadier figures.
+# SEAL_BENCH_FORMATS: which rows to run (default "pgp smime").
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$SRC/build}
 SECS=${SEAL_BENCH_SECS:-1}
+FORMATS=${SEAL_BENCH_FORMATS:-pgp smime}
 NR=10 # recipients in the multi-recipient rows
 T=$(mktemp -d)
 cleanup() {
@@ -94,7 +96,7 @@ tool_rate() { # fmt nrecips
 
 printf '%-5s %7s %3s | %9s %7s | %9s %7s | %8s | %8s %8s\n' \
        fmt size rcp 'sg msg/s' 'sg MB/s' 'bare m/s' 'bare MB' 'tool m/s' 'sg/bare' 'sg/tool'
-for fmt in pgp smime; do
+for fmt in $FORMATS; do
 	for size in 10240 1048576; do
 		for n in 1 $NR; do
 			"$T/seal-bench" msg "$size" > "$T/msg"

@@ -1,10 +1,14 @@
-/* OpenPGP through the librnp 0.16 FFI. Every operation gets its own
- * rnp_ffi_t holding just the keys it needs (librnp objects are not shared
+/* OpenPGP through the librnp 0.16 FFI. Operations run on a per-thread
+ * rnp_ffi_t that keeps the keys imported (librnp objects are not shared
  * between threads); key metadata is read once at load time. */
 #include "crypto/pgp.h"
+#include "util/log.h"
 #include "util/mem.h"
 #include "util/secret.h"
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
 #include <rnp/rnp.h>
 #include <rnp/rnp_err.h>
 #include <stdint.h>
@@ -13,9 +17,12 @@
 #include <string.h>
 #include <strings.h>
 
+#define SG_PGP_DIGEST_LEN 32
+
 struct sg_pgp_key {
 	unsigned char *data; /* the key as loaded (armored or binary) */
 	size_t len;
+	unsigned char digest[SG_PGP_DIGEST_LEN]; /* SHA-256 of data: the cache's identity */
 	char *passphrase;    /* NULL when none was given */
 	char *fpr;
 	char **uids;
@@ -57,18 +64,288 @@ bool sg_pgp_looks_like_key(const void *data, size_t len)
 	return tag == 5 || tag == 6;
 }
 
-/* ---- per-operation librnp context ---- */
+/* A random passphrase (hex of 24 random octets) for protecting a cached
+ * secret key; free with sg_secret_free. */
+static char *random_pass(void)
+{
+	unsigned char raw[24];
+	char *p = sg_malloc(2 * sizeof(raw) + 1);
 
-struct op_ctx {
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		sg_panic("pgp: no random bytes");
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(p + 2 * i, 3, "%02x", raw[i]);
+	sg_memwipe(raw, sizeof(raw));
+	return p;
+}
+
+/* ---- per-thread librnp context: the key cache of pgp.h ---- */
+
+struct cache_entry {
+	unsigned char digest[SG_PGP_DIGEST_LEN]; /* SHA-256 of the key's bytes */
+	char *fpr;                               /* primary fingerprint */
+	char *lock_pass;                         /* our random passphrase, NULL if none */
+	bool secret;
+	uint64_t used;                           /* op number of the last use (LRU) */
+};
+
+struct op_ctx;
+
+struct thread_cache {
 	rnp_ffi_t ffi;
-	const struct sg_pgp_key **pass_keys; /* keys whose passphrase we may hand out; owned array */
+	struct cache_entry *e;
+	size_t n;
+	uint64_t seq;             /* current op number */
+	struct op_ctx *op;        /* the op in progress: only its keys unlock */
+	struct sg_pgp_cache_stats stats;
+};
+
+/* One operation on the thread's context: the keys it was given. */
+struct op_ctx {
+	struct thread_cache *tc;
+	rnp_ffi_t ffi;                       /* borrowed from tc */
+	const struct sg_pgp_key **pass_keys; /* owned array */
 	size_t n_pass;
 };
 
-static const struct sg_pgp_key *find_by_fpr(const struct op_ctx *c, const char *fpr)
+static pthread_key_t tc_key;
+static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
+static size_t cache_limit = SG_PGP_CACHE_DEFAULT;
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void entry_clear(struct cache_entry *e)
+{
+	free(e->fpr);
+	if (e->lock_pass != NULL)
+		sg_secret_free(&e->lock_pass, strlen(e->lock_pass));
+	memset(e, 0, sizeof(*e));
+}
+
+static void tc_destroy(void *p)
+{
+	struct thread_cache *tc = p;
+
+	if (tc == NULL)
+		return;
+	for (size_t i = 0; i < tc->n; i++)
+		entry_clear(&tc->e[i]);
+	free(tc->e);
+	/* librnp keeps secret key material in wiping (secure) allocations. */
+	if (tc->ffi != NULL)
+		rnp_ffi_destroy(tc->ffi);
+	free(tc);
+}
+
+static void tc_key_init(void)
+{
+	if (pthread_key_create(&tc_key, tc_destroy) != 0)
+		sg_panic("pgp: pthread_key_create failed");
+}
+
+static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, const char *pgp_context,
+			  char buf[], size_t buf_len);
+
+/* The calling thread's cache, created on first use; NULL (err) if librnp
+ * cannot make a context. */
+static struct thread_cache *tc_get(bool create, struct sg_error *err)
+{
+	pthread_once(&tc_once, tc_key_init);
+	struct thread_cache *tc = pthread_getspecific(tc_key);
+	if (tc != NULL || !create)
+		return tc;
+	tc = sg_calloc(1, sizeof(*tc));
+	if (rnp_ffi_create(&tc->ffi, "GPG", "GPG") != RNP_SUCCESS) {
+		free(tc);
+		sg_error_set(err, "librnp: cannot create a context");
+		return NULL;
+	}
+	rnp_ffi_set_pass_provider(tc->ffi, pass_provider, tc);
+	if (pthread_setspecific(tc_key, tc) != 0)
+		sg_panic("pgp: pthread_setspecific failed");
+	return tc;
+}
+
+void sg_pgp_cache_set_limit(size_t max_keys)
+{
+	pthread_mutex_lock(&limit_lock);
+	cache_limit = max_keys > 0 ? max_keys : 1;
+	pthread_mutex_unlock(&limit_lock);
+}
+
+static size_t get_limit(void)
+{
+	pthread_mutex_lock(&limit_lock);
+	size_t n = cache_limit;
+	pthread_mutex_unlock(&limit_lock);
+	return n;
+}
+
+void sg_pgp_cache_stats(struct sg_pgp_cache_stats *stats_r)
+{
+	struct thread_cache *tc = tc_get(false, NULL);
+
+	memset(stats_r, 0, sizeof(*stats_r));
+	if (tc != NULL) {
+		*stats_r = tc->stats;
+		stats_r->keys = tc->n;
+	}
+}
+
+void sg_pgp_cache_thread_free(void)
+{
+	struct thread_cache *tc = tc_get(false, NULL);
+
+	if (tc == NULL)
+		return;
+	pthread_setspecific(tc_key, NULL);
+	tc_destroy(tc);
+}
+
+static struct cache_entry *tc_find_fpr(struct thread_cache *tc, const char *fpr)
+{
+	for (size_t i = 0; i < tc->n; i++)
+		if (strcasecmp(tc->e[i].fpr, fpr) == 0)
+			return &tc->e[i];
+	return NULL;
+}
+
+static struct cache_entry *tc_find_digest(struct thread_cache *tc, const unsigned char *digest)
+{
+	for (size_t i = 0; i < tc->n; i++)
+		if (memcmp(tc->e[i].digest, digest, SG_PGP_DIGEST_LEN) == 0)
+			return &tc->e[i];
+	return NULL;
+}
+
+/* Take entry i out of the cache and its key (with subkeys) out of the ffi. */
+static void tc_evict(struct thread_cache *tc, size_t i)
+{
+	rnp_key_handle_t h = NULL;
+
+	if (rnp_locate_key(tc->ffi, "fingerprint", tc->e[i].fpr, &h) == RNP_SUCCESS && h != NULL) {
+		rnp_key_remove(h, RNP_KEY_REMOVE_PUBLIC | RNP_KEY_REMOVE_SECRET | RNP_KEY_REMOVE_SUBKEYS);
+		rnp_key_handle_destroy(h);
+	}
+	entry_clear(&tc->e[i]);
+	tc->e[i] = tc->e[--tc->n];
+	tc->stats.evictions++;
+}
+
+/* Evict least recently used entries not used by the current op until
+ * there is room for one more under the limit. */
+static void tc_make_room(struct thread_cache *tc)
+{
+	size_t limit = get_limit();
+
+	while (tc->n >= limit) {
+		size_t victim = tc->n;
+		for (size_t i = 0; i < tc->n; i++)
+			if (tc->e[i].used != tc->seq && (victim == tc->n || tc->e[i].used < tc->e[victim].used))
+				victim = i;
+		if (victim == tc->n)
+			return; /* all in use by this op */
+		tc_evict(tc, victim);
+	}
+}
+
+/* Protect every unprotected secret (sub)key of prim with a random
+ * passphrase so that only an op given the key can unlock it. */
+static int protect_secrets(rnp_key_handle_t prim, char **pass_r, struct sg_error *err)
+{
+	size_t n = 0;
+	int ret = 1;
+
+	*pass_r = NULL;
+	if (rnp_key_get_subkey_count(prim, &n) != RNP_SUCCESS)
+		n = 0;
+	for (size_t i = 0; i <= n && ret > 0; i++) {
+		rnp_key_handle_t h = prim;
+		bool sec = false, prot = true;
+		if (i > 0 && rnp_key_get_subkey_at(prim, i - 1, &h) != RNP_SUCCESS)
+			continue;
+		if (rnp_key_have_secret(h, &sec) == RNP_SUCCESS && sec &&
+		    rnp_key_is_protected(h, &prot) == RNP_SUCCESS && !prot) {
+			if (*pass_r == NULL)
+				*pass_r = random_pass();
+			/* The passphrase is random: few S2K iterations suffice. */
+			if (rnp_key_protect(h, *pass_r, "AES256", NULL, "SHA256", 1024) != RNP_SUCCESS) {
+				sg_error_set(err, "librnp: cannot protect a cached secret key");
+				ret = -1;
+			}
+		}
+		if (i > 0)
+			rnp_key_handle_destroy(h);
+	}
+	return ret;
+}
+
+/* Import k into the thread's ffi as a new cache entry. */
+static int tc_import(struct thread_cache *tc, const struct sg_pgp_key *k, struct sg_error *err)
+{
+	rnp_input_t in = NULL;
+	rnp_key_handle_t prim = NULL;
+	char *pass = NULL;
+	rnp_result_t r;
+
+	if (rnp_input_from_memory(&in, k->data, k->len, false) != RNP_SUCCESS) {
+		sg_error_set(err, "librnp: cannot read key");
+		return -1;
+	}
+	r = rnp_import_keys(tc->ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
+	rnp_input_destroy(in);
+	if (r != RNP_SUCCESS) {
+		sg_error_set(err, "key %s: %s", k->fpr, rnp_msg(r));
+		return -1;
+	}
+	if (rnp_locate_key(tc->ffi, "fingerprint", k->fpr, &prim) != RNP_SUCCESS || prim == NULL) {
+		sg_error_set(err, "key %s: not found after import", k->fpr);
+		return -1;
+	}
+	int ret = k->secret ? protect_secrets(prim, &pass, err) : 1;
+	if (ret < 0) {
+		rnp_key_remove(prim, RNP_KEY_REMOVE_PUBLIC | RNP_KEY_REMOVE_SECRET | RNP_KEY_REMOVE_SUBKEYS);
+		if (pass != NULL)
+			sg_secret_free(&pass, strlen(pass));
+	} else {
+		tc->e = sg_reallocarray(tc->e, tc->n + 1, sizeof(*tc->e));
+		struct cache_entry *e = &tc->e[tc->n++];
+		memcpy(e->digest, k->digest, sizeof(e->digest));
+		e->fpr = sg_strdup(k->fpr);
+		e->lock_pass = pass;
+		e->secret = k->secret;
+		e->used = tc->seq;
+		tc->stats.misses++;
+	}
+	rnp_key_handle_destroy(prim);
+	return ret;
+}
+
+/* Make k available in the thread's ffi for the current op. */
+static int tc_use(struct thread_cache *tc, const struct sg_pgp_key *k, struct sg_error *err)
+{
+	struct cache_entry *e = tc_find_fpr(tc, k->fpr);
+
+	/* Same bytes; or the op already has the secret key and now names its
+	 * public part (verify keys next to decryption keys). */
+	if (e != NULL && (memcmp(e->digest, k->digest, SG_PGP_DIGEST_LEN) == 0 ||
+			  (e->used == tc->seq && e->secret && !k->secret))) {
+		e->used = tc->seq;
+		tc->stats.hits++;
+		return 1;
+	}
+	/* Other bytes for this fingerprint (updated key, secret vs public):
+	 * librnp would merge them; replace instead. */
+	if (e != NULL)
+		tc_evict(tc, (size_t)(e - tc->e));
+	tc_make_room(tc);
+	return tc_import(tc, k, err);
+}
+
+/* Among the op's keys, the secret key with this primary fingerprint. */
+static const struct sg_pgp_key *find_allowed(const struct op_ctx *c, const char *fpr)
 {
 	for (size_t i = 0; i < c->n_pass; i++)
-		if (strcasecmp(c->pass_keys[i]->fpr, fpr) == 0)
+		if (c->pass_keys[i]->secret && strcasecmp(c->pass_keys[i]->fpr, fpr) == 0)
 			return c->pass_keys[i];
 	return NULL;
 }
@@ -86,17 +363,22 @@ static char *primary_fpr(rnp_key_handle_t key)
 	return fpr;
 }
 
+/* librnp asks for a (sub)key's passphrase: give it only for a secret key
+ * of the op in progress (its own passphrase, else our random one). */
 static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, const char *pgp_context,
 			  char buf[], size_t buf_len)
 {
-	struct op_ctx *c = app_ctx;
-	char *fpr = key != NULL ? primary_fpr(key) : NULL;
-	const struct sg_pgp_key *k = fpr != NULL ? find_by_fpr(c, fpr) : NULL;
+	struct thread_cache *tc = app_ctx;
+	char *fpr = key != NULL && tc->op != NULL ? primary_fpr(key) : NULL;
+	const struct sg_pgp_key *k = fpr != NULL ? find_allowed(tc->op, fpr) : NULL;
+	const struct cache_entry *e = k != NULL ? tc_find_fpr(tc, fpr) : NULL;
+	const char *pass = k == NULL ? NULL : k->passphrase != NULL ? k->passphrase
+					       : e != NULL ? e->lock_pass : NULL;
 	bool ok = false;
 
 	rnp_buffer_destroy(fpr);
-	if (k != NULL && k->passphrase != NULL && strlen(k->passphrase) < buf_len) {
-		memcpy(buf, k->passphrase, strlen(k->passphrase) + 1);
+	if (pass != NULL && strlen(pass) < buf_len) {
+		memcpy(buf, pass, strlen(pass) + 1);
 		ok = true;
 	}
 	return ok;
@@ -105,29 +387,21 @@ static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, co
 static int op_init(struct op_ctx *c, struct sg_error *err)
 {
 	memset(c, 0, sizeof(*c));
-	if (rnp_ffi_create(&c->ffi, "GPG", "GPG") != RNP_SUCCESS) {
-		sg_error_set(err, "librnp: cannot create a context");
+	c->tc = tc_get(true, err);
+	if (c->tc == NULL)
 		return -1;
-	}
-	rnp_ffi_set_pass_provider(c->ffi, pass_provider, c);
+	if (c->tc->op != NULL)
+		sg_panic("pgp: nested operation on one thread");
+	c->tc->seq++;
+	c->tc->op = c;
+	c->ffi = c->tc->ffi;
 	return 1;
 }
 
 static int op_add_key(struct op_ctx *c, const struct sg_pgp_key *k, struct sg_error *err)
 {
-	rnp_input_t in = NULL;
-	rnp_result_t r;
-
-	if (rnp_input_from_memory(&in, k->data, k->len, false) != RNP_SUCCESS) {
-		sg_error_set(err, "librnp: cannot read key");
+	if (tc_use(c->tc, k, err) < 0)
 		return -1;
-	}
-	r = rnp_import_keys(c->ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
-	rnp_input_destroy(in);
-	if (r != RNP_SUCCESS) {
-		sg_error_set(err, "key %s: %s", k->fpr, rnp_msg(r));
-		return -1;
-	}
 	c->pass_keys = sg_reallocarray(c->pass_keys, c->n_pass + 1, sizeof(*c->pass_keys));
 	c->pass_keys[c->n_pass++] = k;
 	return 1;
@@ -135,8 +409,9 @@ static int op_add_key(struct op_ctx *c, const struct sg_pgp_key *k, struct sg_er
 
 static void op_done(struct op_ctx *c)
 {
-	if (c->ffi != NULL)
-		rnp_ffi_destroy(c->ffi);
+	if (c->tc != NULL)
+		c->tc->op = NULL;
+	c->tc = NULL;
 	c->ffi = NULL;
 	free(c->pass_keys);
 	c->pass_keys = NULL;
@@ -287,52 +562,87 @@ static int check_passphrase(rnp_key_handle_t prim, const char *passphrase, enum 
 	return ret;
 }
 
+/* Metadata of the key (data, len) read through a scratch ffi: exactly one
+ * primary key, passphrase checked. */
+static int load_fresh(struct sg_pgp_key *k, const char *passphrase, enum sg_crypto_status *status_r,
+		      struct sg_error *err)
+{
+	rnp_ffi_t ffi = NULL;
+	rnp_input_t in = NULL;
+	rnp_key_handle_t prim = NULL;
+	char *fpr = NULL;
+	rnp_result_t r;
+	int ret = -1;
+
+	if (rnp_ffi_create(&ffi, "GPG", "GPG") != RNP_SUCCESS) {
+		sg_error_set(err, "librnp: cannot create a context");
+		return -1;
+	}
+	if (rnp_input_from_memory(&in, k->data, k->len, false) != RNP_SUCCESS)
+		goto out;
+	r = rnp_import_keys(ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
+	if (r != RNP_SUCCESS) {
+		sg_error_set(err, "not a usable OpenPGP key (%s; note: " SG_PGP_V6_HINT ")", rnp_msg(r));
+		goto out;
+	}
+	if (single_primary(ffi, &prim, err) < 0 || rnp_key_get_fprint(prim, &fpr) != RNP_SUCCESS)
+		goto out;
+	k->fpr = sg_strdup(fpr);
+	read_meta(k, prim);
+	if (k->secret && check_passphrase(prim, passphrase, status_r, err) < 0)
+		goto out;
+	ret = 1;
+out:
+	rnp_buffer_destroy(fpr);
+	if (prim != NULL)
+		rnp_key_handle_destroy(prim);
+	if (in != NULL)
+		rnp_input_destroy(in);
+	rnp_ffi_destroy(ffi);
+	return ret;
+}
+
+/* The same bytes were loaded before and are in this thread's cache: read
+ * the metadata from there instead of importing them again. */
+static int load_cached(struct sg_pgp_key *k)
+{
+	struct thread_cache *tc = tc_get(false, NULL);
+	const struct cache_entry *e = tc != NULL ? tc_find_digest(tc, k->digest) : NULL;
+	rnp_key_handle_t prim = NULL;
+
+	if (e == NULL || rnp_locate_key(tc->ffi, "fingerprint", e->fpr, &prim) != RNP_SUCCESS || prim == NULL)
+		return 0;
+	k->fpr = sg_strdup(e->fpr);
+	read_meta(k, prim);
+	rnp_key_handle_destroy(prim);
+	tc->stats.hits++;
+	return 1;
+}
+
 int sg_pgp_key_load_mem(const void *data, size_t len, const char *passphrase,
 			struct sg_pgp_key **key_r, enum sg_crypto_status *status_r,
 			struct sg_error *err)
 {
 	struct sg_pgp_key *k = sg_calloc(1, sizeof(*k));
-	struct op_ctx c;
-	rnp_input_t in = NULL;
-	rnp_key_handle_t prim = NULL;
-	rnp_result_t r;
-	int ret = -1;
 
-	memset(&c, 0, sizeof(c));
 	set_status(status_r, SG_CRYPTO_BAD_KEY);
 	k->data = sg_malloc(len + 1);
 	memcpy(k->data, data, len);
 	k->len = len;
 	k->passphrase = passphrase != NULL ? sg_strdup(passphrase) : NULL;
-	if (op_init(&c, err) < 0 || rnp_input_from_memory(&in, k->data, len, false) != RNP_SUCCESS)
-		goto out;
-	r = rnp_import_keys(c.ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
-	if (r != RNP_SUCCESS) {
-		sg_error_set(err, "not a usable OpenPGP key (%s; note: " SG_PGP_V6_HINT ")", rnp_msg(r));
-		goto out;
+	if (EVP_Digest(k->data, len, k->digest, NULL, EVP_sha256(), NULL) != 1) {
+		sg_error_set(err, "cannot hash the key");
+		goto fail;
 	}
-	if (single_primary(c.ffi, &prim, err) < 0)
-		goto out;
-	if (rnp_key_get_fprint(prim, &k->fpr) != RNP_SUCCESS)
-		goto out;
-	char *fpr = sg_strdup(k->fpr);
-	rnp_buffer_destroy(k->fpr);
-	k->fpr = fpr;
-	read_meta(k, prim);
-	if (k->secret && check_passphrase(prim, passphrase, status_r, err) < 0)
-		goto out;
+	/* A passphrase is checked every time: no short cut then. */
+	if ((passphrase != NULL || load_cached(k) == 0) && load_fresh(k, passphrase, status_r, err) < 0)
+		goto fail;
 	set_status(status_r, SG_CRYPTO_OK);
 	*key_r = k;
-	k = NULL;
-	ret = 1;
-out:
-	if (prim != NULL)
-		rnp_key_handle_destroy(prim);
-	if (in != NULL)
-		rnp_input_destroy(in);
-	op_done(&c);
+	return 1;
+fail:
 	sg_pgp_key_free(&k);
-	return ret;
+	return -1;
 }
 
 const char *sg_pgp_key_fingerprint(const struct sg_pgp_key *k)
@@ -721,7 +1031,9 @@ static const struct sg_pgp_key *sg_keys_find(struct sg_key *const *keys, size_t 
  * s5.2.3.23, s5.2.3.6: a revoked or expired key makes it untrustworthy). */
 static enum sg_sig_status sig_verdict(rnp_result_t r, const struct sg_pgp_key *k, time_t now)
 {
-	if (r == RNP_ERROR_KEY_NOT_FOUND || (k == NULL && r != RNP_ERROR_SIGNATURE_INVALID))
+	/* k == NULL: not among the op's keys, even if the thread's cache
+	 * holds it from another operation. */
+	if (r == RNP_ERROR_KEY_NOT_FOUND || k == NULL)
 		return SG_SIG_UNKNOWN_SIGNER;
 	if (k != NULL && k->revoked)
 		return SG_SIG_KEY_REVOKED;
@@ -767,13 +1079,14 @@ static void read_signatures(rnp_op_verify_t op, struct sg_key *const *known, siz
 	if (k == NULL)
 		k = sg_keys_find(known2, n_known2, fpr);
 	info->sig = sig_verdict(r, k, now);
-	info->signer = fpr != NULL ? sg_strdup(fpr) : sig_keyid(sig);
+	info->signer = k != NULL ? sg_strdup(k->fpr) : sig_keyid(sig);
 	rnp_buffer_destroy(fpr);
 	if (kh != NULL)
 		rnp_key_handle_destroy(kh);
 }
 
-/* Is the message encrypted to one of our secret keys? (WRONG_KEY vs TAMPERED) */
+/* Is the message encrypted to one of the op's secret keys? (WRONG_KEY vs
+ * TAMPERED vs passphrase) */
 static bool addressed_to_us(rnp_op_verify_t op, struct op_ctx *c)
 {
 	size_t n = 0;
@@ -785,12 +1098,13 @@ static bool addressed_to_us(rnp_op_verify_t op, struct op_ctx *c)
 		rnp_recipient_handle_t rh = NULL;
 		char *kid = NULL;
 		rnp_key_handle_t kh = NULL;
-		bool sec = false;
 		if (rnp_op_verify_get_recipient_at(op, i, &rh) != RNP_SUCCESS ||
 		    rnp_recipient_get_keyid(rh, &kid) != RNP_SUCCESS)
 			continue;
 		if (rnp_locate_key(c->ffi, "keyid", kid, &kh) == RNP_SUCCESS && kh != NULL) {
-			ours = rnp_key_have_secret(kh, &sec) == RNP_SUCCESS && sec;
+			char *fpr = primary_fpr(kh);
+			ours = fpr != NULL && find_allowed(c, fpr) != NULL;
+			rnp_buffer_destroy(fpr);
 			rnp_key_handle_destroy(kh);
 		}
 		rnp_buffer_destroy(kid);
@@ -835,6 +1149,9 @@ static int decrypt_failed(rnp_result_t r, rnp_op_verify_t op, struct op_ctx *c,
 		sg_error_set(err, "integrity check failed: message was modified");
 		return -1;
 	}
+	/* A cached secret key of another op is refused its passphrase. */
+	if (r == RNP_ERROR_BAD_PASSWORD && !addressed_to_us(op, c))
+		r = RNP_ERROR_NO_SUITABLE_KEY;
 	switch (r) {
 	case RNP_ERROR_DECRYPT_FAILED:
 	case RNP_ERROR_NO_SUITABLE_KEY:

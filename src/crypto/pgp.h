@@ -13,9 +13,34 @@
 #include "util/error.h"
 
 /* One transferable key (primary + subkeys, optionally secret). Its bytes
- * are kept and imported into a fresh rnp_ffi_t for every operation, so
- * that operations on different threads share no librnp state. Opaque. */
+ * and their SHA-256 are kept; operations import them into the calling
+ * thread's librnp context (see the key cache below) once. Opaque. */
 struct sg_pgp_key;
+
+/* Key cache. librnp objects are not thread-safe, so each thread has its
+ * own rnp_ffi_t holding the keys its operations used, imported once and
+ * found again by fingerprint + SHA-256 of the key's bytes (different bytes
+ * for a fingerprint replace the old import). At most the limit's number of
+ * keys stay per thread (least recently used evicted; an operation needing
+ * more goes over the limit for its duration). Secret keys in the cache are
+ * kept passphrase-protected (unprotected ones get a random per-key
+ * passphrase when imported) and are unlocked only by an operation that was
+ * given that key: a cached secret key of another operation is never used
+ * to decrypt or sign. The cache is freed when the thread exits. */
+#define SG_PGP_CACHE_DEFAULT 64
+/* Set the per-thread limit (>= 1) for every thread; applied at the next
+ * operation of each thread. */
+void sg_pgp_cache_set_limit(size_t max_keys);
+struct sg_pgp_cache_stats {
+	size_t keys;               /* keys held now by the calling thread */
+	unsigned long hits;        /* key found already imported */
+	unsigned long misses;      /* key imported */
+	unsigned long evictions;   /* keys removed (limit, or bytes changed) */
+};
+/* The calling thread's figures (zero if it has no cache yet). */
+void sg_pgp_cache_stats(struct sg_pgp_cache_stats *stats_r);
+/* Free the calling thread's cache now (secret keys wiped by librnp). */
+void sg_pgp_cache_thread_free(void);
 
 /* Does data look like OpenPGP (ASCII armor header, or a binary packet tag
  * of a key packet, RFC 4880 s4.2)? */
