@@ -7,7 +7,6 @@
 #include "util/secret.h"
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <rnp/rnp.h>
 #include <rnp/rnp_err.h>
@@ -64,27 +63,11 @@ bool sg_pgp_looks_like_key(const void *data, size_t len)
 	return tag == 5 || tag == 6;
 }
 
-/* A random passphrase (hex of 24 random octets) for protecting a cached
- * secret key; free with sg_secret_free. */
-static char *random_pass(void)
-{
-	unsigned char raw[24];
-	char *p = sg_malloc(2 * sizeof(raw) + 1);
-
-	if (RAND_bytes(raw, sizeof(raw)) != 1)
-		sg_panic("pgp: no random bytes");
-	for (size_t i = 0; i < sizeof(raw); i++)
-		snprintf(p + 2 * i, 3, "%02x", raw[i]);
-	sg_memwipe(raw, sizeof(raw));
-	return p;
-}
-
 /* ---- per-thread librnp context: the key cache of pgp.h ---- */
 
 struct cache_entry {
 	unsigned char digest[SG_PGP_DIGEST_LEN]; /* SHA-256 of the key's bytes */
 	char *fpr;                               /* primary fingerprint */
-	char *lock_pass;                         /* our random passphrase, NULL if none */
 	bool secret;
 	uint64_t used;                           /* op number of the last use (LRU) */
 };
@@ -93,6 +76,7 @@ struct op_ctx;
 
 struct thread_cache {
 	rnp_ffi_t ffi;
+	rnp_ffi_t probe;          /* holds no keys: reads a message's recipients */
 	struct cache_entry *e;
 	size_t n;
 	uint64_t seq;             /* current op number */
@@ -116,8 +100,6 @@ static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
 static void entry_clear(struct cache_entry *e)
 {
 	free(e->fpr);
-	if (e->lock_pass != NULL)
-		sg_secret_free(&e->lock_pass, strlen(e->lock_pass));
 	memset(e, 0, sizeof(*e));
 }
 
@@ -133,6 +115,8 @@ static void tc_destroy(void *p)
 	/* librnp keeps secret key material in wiping (secure) allocations. */
 	if (tc->ffi != NULL)
 		rnp_ffi_destroy(tc->ffi);
+	if (tc->probe != NULL)
+		rnp_ffi_destroy(tc->probe);
 	free(tc);
 }
 
@@ -248,43 +232,11 @@ static void tc_make_room(struct thread_cache *tc)
 	}
 }
 
-/* Protect every unprotected secret (sub)key of prim with a random
- * passphrase so that only an op given the key can unlock it. */
-static int protect_secrets(rnp_key_handle_t prim, char **pass_r, struct sg_error *err)
-{
-	size_t n = 0;
-	int ret = 1;
-
-	*pass_r = NULL;
-	if (rnp_key_get_subkey_count(prim, &n) != RNP_SUCCESS)
-		n = 0;
-	for (size_t i = 0; i <= n && ret > 0; i++) {
-		rnp_key_handle_t h = prim;
-		bool sec = false, prot = true;
-		if (i > 0 && rnp_key_get_subkey_at(prim, i - 1, &h) != RNP_SUCCESS)
-			continue;
-		if (rnp_key_have_secret(h, &sec) == RNP_SUCCESS && sec &&
-		    rnp_key_is_protected(h, &prot) == RNP_SUCCESS && !prot) {
-			if (*pass_r == NULL)
-				*pass_r = random_pass();
-			/* The passphrase is random: few S2K iterations suffice. */
-			if (rnp_key_protect(h, *pass_r, "AES256", NULL, "SHA256", 1024) != RNP_SUCCESS) {
-				sg_error_set(err, "librnp: cannot protect a cached secret key");
-				ret = -1;
-			}
-		}
-		if (i > 0)
-			rnp_key_handle_destroy(h);
-	}
-	return ret;
-}
-
 /* Import k into the thread's ffi as a new cache entry. */
 static int tc_import(struct thread_cache *tc, const struct sg_pgp_key *k, struct sg_error *err)
 {
 	rnp_input_t in = NULL;
 	rnp_key_handle_t prim = NULL;
-	char *pass = NULL;
 	rnp_result_t r;
 
 	if (rnp_input_from_memory(&in, k->data, k->len, false) != RNP_SUCCESS) {
@@ -301,23 +253,15 @@ static int tc_import(struct thread_cache *tc, const struct sg_pgp_key *k, struct
 		sg_error_set(err, "key %s: not found after import", k->fpr);
 		return -1;
 	}
-	int ret = k->secret ? protect_secrets(prim, &pass, err) : 1;
-	if (ret < 0) {
-		rnp_key_remove(prim, RNP_KEY_REMOVE_PUBLIC | RNP_KEY_REMOVE_SECRET | RNP_KEY_REMOVE_SUBKEYS);
-		if (pass != NULL)
-			sg_secret_free(&pass, strlen(pass));
-	} else {
-		tc->e = sg_reallocarray(tc->e, tc->n + 1, sizeof(*tc->e));
-		struct cache_entry *e = &tc->e[tc->n++];
-		memcpy(e->digest, k->digest, sizeof(e->digest));
-		e->fpr = sg_strdup(k->fpr);
-		e->lock_pass = pass;
-		e->secret = k->secret;
-		e->used = tc->seq;
-		tc->stats.misses++;
-	}
+	tc->e = sg_reallocarray(tc->e, tc->n + 1, sizeof(*tc->e));
+	struct cache_entry *e = &tc->e[tc->n++];
+	memcpy(e->digest, k->digest, sizeof(e->digest));
+	e->fpr = sg_strdup(k->fpr);
+	e->secret = k->secret;
+	e->used = tc->seq;
+	tc->stats.misses++;
 	rnp_key_handle_destroy(prim);
-	return ret;
+	return 1;
 }
 
 /* Make k available in the thread's ffi for the current op. */
@@ -364,21 +308,18 @@ static char *primary_fpr(rnp_key_handle_t key)
 }
 
 /* librnp asks for a (sub)key's passphrase: give it only for a secret key
- * of the op in progress (its own passphrase, else our random one). */
+ * of the op in progress. */
 static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, const char *pgp_context,
 			  char buf[], size_t buf_len)
 {
 	struct thread_cache *tc = app_ctx;
 	char *fpr = key != NULL && tc->op != NULL ? primary_fpr(key) : NULL;
 	const struct sg_pgp_key *k = fpr != NULL ? find_allowed(tc->op, fpr) : NULL;
-	const struct cache_entry *e = k != NULL ? tc_find_fpr(tc, fpr) : NULL;
-	const char *pass = k == NULL ? NULL : k->passphrase != NULL ? k->passphrase
-					       : e != NULL ? e->lock_pass : NULL;
 	bool ok = false;
 
 	rnp_buffer_destroy(fpr);
-	if (pass != NULL && strlen(pass) < buf_len) {
-		memcpy(buf, pass, strlen(pass) + 1);
+	if (k != NULL && k->passphrase != NULL && strlen(k->passphrase) < buf_len) {
+		memcpy(buf, k->passphrase, strlen(k->passphrase) + 1);
 		ok = true;
 	}
 	return ok;
@@ -1112,6 +1053,61 @@ static bool addressed_to_us(rnp_op_verify_t op, struct op_ctx *c)
 	return ours;
 }
 
+/* Take secret keys that the op was not given out of the thread's ffi when
+ * the message names them (or hides its recipients: wildcard key ID, RFC
+ * 4880 s5.1), so that librnp, which tries every secret key it holds,
+ * decrypts only with the op's keys. The recipients are read from a
+ * context without keys, which stops before the encrypted data. */
+static void hide_foreign_secrets(struct op_ctx *c, const void *data, size_t len)
+{
+	struct thread_cache *tc = c->tc;
+	rnp_input_t in = NULL;
+	rnp_output_t o = NULL;
+	rnp_op_verify_t op = NULL;
+	size_t n = 0;
+	bool wildcard = false;
+
+	if (tc->probe == NULL && rnp_ffi_create(&tc->probe, "GPG", "GPG") != RNP_SUCCESS)
+		tc->probe = NULL;
+	if (tc->probe == NULL || rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS ||
+	    rnp_output_to_null(&o) != RNP_SUCCESS || rnp_op_verify_create(&op, tc->probe, in, o) != RNP_SUCCESS) {
+		wildcard = true; /* cannot tell: hide them all */
+		goto evict;
+	}
+	(void)rnp_op_verify_execute(op);
+	if (rnp_op_verify_get_recipient_count(op, &n) != RNP_SUCCESS)
+		wildcard = true;
+	for (size_t i = 0; i < n; i++) {
+		rnp_recipient_handle_t rh = NULL;
+		char *kid = NULL;
+		rnp_key_handle_t kh = NULL;
+		if (rnp_op_verify_get_recipient_at(op, i, &rh) != RNP_SUCCESS ||
+		    rnp_recipient_get_keyid(rh, &kid) != RNP_SUCCESS)
+			continue;
+		if (strspn(kid, "0") == strlen(kid))
+			wildcard = true;
+		else if (rnp_locate_key(tc->ffi, "keyid", kid, &kh) == RNP_SUCCESS && kh != NULL) {
+			char *fpr = primary_fpr(kh);
+			struct cache_entry *e = fpr != NULL ? tc_find_fpr(tc, fpr) : NULL;
+			rnp_key_handle_destroy(kh);
+			if (e != NULL && e->secret && find_allowed(c, fpr) == NULL)
+				tc_evict(tc, (size_t)(e - tc->e));
+			rnp_buffer_destroy(fpr);
+		}
+		rnp_buffer_destroy(kid);
+	}
+evict:
+	for (size_t i = tc->n; wildcard && i-- > 0;)
+		if (tc->e[i].secret && find_allowed(c, tc->e[i].fpr) == NULL)
+			tc_evict(tc, i);
+	if (op != NULL)
+		rnp_op_verify_destroy(op);
+	if (o != NULL)
+		rnp_output_destroy(o);
+	if (in != NULL)
+		rnp_input_destroy(in);
+}
+
 static void used_key(rnp_op_verify_t op, struct op_ctx *c, struct sg_key *const *keys, size_t n_keys,
 		     time_t now, struct sg_pgp_info *info)
 {
@@ -1233,6 +1229,7 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 	if (op_init(&c, err) < 0 || add_sg_keys(&c, keys, n_keys, err) < 0 ||
 	    add_sg_keys(&c, verify_keys, n_verify, err) < 0)
 		goto out;
+	hide_foreign_secrets(&c, data, len);
 	/* Plaintext goes to memory first: nothing reaches out before the
 	 * MDC has been checked at the end of the stream. */
 	if (rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS ||

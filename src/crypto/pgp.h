@@ -22,11 +22,12 @@ struct sg_pgp_key;
  * found again by fingerprint + SHA-256 of the key's bytes (different bytes
  * for a fingerprint replace the old import). At most the limit's number of
  * keys stay per thread (least recently used evicted; an operation needing
- * more goes over the limit for its duration). Secret keys in the cache are
- * kept passphrase-protected (unprotected ones get a random per-key
- * passphrase when imported) and are unlocked only by an operation that was
- * given that key: a cached secret key of another operation is never used
- * to decrypt or sign. The cache is freed when the thread exits. */
+ * more goes over the limit for its duration). A cached secret key is used
+ * only by an operation given that key: signing names its key; before a
+ * decryption, cached secret keys of other operations that the message is
+ * addressed to are taken out of the context; a passphrase is handed to
+ * librnp only for the operation's own keys. Evicted keys and the whole
+ * cache at thread exit are freed by librnp, which wipes secret material. */
 #define SG_PGP_CACHE_DEFAULT 64
 /* Set the per-thread limit (>= 1) for every thread; applied at the next
  * operation of each thread. */
