@@ -26,6 +26,8 @@ struct sg_pgp_key {
 	char *fpr;
 	char **uids;
 	size_t n_uids;
+	char **keyids;         /* primary and subkey IDs, upper-case hex */
+	size_t n_keyids;
 	bool secret;
 	bool revoked;
 	char *revocation_reason;
@@ -376,6 +378,17 @@ static void add_uid(struct sg_pgp_key *k, const char *uid)
 	k->uids[k->n_uids++] = sg_strdup(uid);
 }
 
+static void add_keyid(struct sg_pgp_key *k, rnp_key_handle_t h)
+{
+	char *id = NULL;
+
+	if (rnp_key_get_keyid(h, &id) != RNP_SUCCESS)
+		return;
+	k->keyids = sg_reallocarray(k->keyids, k->n_keyids + 1, sizeof(*k->keyids));
+	k->keyids[k->n_keyids++] = sg_strdup(id);
+	rnp_buffer_destroy(id);
+}
+
 static uint64_t key_till(rnp_key_handle_t h)
 {
 	uint64_t t = 0;
@@ -428,6 +441,7 @@ static void read_meta(struct sg_pgp_key *k, rnp_key_handle_t prim)
 		rnp_buffer_destroy(s);
 	}
 	k->primary_till = key_till(prim);
+	add_keyid(k, prim);
 	usage_till(prim, "encrypt", &k->can_encrypt, &k->encrypt_till);
 	usage_till(prim, "sign", &k->can_sign, &k->sign_till);
 	if (rnp_key_get_subkey_count(prim, &n) != RNP_SUCCESS)
@@ -438,6 +452,7 @@ static void read_meta(struct sg_pgp_key *k, rnp_key_handle_t prim)
 			continue;
 		usage_till(sub, "encrypt", &k->can_encrypt, &k->encrypt_till);
 		usage_till(sub, "sign", &k->can_sign, &k->sign_till);
+		add_keyid(k, sub);
 		rnp_key_handle_destroy(sub);
 	}
 }
@@ -635,6 +650,14 @@ int sg_pgp_key_matches_addr(const struct sg_pgp_key *k, const char *addr)
 	return 0;
 }
 
+int sg_pgp_key_has_keyid(const struct sg_pgp_key *k, const char *keyid)
+{
+	for (size_t i = 0; i < k->n_keyids; i++)
+		if (strcasecmp(k->keyids[i], keyid) == 0)
+			return 1;
+	return 0;
+}
+
 static char *fmt_date(uint64_t t)
 {
 	time_t tt = (time_t)t;
@@ -696,6 +719,9 @@ void sg_pgp_key_free(struct sg_pgp_key **kp)
 	for (size_t i = 0; i < k->n_uids; i++)
 		free(k->uids[i]);
 	free(k->uids);
+	for (size_t i = 0; i < k->n_keyids; i++)
+		free(k->keyids[i]);
+	free(k->keyids);
 	free(k->revocation_reason);
 	free(k);
 	*kp = NULL;
@@ -1053,40 +1079,78 @@ static bool addressed_to_us(rnp_op_verify_t op, struct op_ctx *c)
 	return ours;
 }
 
-/* Take secret keys that the op was not given out of the thread's ffi when
- * the message names them (or hides its recipients: wildcard key ID, RFC
- * 4880 s5.1), so that librnp, which tries every secret key it holds,
- * decrypts only with the op's keys. The recipients are read from a
- * context without keys, which stops before the encrypted data. */
-static void hide_foreign_secrets(struct op_ctx *c, const void *data, size_t len)
+static void free_strs(char **v, size_t n)
 {
-	struct thread_cache *tc = c->tc;
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* The key IDs of the PKESKs (RFC 4880 s5.1) of an OpenPGP message, read
+ * by librnp from the thread's context without keys, which stops before
+ * the encrypted data. 1 with *ids_r (owned, maybe none); -1 if librnp
+ * cannot be set up. */
+static int probe_recipients(struct thread_cache *tc, const void *data, size_t len, char ***ids_r,
+			    size_t *n_r)
+{
 	rnp_input_t in = NULL;
 	rnp_output_t o = NULL;
 	rnp_op_verify_t op = NULL;
 	size_t n = 0;
-	bool wildcard = false;
+	int ret = -1;
 
+	*ids_r = NULL;
+	*n_r = 0;
 	if (tc->probe == NULL && rnp_ffi_create(&tc->probe, "GPG", "GPG") != RNP_SUCCESS)
 		tc->probe = NULL;
 	if (tc->probe == NULL || rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS ||
-	    rnp_output_to_null(&o) != RNP_SUCCESS || rnp_op_verify_create(&op, tc->probe, in, o) != RNP_SUCCESS) {
-		wildcard = true; /* cannot tell: hide them all */
-		goto evict;
-	}
+	    rnp_output_to_null(&o) != RNP_SUCCESS || rnp_op_verify_create(&op, tc->probe, in, o) != RNP_SUCCESS)
+		goto out;
 	(void)rnp_op_verify_execute(op);
 	if (rnp_op_verify_get_recipient_count(op, &n) != RNP_SUCCESS)
-		wildcard = true;
+		goto out;
 	for (size_t i = 0; i < n; i++) {
 		rnp_recipient_handle_t rh = NULL;
 		char *kid = NULL;
-		rnp_key_handle_t kh = NULL;
 		if (rnp_op_verify_get_recipient_at(op, i, &rh) != RNP_SUCCESS ||
 		    rnp_recipient_get_keyid(rh, &kid) != RNP_SUCCESS)
 			continue;
-		if (strspn(kid, "0") == strlen(kid))
+		*ids_r = sg_reallocarray(*ids_r, *n_r + 1, sizeof(**ids_r));
+		(*ids_r)[(*n_r)++] = sg_strdup(kid);
+		rnp_buffer_destroy(kid);
+	}
+	ret = 1;
+out:
+	if (op != NULL)
+		rnp_op_verify_destroy(op);
+	if (o != NULL)
+		rnp_output_destroy(o);
+	if (in != NULL)
+		rnp_input_destroy(in);
+	return ret;
+}
+
+static bool is_wildcard(const char *keyid)
+{
+	return strspn(keyid, "0") == strlen(keyid);
+}
+
+/* Take secret keys that the op was not given out of the thread's ffi when
+ * the message names them (or hides its recipients: wildcard key ID, RFC
+ * 4880 s5.1), so that librnp, which tries every secret key it holds,
+ * decrypts only with the op's keys. */
+static void hide_foreign_secrets(struct op_ctx *c, const void *data, size_t len)
+{
+	struct thread_cache *tc = c->tc;
+	char **ids = NULL;
+	size_t n = 0;
+	bool wildcard = probe_recipients(tc, data, len, &ids, &n) < 0; /* cannot tell: hide all */
+
+	for (size_t i = 0; i < n; i++) {
+		rnp_key_handle_t kh = NULL;
+		if (is_wildcard(ids[i]))
 			wildcard = true;
-		else if (rnp_locate_key(tc->ffi, "keyid", kid, &kh) == RNP_SUCCESS && kh != NULL) {
+		else if (rnp_locate_key(tc->ffi, "keyid", ids[i], &kh) == RNP_SUCCESS && kh != NULL) {
 			char *fpr = primary_fpr(kh);
 			struct cache_entry *e = fpr != NULL ? tc_find_fpr(tc, fpr) : NULL;
 			rnp_key_handle_destroy(kh);
@@ -1094,18 +1158,61 @@ static void hide_foreign_secrets(struct op_ctx *c, const void *data, size_t len)
 				tc_evict(tc, (size_t)(e - tc->e));
 			rnp_buffer_destroy(fpr);
 		}
-		rnp_buffer_destroy(kid);
 	}
-evict:
 	for (size_t i = tc->n; wildcard && i-- > 0;)
 		if (tc->e[i].secret && find_allowed(c, tc->e[i].fpr) == NULL)
 			tc_evict(tc, i);
-	if (op != NULL)
-		rnp_op_verify_destroy(op);
-	if (o != NULL)
-		rnp_output_destroy(o);
-	if (in != NULL)
-		rnp_input_destroy(in);
+	free_strs(ids, n);
+}
+
+/* Where an armored OpenPGP message starts in a mail (PGP/MIME part or
+ * inline), searching from *pos; its length up to the END line. */
+static bool next_armored(const unsigned char *msg, size_t len, size_t *pos, size_t *blk_len_r)
+{
+	static const char begin[] = "-----BEGIN PGP MESSAGE-----", end[] = "-----END PGP MESSAGE-----";
+	const unsigned char *b = *pos < len ? memmem(msg + *pos, len - *pos, begin, sizeof(begin) - 1) : NULL;
+	const unsigned char *e = b != NULL ? memmem(b, len - (size_t)(b - msg), end, sizeof(end) - 1) : NULL;
+
+	if (e == NULL)
+		return false;
+	*blk_len_r = (size_t)(e - b) + sizeof(end) - 1;
+	*pos = (size_t)(b - msg);
+	return true;
+}
+
+int sg_pgp_message_recipients(const void *msg, size_t len, char ***keyids_r, size_t *n_r,
+			      bool *hidden_r, struct sg_error *err)
+{
+	struct thread_cache *tc = tc_get(true, err);
+	size_t pos = 0, blk = 0;
+
+	*keyids_r = NULL;
+	*n_r = 0;
+	*hidden_r = false;
+	if (tc == NULL)
+		return -1;
+	for (; next_armored(msg, len, &pos, &blk); pos += blk) {
+		char **ids = NULL;
+		size_t n = 0;
+		if (probe_recipients(tc, (const unsigned char *)msg + pos, blk, &ids, &n) < 0) {
+			sg_error_set(err, "librnp: cannot read the message's recipients");
+			free_strs(*keyids_r, *n_r);
+			*keyids_r = NULL;
+			*n_r = 0;
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (is_wildcard(ids[i])) {
+				*hidden_r = true;
+				free(ids[i]);
+				continue;
+			}
+			*keyids_r = sg_reallocarray(*keyids_r, *n_r + 1, sizeof(**keyids_r));
+			(*keyids_r)[(*n_r)++] = ids[i];
+		}
+		free(ids);
+	}
+	return 1;
 }
 
 static void used_key(rnp_op_verify_t op, struct op_ctx *c, struct sg_key *const *keys, size_t n_keys,

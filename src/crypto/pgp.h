@@ -61,7 +61,17 @@ int sg_pgp_key_matches_addr(const struct sg_pgp_key *k, const char *addr);
  * on 2026-01-01"), BAD_KEY (no encryption/signing (sub)key) and err. */
 int sg_pgp_key_usable(const struct sg_pgp_key *k, bool for_sign, time_t now,
 		      enum sg_crypto_status *status_r, struct sg_error *err);
+/* 1 if keyid (16 hex digits) is the key ID of the primary key or of a
+ * subkey of k, 0 if not. */
+int sg_pgp_key_has_keyid(const struct sg_pgp_key *k, const char *keyid);
 void sg_pgp_key_free(struct sg_pgp_key **k);
+
+/* The recipients' key IDs (upper-case hex, owned array of owned strings)
+ * of every ASCII-armored OpenPGP message in a mail (PGP/MIME or inline),
+ * read from the PKESK packets without decrypting anything. *hidden_r: a
+ * recipient is hidden (wildcard key ID, gpg --throw-keyids). 1; -1. */
+int sg_pgp_message_recipients(const void *msg, size_t len, char ***keyids_r, size_t *n_r,
+			      bool *hidden_r, struct sg_error *err) SG_WARN_UNUSED;
 
 /* Input given as pieces so that a caller can encrypt header + body
  * without joining them first. */
