@@ -55,8 +55,14 @@ def summary(stderr):
     return stderr.decode(errors="replace")
 
 
+def packets(w, armored):
+    return gpg(w["home"], "--list-packets", inp=armored, check=False).stdout
+
+
 def test_pgp_mime_from_store_with_signature(world):
     armored = encrypt(world, "bob@b.test", sign_as="alice@a.test")
+    # gpg compresses by default: sealgate reads compressed data too
+    assert b"compressed packet" in packets(world, armored)
     msg = pgp_mime(b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: x\r\n", armored)
     r = sealgate("unseal", *store_args(world), inp=msg)
     assert r.returncode == 0, r.stderr
@@ -108,6 +114,9 @@ def test_sign_as_stored_key_encrypted(world):
     r = sealgate("seal", "--to", "alice@a.test", "--sign-as", "bob@b.test", *store_args(world), inp=body)
     assert r.returncode == 0, r.stderr
     parts = multipart_parts(r.stdout)
+    # sealgate does not compress (issue #4: compression off by default)
+    listing = packets(world, part_body(parts[1]))
+    assert b"literal data packet" in listing and b"compressed packet" not in listing
     d = gpg(world["home"], "--status-fd", "2", "--decrypt", inp=part_body(parts[1]))
     assert b"STORE-UNSEAL-MARKER" in d.stdout
     assert re.search(rb"\[GNUPG:\] GOODSIG \S+ Bob <bob@b.test>", d.stderr), d.stderr
