@@ -43,9 +43,29 @@ int sg_keys_master_load(const char *file, const char *passphrase, const char *st
 	return sg_master_key_load_file(file, mk_r, err);
 }
 
-static const char *purpose_of(const struct sg_store_key *row)
+static bool is_pgp(const struct sg_store_key *row)
 {
-	return strcmp(row->kind, "pgp") == 0 ? SG_KEYS_PGP_SECRET : SG_KEYS_X509_SECRET;
+	return strcmp(row->kind, "pgp") == 0;
+}
+
+/* An S/MIME private key is stored without its certificate: join it to
+ * the public row's PEM certificate, which sg_key_load_mem reads as one. */
+static int load_x509(const unsigned char *key_pem, size_t len, const struct sg_store_key *row,
+		     struct sg_key **key_r, struct sg_error *why)
+{
+	enum sg_crypto_status st;
+
+	if (row->len < 11 || memcmp(row->data, "-----BEGIN ", 11) != 0) {
+		sg_error_set(why, "certificate %s is not stored as PEM", row->fingerprint);
+		return -1;
+	}
+	unsigned char *both = sg_malloc(len + 1 + row->len);
+	memcpy(both, key_pem, len);
+	both[len] = '\n';
+	memcpy(both + len + 1, row->data, row->len);
+	int r = sg_key_load_mem(both, len + 1 + row->len, NULL, key_r, &st, why);
+	sg_secret_free(&both, len + 1 + row->len);
+	return r;
 }
 
 int sg_keys_open_secret(struct sg_store *store, const struct sg_master_key *mk,
@@ -57,13 +77,14 @@ int sg_keys_open_secret(struct sg_store *store, const struct sg_master_key *mk,
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 
 	*key_r = NULL;
-	int r = sg_keys_get_private(store, mk, row->addr, row->fingerprint, purpose_of(row), &plain, &len, err);
+	int r = sg_keys_get_private(store, mk, row->addr, row->fingerprint,
+				    is_pgp(row) ? SG_KEYS_PGP_SECRET : SG_KEYS_SMIME_SECRET, &plain, &len, err);
 	if (r <= 0) {
 		if (r == 0)
 			sg_error_set(why, "no private key stored for %s", row->fingerprint);
 		return r;
 	}
-	r = sg_key_load_mem(plain, len, NULL, key_r, &st, why);
+	r = is_pgp(row) ? sg_key_load_mem(plain, len, NULL, key_r, &st, why) : load_x509(plain, len, row, key_r, why);
 	sg_secret_free(&plain, len + 1);
 	if (r < 0)
 		return 0;

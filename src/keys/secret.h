@@ -16,10 +16,10 @@ struct sg_master_key;
 
 /* The purposes under which secret keys are stored (store.h
  * sg_store_secret_*): an OpenPGP transferable secret key (binary, as
- * `sealgate key import --with-secret` keeps it), and an X.509 private key
- * with its certificate (PEM, what sg_key_load_mem reads). */
+ * `sealgate key import --with-secret` keeps it), and an S/MIME private key
+ * (PKCS#8 PEM; its certificate is the public row, in PEM). */
 #define SG_KEYS_PGP_SECRET "pgp-secret"
-#define SG_KEYS_X509_SECRET "x509-secret"
+#define SG_KEYS_SMIME_SECRET "smime-secret"
 
 /* The master key: derived from passphrase when it is not NULL, else read
  * from file (NULL or "": none configured, -1 saying how to make one). A key
