@@ -1052,38 +1052,62 @@ static void read_signatures(rnp_op_verify_t op, struct sg_key *const *known, siz
 		rnp_key_handle_destroy(kh);
 }
 
-/* Is the message encrypted to one of the op's secret keys? (WRONG_KEY vs
- * TAMPERED vs passphrase) */
-static bool addressed_to_us(rnp_op_verify_t op, struct op_ctx *c)
-{
-	size_t n = 0;
-	bool ours = false;
-
-	if (rnp_op_verify_get_recipient_count(op, &n) != RNP_SUCCESS)
-		return false;
-	for (size_t i = 0; i < n && !ours; i++) {
-		rnp_recipient_handle_t rh = NULL;
-		char *kid = NULL;
-		rnp_key_handle_t kh = NULL;
-		if (rnp_op_verify_get_recipient_at(op, i, &rh) != RNP_SUCCESS ||
-		    rnp_recipient_get_keyid(rh, &kid) != RNP_SUCCESS)
-			continue;
-		if (rnp_locate_key(c->ffi, "keyid", kid, &kh) == RNP_SUCCESS && kh != NULL) {
-			char *fpr = primary_fpr(kh);
-			ours = fpr != NULL && find_allowed(c, fpr) != NULL;
-			rnp_buffer_destroy(fpr);
-			rnp_key_handle_destroy(kh);
-		}
-		rnp_buffer_destroy(kid);
-	}
-	return ours;
-}
-
 static void free_strs(char **v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		free(v[i]);
 	free(v);
+}
+
+/* The key IDs the PKESKs of a (tried) verify op name, appended. */
+static void op_recipient_ids(rnp_op_verify_t op, char ***ids_r, size_t *n_r)
+{
+	size_t n = 0;
+
+	if (rnp_op_verify_get_recipient_count(op, &n) != RNP_SUCCESS)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		rnp_recipient_handle_t rh = NULL;
+		char *kid = NULL;
+		if (rnp_op_verify_get_recipient_at(op, i, &rh) != RNP_SUCCESS ||
+		    rnp_recipient_get_keyid(rh, &kid) != RNP_SUCCESS)
+			continue;
+		*ids_r = sg_reallocarray(*ids_r, *n_r + 1, sizeof(**ids_r));
+		(*ids_r)[(*n_r)++] = sg_strdup(kid);
+		rnp_buffer_destroy(kid);
+	}
+}
+
+/* Primary fingerprint of the ffi's (sub)key with this key ID, or NULL
+ * (rnp_buffer_destroy it). */
+static char *owner_fpr(rnp_ffi_t ffi, const char *keyid)
+{
+	rnp_key_handle_t kh = NULL;
+	char *fpr = NULL;
+
+	if (rnp_locate_key(ffi, "keyid", keyid, &kh) == RNP_SUCCESS && kh != NULL) {
+		fpr = primary_fpr(kh);
+		rnp_key_handle_destroy(kh);
+	}
+	return fpr;
+}
+
+/* Is the message encrypted to one of the op's secret keys? (WRONG_KEY vs
+ * TAMPERED vs passphrase) */
+static bool addressed_to_us(rnp_op_verify_t op, struct op_ctx *c)
+{
+	char **ids = NULL;
+	size_t n = 0;
+	bool ours = false;
+
+	op_recipient_ids(op, &ids, &n);
+	for (size_t i = 0; i < n && !ours; i++) {
+		char *fpr = owner_fpr(c->ffi, ids[i]);
+		ours = fpr != NULL && find_allowed(c, fpr) != NULL;
+		rnp_buffer_destroy(fpr);
+	}
+	free_strs(ids, n);
+	return ours;
 }
 
 /* The key IDs of the PKESKs (RFC 4880 s5.1) of an OpenPGP message, read
@@ -1096,7 +1120,6 @@ static int probe_recipients(struct thread_cache *tc, const void *data, size_t le
 	rnp_input_t in = NULL;
 	rnp_output_t o = NULL;
 	rnp_op_verify_t op = NULL;
-	size_t n = 0;
 	int ret = -1;
 
 	*ids_r = NULL;
@@ -1107,18 +1130,7 @@ static int probe_recipients(struct thread_cache *tc, const void *data, size_t le
 	    rnp_output_to_null(&o) != RNP_SUCCESS || rnp_op_verify_create(&op, tc->probe, in, o) != RNP_SUCCESS)
 		goto out;
 	(void)rnp_op_verify_execute(op);
-	if (rnp_op_verify_get_recipient_count(op, &n) != RNP_SUCCESS)
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		rnp_recipient_handle_t rh = NULL;
-		char *kid = NULL;
-		if (rnp_op_verify_get_recipient_at(op, i, &rh) != RNP_SUCCESS ||
-		    rnp_recipient_get_keyid(rh, &kid) != RNP_SUCCESS)
-			continue;
-		*ids_r = sg_reallocarray(*ids_r, *n_r + 1, sizeof(**ids_r));
-		(*ids_r)[(*n_r)++] = sg_strdup(kid);
-		rnp_buffer_destroy(kid);
-	}
+	op_recipient_ids(op, ids_r, n_r);
 	ret = 1;
 out:
 	if (op != NULL)
@@ -1147,17 +1159,12 @@ static void hide_foreign_secrets(struct op_ctx *c, const void *data, size_t len)
 	bool wildcard = probe_recipients(tc, data, len, &ids, &n) < 0; /* cannot tell: hide all */
 
 	for (size_t i = 0; i < n; i++) {
-		rnp_key_handle_t kh = NULL;
-		if (is_wildcard(ids[i]))
-			wildcard = true;
-		else if (rnp_locate_key(tc->ffi, "keyid", ids[i], &kh) == RNP_SUCCESS && kh != NULL) {
-			char *fpr = primary_fpr(kh);
-			struct cache_entry *e = fpr != NULL ? tc_find_fpr(tc, fpr) : NULL;
-			rnp_key_handle_destroy(kh);
-			if (e != NULL && e->secret && find_allowed(c, fpr) == NULL)
-				tc_evict(tc, (size_t)(e - tc->e));
-			rnp_buffer_destroy(fpr);
-		}
+		char *fpr = is_wildcard(ids[i]) ? NULL : owner_fpr(tc->ffi, ids[i]);
+		struct cache_entry *e = fpr != NULL ? tc_find_fpr(tc, fpr) : NULL;
+		wildcard = wildcard || is_wildcard(ids[i]);
+		if (e != NULL && e->secret && find_allowed(c, fpr) == NULL)
+			tc_evict(tc, (size_t)(e - tc->e));
+		rnp_buffer_destroy(fpr);
 	}
 	for (size_t i = tc->n; wildcard && i-- > 0;)
 		if (tc->e[i].secret && find_allowed(c, tc->e[i].fpr) == NULL)

@@ -48,26 +48,6 @@ static bool is_pgp(const struct sg_store_key *row)
 	return strcmp(row->kind, "pgp") == 0;
 }
 
-/* An S/MIME private key is stored without its certificate: join it to
- * the public row's PEM certificate, which sg_key_load_mem reads as one. */
-static int load_x509(const unsigned char *key_pem, size_t len, const struct sg_store_key *row,
-		     struct sg_key **key_r, struct sg_error *why)
-{
-	enum sg_crypto_status st;
-
-	if (row->len < 11 || memcmp(row->data, "-----BEGIN ", 11) != 0) {
-		sg_error_set(why, "certificate %s is not stored as PEM", row->fingerprint);
-		return -1;
-	}
-	unsigned char *both = sg_malloc(len + 1 + row->len);
-	memcpy(both, key_pem, len);
-	both[len] = '\n';
-	memcpy(both + len + 1, row->data, row->len);
-	int r = sg_key_load_mem(both, len + 1 + row->len, NULL, key_r, &st, why);
-	sg_secret_free(&both, len + 1 + row->len);
-	return r;
-}
-
 int sg_keys_open_secret(struct sg_store *store, const struct sg_master_key *mk,
 			const struct sg_store_key *row, struct sg_key **key_r,
 			struct sg_error *why, struct sg_error *err)
@@ -84,7 +64,10 @@ int sg_keys_open_secret(struct sg_store *store, const struct sg_master_key *mk,
 			sg_error_set(why, "no private key stored for %s", row->fingerprint);
 		return r;
 	}
-	r = is_pgp(row) ? sg_key_load_mem(plain, len, NULL, key_r, &st, why) : load_x509(plain, len, row, key_r, why);
+	/* An S/MIME private key is stored without its certificate, which is
+	 * the public row. */
+	r = is_pgp(row) ? sg_key_load_mem(plain, len, NULL, key_r, &st, why)
+			: sg_key_load_x509_parts(plain, len, row->data, row->len, key_r, &st, why);
 	sg_secret_free(&plain, len + 1);
 	if (r < 0)
 		return 0;

@@ -17,7 +17,7 @@ struct sg_master_key;
 /* The purposes under which secret keys are stored (store.h
  * sg_store_secret_*): an OpenPGP transferable secret key (binary, as
  * `sealgate key import --with-secret` keeps it), and an S/MIME private key
- * (PKCS#8 PEM; its certificate is the public row, in PEM). */
+ * (PKCS#8 PEM; its certificate is the public row). */
 #define SG_KEYS_PGP_SECRET "pgp-secret"
 #define SG_KEYS_SMIME_SECRET "smime-secret"
 
