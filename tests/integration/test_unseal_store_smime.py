@@ -30,9 +30,12 @@ def world():
     if r.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         pytest.skip("sealgate key generate --smime not available: " + r.stderr.decode(errors="replace"))
+    exported = sealgate("key", "export", "bob@b.test", *w["args"]).stdout
     cert = os.path.join(tmp, "bob.crt")
-    with open(cert, "wb") as f:
-        f.write(sealgate("key", "export", "bob@b.test", *w["args"]).stdout)
+    # the store may keep the certificate as DER: PEM for openssl -CAfile
+    r = openssl("x509", "-inform", "PEM" if exported.startswith(b"-----") else "DER", "-out", cert,
+                inp=exported)
+    assert r.returncode == 0, r.stderr
     w["cert"] = cert
     # a certificate whose key the store does not have
     w["other"] = os.path.join(tmp, "other.crt")
