@@ -1,7 +1,10 @@
 /* Remote-key look-ups: cached (the in-process cache, hits only) per second
- * and p50/p99, and cold look-ups through a configured source (no cache).
+ * and p50/p99, cold look-ups through a configured source (no cache), and
+ * the mail path's sg_keys_find_encrypt for keys in the store next to keys
+ * known only from the remote cache.
  * usage: lookup-bench cached [N_ADDRS] [N_LOOKUPS] [THREADS]
- *        lookup-bench cold ADDR N_LOOKUPS KEY=VALUE... */
+ *        lookup-bench cold ADDR N_LOOKUPS KEY=VALUE...
+ *        lookup-bench find N_ADDRS N_LOOKUPS STORE */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +14,8 @@
 
 #include "config/config.h"
 #include "keys/cache.h"
+#include "keys/keystore.h"
+#include "keys/lookup.h"
 #include "keys/pgp-meta.h"
 #include "keys/remote.h"
 #include "store/store.h"
@@ -99,7 +104,7 @@ static int cached(size_t n_addrs, size_t n_look, unsigned threads, const char *s
 			goto fail;
 		free(a);
 	}
-	struct sg_keys_remote *r = sg_keys_remote_new(st, &cfg, &err);
+	struct sg_keys_remote *r = sg_keys_remote_new(st, NULL, &cfg, &err);
 	struct sg_keys_source src = { .name = "bench", .trust = "test", .fetch = fake_fetch };
 	sg_keys_remote_add_source(r, &src);
 	/* Warm: one fetch per address. */
@@ -150,7 +155,7 @@ static int cold(const char *addr, size_t n, char **sets, int n_sets)
 		if (sg_config_set(&cfg, sets[i], eq + 1, &err) < 0)
 			goto fail;
 	}
-	struct sg_keys_remote *r = sg_keys_remote_new(NULL, &cfg, &err);
+	struct sg_keys_remote *r = sg_keys_remote_new(NULL, NULL, &cfg, &err);
 	if (r == NULL)
 		goto fail;
 	sg_keys_remote_set_no_cache(r, true);
@@ -176,6 +181,82 @@ fail:
 	return 1;
 }
 
+/* n look-ups of random addresses among [first, first + n_addrs). */
+static int find_loop(struct sg_keys_lookup *lk, size_t first, size_t n_addrs, size_t n,
+		     const char *what)
+{
+	double *lat = sg_calloc(n, sizeof(*lat));
+	unsigned seed = 1;
+	double t0 = now_us();
+	for (size_t k = 0; k < n; k++) {
+		char addr[64];
+		struct sg_key *key = NULL;
+		enum sg_crypto_status st;
+		struct sg_error err = SG_ERROR_INIT;
+		snprintf(addr, sizeof(addr), "u%zu@bench.test", first + (size_t)rand_r(&seed) % n_addrs);
+		double s = now_us();
+		int r = sg_keys_find_encrypt(lk, addr, 0, time(NULL), &key, &st, &err);
+		lat[k] = now_us() - s;
+		if (r != 1) {
+			fprintf(stderr, "%s: %d %s\n", addr, r, sg_error_msg(&err));
+			return -1;
+		}
+		sg_key_free(&key);
+	}
+	double wall = now_us() - t0;
+	report(what, lat, n, wall, 1);
+	double rate = (double)n / (wall / 1e6);
+	free(lat);
+	return (int)rate;
+}
+
+/* The first half of the addresses in the store, the second half only at
+ * the (fake) directory, fetched once and then served from the cache. */
+static int find(size_t n_addrs, size_t n, const char *spec)
+{
+	struct sg_config cfg;
+	struct sg_error err = SG_ERROR_INIT;
+	struct sg_store *st = NULL;
+	size_t half = n_addrs / 2;
+
+	sg_config_defaults(&cfg);
+	/* "ldap" without ldap_uri: a chain with no configured source, so
+	 * that only the fake one below is asked. */
+	if (sg_config_set(&cfg, "lookup_order", "ldap", &err) < 0 ||
+	    sg_store_open(spec, &st, &err) < 0)
+		goto fail;
+	metas = sg_calloc(n_addrs, sizeof(*metas));
+	n_metas = n_addrs;
+	for (size_t i = 0; i < n_addrs; i++) {
+		char *a = sg_asprintf("u%zu@bench.test", i);
+		int r = sg_pgp_meta_generate(a, "ed25519", &metas[i], &err);
+		if (r > 0 && i < half)
+			r = sg_keys_put_public(st, a, metas[i].fingerprint, "pgp", 0, "bench", "configured",
+					       metas[i].public_data, metas[i].public_len, &err);
+		free(a);
+		if (r < 0)
+			goto fail;
+	}
+	struct sg_keys_lookup *lk = sg_keys_lookup_new(st, &cfg, NULL, 0);
+	struct sg_keys_source src = { .name = "bench", .trust = "test", .fetch = fake_fetch };
+	sg_keys_remote_add_source(sg_keys_lookup_remote(lk), &src);
+	int local = find_loop(lk, 0, half, n, "find_encrypt: store");
+	int remote = find_loop(lk, half, n_addrs - half, n, "find_encrypt: remote cache");
+	if (local <= 0 || remote <= 0)
+		return 1;
+	printf("find_encrypt via the remote cache / via the store: %.2f (fetches %llu for %zu addresses)\n",
+	       (double)remote / local,
+	       (unsigned long long)sg_keys_remote_fetch_count(sg_keys_lookup_remote(lk)),
+	       n_addrs - half);
+	sg_keys_lookup_free(&lk);
+	sg_store_close(&st);
+	sg_config_clear(&cfg);
+	return 0;
+fail:
+	fprintf(stderr, "%s\n", sg_error_msg(&err));
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "cached") == 0)
@@ -185,7 +266,10 @@ int main(int argc, char **argv)
 			      argc > 5 ? argv[5] : "sqlite::memory:");
 	if (argc >= 4 && strcmp(argv[1], "cold") == 0)
 		return cold(argv[2], strtoul(argv[3], NULL, 10), argv + 4, argc - 4);
+	if (argc >= 5 && strcmp(argv[1], "find") == 0)
+		return find(strtoul(argv[2], NULL, 10), strtoul(argv[3], NULL, 10), argv[4]);
 	fprintf(stderr, "usage: lookup-bench cached [N_ADDRS] [N_LOOKUPS] [THREADS] [STORE]\n"
+			"       lookup-bench find N_ADDRS N_LOOKUPS STORE\n"
 			"       lookup-bench cold ADDR N KEY=VALUE...\n");
 	return 64;
 }

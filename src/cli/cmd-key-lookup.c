@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "crypto/crypto.h"
+#include "keys/held.h"
 #include "keys/remote.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -120,30 +121,22 @@ static void print_keys(const struct sg_keys_found *keys, size_t n)
 	}
 }
 
-/* Keys held for approval (key_change = hold): the store's "pending:SOURCE"
- * rows for addr. Prints them; 1 some, 0 none, -1 error. */
+/* Keys held for approval (key_change = hold) for addr. Prints them; 1
+ * some, 0 none, -1 error. */
 static int list_pending(struct sg_store *store, const char *addr, struct sg_error *err)
 {
-	struct sg_store_cache *rows = NULL;
+	struct sg_keys_held *held = NULL;
 	size_t n = 0;
-	int found = 0;
 	char *a = sg_strdup(addr);
 	for (char *p = a; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (sg_store_cache_get(store, a, &rows, &n, err) < 0) {
-		free(a);
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (strncmp(rows[i].source, "pending:", 8) != 0)
-			continue;
-		printf("pending\t%s\t%s\tfetched %lld\t%zu bytes\n", a, rows[i].source + 8,
-		       (long long)rows[i].fetched_at, rows[i].len);
-		found = 1;
-	}
-	sg_store_cache_free(&rows, n);
+	int r = sg_keys_held_list(store, a, &held, &n, err);
+	for (size_t i = 0; i < n; i++)
+		printf("pending\t%s\t%s\t%s\t%s\tfetched %lld\n", held[i].addr, held[i].source,
+		       held[i].kind, held[i].fingerprint, (long long)held[i].fetched_at);
+	sg_keys_held_free(&held, n);
 	free(a);
-	return found;
+	return r;
 }
 
 static void *worker_main(void *arg)
@@ -222,7 +215,7 @@ int cmd_key_lookup(int argc, char **argv)
 		ret = pr > 0 ? SG_EXIT_OK : SG_EXIT_NO_KEY;
 		goto out;
 	}
-	if ((r = sg_keys_remote_new(store, &cfg, &err)) == NULL) {
+	if ((r = sg_keys_remote_new(store, NULL, &cfg, &err)) == NULL) {
 		ret = SG_EXIT_CONFIG;
 		goto fail;
 	}

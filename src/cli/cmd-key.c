@@ -4,11 +4,13 @@
 #include "config/config.h"
 #include "crypto/crypto.h"
 #include "http/wkd-server.h"
+#include "keys/held.h"
 #include "keys/keystore.h"
 #include "keys/master.h"
 #include "keys/pgp-meta.h"
 #include "keys/secret.h"
 #include "keys/wkd.h"
+#include "keys/x509-gen.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -28,7 +30,6 @@
 #include <unistd.h>
 
 #define KEY_INPUT_MAX (16u * 1024 * 1024)
-#define SECRET_PURPOSE "pgp-secret"
 
 struct key_opts {
 	const char *config, *state_dir, *store, *master_key, *master_pass_file;
@@ -127,7 +128,8 @@ static int open_store(struct key_ctx *ctx)
 	return sg_store_open_config(&ctx->cfg, ctx->o.store, &ctx->store, &ctx->err);
 }
 
-static char *fmt_date(int64_t t)
+/* expiry: a date in the past is marked "(expired)"; 0 means never. */
+static char *fmt_date(int64_t t, bool expiry)
 {
 	struct tm tm;
 	char s[32];
@@ -138,7 +140,7 @@ static char *fmt_date(int64_t t)
 		return sg_strdup("?");
 	if (gmtime_r(&tt, &tm) == NULL || strftime(s, sizeof(s), "%Y-%m-%d", &tm) == 0)
 		return sg_strdup("?");
-	return sg_asprintf("%s%s", s, t < time(NULL) ? " (expired)" : "");
+	return sg_asprintf("%s%s", s, expiry && t < time(NULL) ? " (expired)" : "");
 }
 
 /* ---- subcommands ---- */
@@ -162,7 +164,7 @@ static int store_secret(struct key_ctx *ctx, const char *addr, const struct sg_p
 	struct sg_master_key *mk = NULL;
 	int r = load_master(ctx, &mk);
 	if (r > 0)
-		r = sg_keys_put_private(ctx->store, mk, addr, m->fingerprint, SECRET_PURPOSE,
+		r = sg_keys_put_private(ctx->store, mk, addr, m->fingerprint, SG_KEYS_PGP_SECRET,
 					m->secret_data, m->secret_len, &ctx->err);
 	sg_master_key_free(&mk);
 	return r;
@@ -293,6 +295,41 @@ out:
 	return ret;
 }
 
+/* One line of the `key list` tables; when is a unix time (an expiry: 0 = never). */
+static void print_row(const char *addr, const char *kind, const char *fpr, int64_t when,
+		      bool expiry, const char *source, const char *trust)
+{
+	char *date = fmt_date(when, expiry);
+	printf("%-32s %-5s %-40s %-18s %-10s %s\n", addr, kind, fpr, date, source, trust);
+	free(date);
+}
+
+static void print_header(const char *date_column)
+{
+	printf("%-32s %-5s %-40s %-18s %-10s %s\n", "ADDRESS", "TYPE", "FINGERPRINT", date_column,
+	       "SOURCE", "TRUST");
+}
+
+/* After the table: keys a directory gave that differ from the known ones,
+ * held by key_change = hold until approved or rejected. addr NULL: all. */
+static int list_held(struct key_ctx *ctx, const char *addr)
+{
+	struct sg_keys_held *held = NULL;
+	size_t n = 0;
+	int r = sg_keys_held_list(ctx->store, addr, &held, &n, &ctx->err);
+
+	if (r > 0) {
+		printf("\nHELD for approval (key_change = hold; the old key stays in use):\n"
+		       "  sealgate key approve|reject ADDR FINGERPRINT\n");
+		print_header("FETCHED");
+	}
+	for (size_t i = 0; i < n; i++)
+		print_row(held[i].addr, held[i].kind, held[i].fingerprint, held[i].fetched_at,
+			  false, held[i].source, held[i].trust);
+	sg_keys_held_free(&held, n);
+	return r;
+}
+
 static int key_list(struct key_ctx *ctx)
 {
 	struct sg_store_key *keys = NULL;
@@ -303,19 +340,16 @@ static int key_list(struct key_ctx *ctx)
 	    (addr = sg_keys_normalize_addr(ctx->o.args[0], &ctx->err)) == NULL)
 		return fail(ctx, SG_EXIT_USAGE);
 	int r = sg_store_key_list(ctx->store, addr, &keys, &n, &ctx->err);
-	free(addr);
-	if (r < 0)
-		return fail(ctx, SG_EXIT_FAIL);
-	printf("%-32s %-5s %-40s %-18s %-10s %s\n", "ADDRESS", "TYPE", "FINGERPRINT", "EXPIRES",
-	       "SOURCE", "TRUST");
-	for (size_t i = 0; i < n; i++) {
-		char *exp = fmt_date(keys[i].expires);
-		printf("%-32s %-5s %-40s %-18s %-10s %s\n", keys[i].addr, keys[i].kind,
-		       keys[i].fingerprint, exp, keys[i].source, keys[i].trust);
-		free(exp);
+	if (r >= 0) {
+		print_header("EXPIRES");
+		for (size_t i = 0; i < n; i++)
+			print_row(keys[i].addr, keys[i].kind, keys[i].fingerprint, keys[i].expires,
+				  true, keys[i].source, keys[i].trust);
+		r = list_held(ctx, addr);
 	}
 	sg_store_keys_free(&keys, n);
-	return SG_EXIT_OK;
+	free(addr);
+	return r < 0 ? fail(ctx, SG_EXIT_FAIL) : SG_EXIT_OK;
 }
 
 /* The keys of ADDR (one with --fingerprint); 0 with a message if none. */
@@ -356,7 +390,7 @@ static int key_show(struct key_ctx *ctx)
 		return fail(ctx, SG_EXIT_FAIL);
 	for (size_t i = 0; i < n; i++) {
 		struct sg_store_key *k = &keys[i];
-		char *exp = fmt_date(k->expires), *created = fmt_date(k->created);
+		char *exp = fmt_date(k->expires, true), *created = fmt_date(k->created, false);
 		printf("address:     %s\ntype:        %s\nfingerprint: %s\nexpires:     %s\n"
 		       "stored:      %s\nsource:      %s\ntrust:       %s\nsize:        %zu bytes\n",
 		       k->addr, k->kind, k->fingerprint, exp, created, k->source, k->trust, k->len);
@@ -372,6 +406,11 @@ static int key_show(struct key_ctx *ctx)
 	return SG_EXIT_OK;
 }
 
+static const char *secret_purpose(const struct sg_store_key *k)
+{
+	return strcmp(k->kind, "x509") == 0 ? SG_KEYS_SMIME_SECRET : SG_KEYS_PGP_SECRET;
+}
+
 /* --secret: the sealed secret key, opened with the master key (backup,
  * recovery); an error names a wrong master key or a tampered row. */
 static int export_secret(struct key_ctx *ctx, const struct sg_store_key *k)
@@ -381,8 +420,8 @@ static int export_secret(struct key_ctx *ctx, const struct sg_store_key *k)
 	size_t len = 0;
 	int r = load_master(ctx, &mk);
 	if (r > 0)
-		r = sg_keys_get_private(ctx->store, mk, k->addr, k->fingerprint, SECRET_PURPOSE, &plain,
-					&len, &ctx->err);
+		r = sg_keys_get_private(ctx->store, mk, k->addr, k->fingerprint, secret_purpose(k),
+					&plain, &len, &ctx->err);
 	sg_master_key_free(&mk);
 	if (r == 0)
 		sg_error_set(&ctx->err, "no secret key stored for %s %s", k->addr, k->fingerprint);
@@ -428,7 +467,7 @@ static int key_delete(struct key_ctx *ctx)
 	for (size_t i = 0; i < n; i++) {
 		if (sg_store_key_delete(ctx->store, keys[i].addr, keys[i].fingerprint, &ctx->err) < 0 ||
 		    sg_store_secret_delete(ctx->store, keys[i].addr, keys[i].fingerprint,
-					   SECRET_PURPOSE, &ctx->err) < 0) {
+					   secret_purpose(&keys[i]), &ctx->err) < 0) {
 			sg_store_rollback(ctx->store);
 			goto out;
 		}
@@ -443,6 +482,53 @@ out:
 	return ret == SG_EXIT_OK ? ret : fail(ctx, ret);
 }
 
+/* Public certificate and sealed private key in one transaction. */
+static int store_generated(struct key_ctx *ctx, const struct sg_master_key *mk, const char *addr,
+			   const char *fpr, const char *kind, int64_t expires, const void *pub,
+			   size_t pub_len, const char *purpose, const void *sec, size_t sec_len)
+{
+	if (sg_store_begin(ctx->store, &ctx->err) < 0)
+		return -1;
+	if (sg_keys_put_public(ctx->store, addr, fpr, kind, expires, "generate", "local", pub,
+			       pub_len, &ctx->err) < 0 ||
+	    sg_keys_put_private(ctx->store, mk, addr, fpr, purpose, sec, sec_len, &ctx->err) < 0) {
+		sg_store_rollback(ctx->store);
+		return -1;
+	}
+	return sg_store_commit(ctx->store, &ctx->err);
+}
+
+/* --smime: a self-signed certificate naming addr; its fingerprint is the
+ * one `key import` would give the same certificate. */
+static int generate_smime(struct key_ctx *ctx, const char *addr)
+{
+	struct sg_x509_gen g = { 0 };
+	struct sg_master_key *mk = NULL;
+	struct sg_key *cert = NULL;
+	enum sg_crypto_status st;
+	int ret = SG_EXIT_FAIL;
+
+	if (load_master(ctx, &mk) < 0)
+		return fail(ctx, SG_EXIT_CONFIG);
+	if (sg_x509_generate(addr, ctx->o.type != NULL ? ctx->o.type : "rsa3072",
+			     ctx->cfg.smime_cert_days, &g, &ctx->err) < 0) {
+		ret = SG_EXIT_USAGE;
+		goto out;
+	}
+	if (sg_key_load_mem(g.cert_der, g.cert_len, NULL, &cert, &st, &ctx->err) != 1)
+		goto out;
+	if (store_generated(ctx, mk, addr, sg_key_fingerprint(cert), "x509", g.expires, g.cert_der,
+			    g.cert_len, SG_KEYS_SMIME_SECRET, g.key_pem, g.key_len) < 0)
+		goto out;
+	printf("generated S/MIME %s %s for %s\n", g.algo, sg_key_fingerprint(cert), addr);
+	ret = SG_EXIT_OK;
+out:
+	sg_key_free(&cert);
+	sg_x509_gen_clear(&g);
+	sg_master_key_free(&mk);
+	return ret == SG_EXIT_OK ? ret : fail(ctx, ret);
+}
+
 static int key_generate(struct key_ctx *ctx)
 {
 	struct sg_pgp_meta m;
@@ -453,9 +539,9 @@ static int key_generate(struct key_ctx *ctx)
 	if (addr == NULL)
 		return fail(ctx, SG_EXIT_USAGE);
 	if (ctx->o.smime) {
-		sg_error_set(&ctx->err, "--smime: S/MIME key generation is not built yet");
+		ret = generate_smime(ctx, addr);
 		free(addr);
-		return fail(ctx, SG_EXIT_FAIL);
+		return ret;
 	}
 	/* Load the master key first: a generated secret is never stored in clear. */
 	if (load_master(ctx, &mk) < 0) {
@@ -466,16 +552,8 @@ static int key_generate(struct key_ctx *ctx)
 	if (sg_pgp_meta_generate(addr, ctx->o.type != NULL ? ctx->o.type : "ed25519", &m,
 				 &ctx->err) < 0)
 		goto out;
-	if (sg_store_begin(ctx->store, &ctx->err) < 0)
-		goto out;
-	if (sg_keys_put_public(ctx->store, addr, m.fingerprint, "pgp", m.expires, "generate",
-			       "local", m.public_data, m.public_len, &ctx->err) < 0 ||
-	    sg_keys_put_private(ctx->store, mk, addr, m.fingerprint, SECRET_PURPOSE, m.secret_data,
-				m.secret_len, &ctx->err) < 0) {
-		sg_store_rollback(ctx->store);
-		goto out;
-	}
-	if (sg_store_commit(ctx->store, &ctx->err) < 0)
+	if (store_generated(ctx, mk, addr, m.fingerprint, "pgp", m.expires, m.public_data,
+			    m.public_len, SG_KEYS_PGP_SECRET, m.secret_data, m.secret_len) < 0)
 		goto out;
 	printf("generated %s %s for %s\n", m.algo, m.fingerprint, addr);
 	ret = SG_EXIT_OK;
@@ -484,6 +562,33 @@ out:
 	sg_master_key_free(&mk);
 	free(addr);
 	return ret == SG_EXIT_OK ? ret : fail(ctx, ret);
+}
+
+/* approve / reject ADDR FINGERPRINT: the admin's word on a held key. */
+static int resolve_held(struct key_ctx *ctx, bool approve)
+{
+	char *addr = sg_keys_normalize_addr(ctx->o.args[0], &ctx->err);
+	if (addr == NULL)
+		return fail(ctx, SG_EXIT_USAGE);
+	int r = sg_keys_held_resolve(ctx->store, addr, ctx->o.args[1], approve, (int64_t)time(NULL),
+				     ctx->cfg.lookup_cache_ttl, &ctx->err);
+	if (r > 0) {
+		printf("%s %s %s\n", approve ? "approved" : "rejected", addr, ctx->o.args[1]);
+		sg_log_warn("KEY CHANGE: %s: held key %s %s by the administrator", addr,
+			    ctx->o.args[1], approve ? "approved" : "rejected");
+	}
+	free(addr);
+	return r > 0 ? SG_EXIT_OK : fail(ctx, r == 0 ? SG_EXIT_NO_KEY : SG_EXIT_FAIL);
+}
+
+static int key_approve(struct key_ctx *ctx)
+{
+	return resolve_held(ctx, true);
+}
+
+static int key_reject(struct key_ctx *ctx)
+{
+	return resolve_held(ctx, false);
 }
 
 static int key_export_wkd(struct key_ctx *ctx)
@@ -548,7 +653,9 @@ static const struct {
 	{ "show", key_show, 1, 1, true, "show ADDR [--fingerprint FPR]" },
 	{ "export", key_export, 1, 1, true, "export ADDR [--fingerprint FPR] [--secret]" },
 	{ "delete", key_delete, 1, 1, true, "delete ADDR [--fingerprint FPR]" },
-	{ "generate", key_generate, 1, 1, true, "generate ADDR [--type ed25519|rsa3072] [--smime]" },
+	{ "generate", key_generate, 1, 1, true, "generate ADDR [--type ed25519|rsa3072] | generate ADDR --smime [--type rsa3072|p256]" },
+	{ "approve", key_approve, 2, 2, true, "approve ADDR FINGERPRINT   (a key held by key_change = hold)" },
+	{ "reject", key_reject, 2, 2, true, "reject ADDR FINGERPRINT" },
 	{ "export-wkd", key_export_wkd, 1, 1, true, "export-wkd DIR [--submission-address ADDR]" },
 	{ "serve-wkd", key_serve_wkd, 0, 0, true,
 	  "serve-wkd --listen ADDR:PORT [--tls-cert F --tls-key F] [--domains 'a.org b.org']" },

@@ -320,7 +320,7 @@ static int load_key(const char *addr, const char *key_file, struct sg_config *cf
 		st = SG_CRYPTO_INTERNAL;
 		goto out;
 	}
-	lk = sg_keys_lookup_new(store);
+	lk = sg_keys_lookup_new(store, NULL, NULL, SG_LOOKUP_LOCAL);
 	enum sg_key_kind pref = strcmp(cfg->deliver_format, "smime") == 0 ? SG_KEY_X509 :
 				strcmp(cfg->deliver_format, "pgp") == 0 ? SG_KEY_PGP : 0;
 	if (sg_keys_find_encrypt(lk, addr, pref, time(NULL), key_r, &st, &err) == 1)

@@ -347,7 +347,7 @@ static int store_key(struct store_lookup *sl, const char *addr, enum sg_key_kind
 			*status_r = SG_CRYPTO_INTERNAL;
 			return -1;
 		}
-		sl->lookup = sg_keys_lookup_new(sl->st->store);
+		sl->lookup = sg_keys_lookup_new(sl->st->store, &sl->st->cfg, NULL, 0);
 	}
 	int r = sg_keys_find_encrypt(sl->lookup, addr, kind, time(NULL), key_r, status_r, err);
 	if (r == 0 && *status_r == SG_CRYPTO_NO_KEY)

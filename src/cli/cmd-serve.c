@@ -170,7 +170,7 @@ static int setup_deliver(struct serve_state *st, struct sg_error *err)
 		sg_error_prefix(err, "deliver: key store");
 		return -1;
 	}
-	st->deliver_lookup = sg_keys_lookup_new(st->deliver_store);
+	st->deliver_lookup = sg_keys_lookup_new(st->deliver_store, NULL, NULL, SG_LOOKUP_LOCAL);
 	st->deliver = sg_deliver_new(&st->cfg, st->deliver_lookup, err);
 	if (st->deliver == NULL)
 		return -1;

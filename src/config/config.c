@@ -139,8 +139,9 @@ static const struct setting settings[] = {
 	  "outer Subject of sealed copies (the real one is protected inside)" },
 	{ "deliver_key_cache_ttl", T_TIME, "60s", 0, 3600, F(deliver_key_cache_ttl), NULL,
 	  "reuse a recipient's key found in the store for this long (0: look it up for every message)" },
-	{ "lookup_order", T_STR, "wkd ldap dns", 0, 0, F(lookup_order), NULL,
-	  "remote key sources tried in order: wkd ldap dns (empty: none)" },
+	{ "lookup_order", T_STR, "", 0, 0, F(lookup_order), NULL,
+	  "remote key sources asked when the store has no usable key, in order: wkd ldap dns "
+	  "(empty: none; each look-up tells a directory who gets mail)" },
 	{ "lookup_budget", T_TIME, "10s", 1, 600, F(lookup_budget), NULL,
 	  "time allowed to find one address's key, all sources together" },
 	{ "lookup_cache_ttl", T_TIME, "1d", 1, 30 * 86400, F(lookup_cache_ttl), NULL,
@@ -149,6 +150,11 @@ static const struct setting settings[] = {
 	  "how long \"no key found\" is remembered" },
 	{ "key_change", T_ENUM, "accept", 0, 0, F(key_change), "accept|hold",
 	  "a different key for a known address: use it (logged) or hold it for approval" },
+	{ "autocrypt_authserv_id", T_STR, "", 0, 0, F(autocrypt_authserv_id), NULL,
+	  "harvest Autocrypt keys from inbound mail whose DKIM pass this verifier's "
+	  "Authentication-Results report (empty: off; never our own authserv-id)" },
+	{ "smime_cert_days", T_UINT, "730", 1, 3650, F(smime_cert_days), NULL,
+	  "validity of S/MIME certificates made by `sealgate key generate --smime`" },
 	{ "wkd_allow_hosts", T_STR, "", 0, 0, F(wkd_allow_hosts), NULL,
 	  "tests only: WKD hosts allowed on private addresses; HOST=IP:PORT fetches plain HTTP there" },
 	{ "ldap_uri", T_STR, "", 0, 0, F(ldap_uri), NULL,

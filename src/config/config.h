@@ -73,6 +73,8 @@ struct sg_config {
 	unsigned lookup_budget;  /* seconds for one address, all sources */
 	unsigned lookup_cache_ttl;
 	unsigned lookup_negative_ttl;
+	char *autocrypt_authserv_id; /* trusted DKIM verifier for Autocrypt harvest, "" = off */
+	unsigned smime_cert_days; /* key generate --smime validity */
 	char *key_change;        /* "accept" or "hold" */
 	char *wkd_allow_hosts;   /* test allow-list: "HOST" or "HOST=IP:PORT" (plain HTTP) */
 	char *ldap_uri;          /* "" = LDAP source off */

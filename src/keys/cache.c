@@ -1,6 +1,7 @@
 /* The remote-key cache: a hash table in memory (the hot path: no store
  * access, one mutex) written through to the store's cache table. */
 #include "keys/cache.h"
+#include "keys/held.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -33,7 +34,11 @@ struct entry {
 
 struct sg_keys_cache {
 	struct sg_store *store;
-	pthread_mutex_t lock;    /* the table, and the store connection */
+	pthread_mutex_t lock;    /* the table */
+	/* The store connection's lock, shared with whoever else uses it
+	 * (keys/lookup.h); taken inside lock, never the other way round. */
+	pthread_mutex_t *store_lock;
+	pthread_mutex_t own_store_lock;
 	pthread_cond_t done;
 	struct entry *buckets[N_BUCKETS];
 };
@@ -86,11 +91,13 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
-struct sg_keys_cache *sg_keys_cache_new(struct sg_store *store)
+struct sg_keys_cache *sg_keys_cache_new(struct sg_store *store, pthread_mutex_t *store_lock)
 {
 	struct sg_keys_cache *c = sg_calloc(1, sizeof(*c));
 	c->store = store;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->own_store_lock, NULL);
+	c->store_lock = store_lock != NULL ? store_lock : &c->own_store_lock;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -122,6 +129,7 @@ void sg_keys_cache_free(struct sg_keys_cache **cp)
 		}
 	}
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->own_store_lock);
 	pthread_cond_destroy(&c->done);
 	free(c);
 	*cp = NULL;
@@ -168,8 +176,8 @@ static unsigned char *pack(const struct sg_keys_found *keys, size_t n, size_t *l
 	return p;
 }
 
-/* Append the keys packed in a row to *keys_r. -1 if the row is corrupt. */
-static int unpack(const struct sg_store_cache *row, struct sg_keys_found **keys_r, size_t *n_r)
+int sg_keys_cache_unpack(const struct sg_store_cache *row, struct sg_keys_found **keys_r,
+			 size_t *n_r)
 {
 	const unsigned char *p = row->data, *end = row->data + row->len;
 	while (p < end) {
@@ -191,9 +199,12 @@ static int unpack(const struct sg_store_cache *row, struct sg_keys_found **keys_
 	return 1;
 }
 
-static bool is_pending(const char *source)
+/* Rows beside the cache's answer: held keys and harvested keys are never
+ * a directory's current answer. */
+static bool is_side_row(const char *source)
 {
-	return strncmp(source, "pending:", 8) == 0;
+	return strncmp(source, SG_KEYS_PENDING_PREFIX, strlen(SG_KEYS_PENDING_PREFIX)) == 0 ||
+	       strcmp(source, SG_KEYS_HARVEST_SOURCE) == 0;
 }
 
 /* Fill e from the store's rows for addr (lock held): the newest usable
@@ -212,20 +223,23 @@ static int load_from_store(struct sg_keys_cache *c, struct entry *e, int64_t now
 
 	if (c->store == NULL)
 		return 0;
-	if (sg_store_cache_get(c->store, e->addr, &rows, &n, &err) < 0) {
+	pthread_mutex_lock(c->store_lock);
+	int got = sg_store_cache_get(c->store, e->addr, &rows, &n, &err);
+	pthread_mutex_unlock(c->store_lock);
+	if (got < 0) {
 		sg_log_warn("key cache: %s: %s", e->addr, sg_error_msg(&err));
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct sg_store_cache *row = &rows[i];
-		if (is_pending(row->source) || (fresh_only && row->fetched_at + row->ttl <= now))
+		if (is_side_row(row->source) || (fresh_only && row->fetched_at + row->ttl <= now))
 			continue;
 		if (best == NULL || row->fetched_at > best->fetched_at)
 			best = row;
 	}
 	if (best == NULL)
 		goto out;
-	if (!best->negative && (unpack(best, &k, &nk) < 0 || nk == 0)) {
+	if (!best->negative && (sg_keys_cache_unpack(best, &k, &nk) < 0 || nk == 0)) {
 		sg_log_warn("key cache: %s: corrupt cache row (%s) ignored", e->addr, best->source);
 		sg_keys_found_free(&k, nk);
 		goto out;
@@ -244,20 +258,34 @@ out:
 	return r;
 }
 
-static void store_put(struct sg_keys_cache *c, const char *addr, const char *source,
-		      const char *trust, int64_t now, int64_t ttl, const struct sg_keys_found *keys,
-		      size_t n)
+int sg_keys_cache_store_row(struct sg_store *store, const char *addr, const char *source,
+			    const char *trust, int64_t now, int64_t ttl,
+			    const struct sg_keys_found *keys, size_t n, struct sg_error *err)
 {
-	struct sg_error err = SG_ERROR_INIT;
 	size_t len = 0;
 	unsigned char *data = n > 0 ? pack(keys, n, &len) : NULL;
 	struct sg_store_cache row = {
 		.addr = (char *)addr, .source = (char *)source, .trust = (char *)trust,
 		.fetched_at = now, .ttl = ttl, .negative = n == 0, .data = data, .len = len,
 	};
-	if (c->store != NULL && sg_store_cache_put(c->store, &row, &err) < 0)
-		sg_log_warn("key cache: %s: %s", addr, sg_error_msg(&err));
+	int r = sg_store_cache_put(store, &row, err);
 	free(data);
+	return r;
+}
+
+static void store_put(struct sg_keys_cache *c, const char *addr, const char *source,
+		      const char *trust, int64_t now, int64_t ttl, const struct sg_keys_found *keys,
+		      size_t n)
+{
+	struct sg_error err = SG_ERROR_INIT;
+	if (c->store != NULL) {
+		pthread_mutex_lock(c->store_lock);
+		int put = sg_keys_cache_store_row(c->store, addr, source, trust, now, ttl, keys, n,
+						  &err);
+		pthread_mutex_unlock(c->store_lock);
+		if (put < 0)
+			sg_log_warn("key cache: %s: %s", addr, sg_error_msg(&err));
+	}
 	sg_error_clear(&err);
 }
 
@@ -371,21 +399,21 @@ int sg_keys_cache_known(struct sg_keys_cache *c, const char *addr, struct sg_key
 	int r = 0;
 	pthread_mutex_lock(&c->lock);
 	struct entry *e = entry_get(c, addr, true);
-	if (!(e->valid && e->result == 1)) {
-		struct entry tmp = { .addr = e->addr };
-		if (load_from_store(c, &tmp, 0, false) == 1 && tmp.result == 1) {
-			*keys_r = tmp.keys;
-			*n_r = tmp.n;
+	struct entry tmp = { .addr = e->addr };
+	/* The store first, fresh or not: an admin's approval of a held key
+	 * (keys/held.h) lands there, and must not count as a change again. */
+	if (load_from_store(c, &tmp, 0, false) == 1 && tmp.result == 1) {
+		*keys_r = tmp.keys;
+		*n_r = tmp.n;
+		r = 1;
+	} else {
+		entry_drop_keys(&tmp);
+		if (e->valid && e->result == 1) {
+			*keys_r = sg_keys_found_copy(e->keys, e->n);
+			*n_r = e->n;
 			r = 1;
-		} else {
-			entry_drop_keys(&tmp);
 		}
-		goto out;
 	}
-	*keys_r = sg_keys_found_copy(e->keys, e->n);
-	*n_r = e->n;
-	r = 1;
-out:
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }
@@ -393,7 +421,7 @@ out:
 void sg_keys_cache_put_pending(struct sg_keys_cache *c, const char *addr, int64_t now,
 			       const struct sg_keys_found *keys, size_t n)
 {
-	char *source = sg_asprintf("pending:%s", keys[0].source);
+	char *source = sg_asprintf(SG_KEYS_PENDING_PREFIX "%s", keys[0].source);
 	pthread_mutex_lock(&c->lock);
 	store_put(c, addr, source, keys[0].trust, now, 30 * 86400, keys, n);
 	pthread_mutex_unlock(&c->lock);

@@ -3,6 +3,7 @@
 #ifndef SG_KEYS_CACHE_H
 #define SG_KEYS_CACHE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,8 +14,9 @@
 struct sg_store;
 struct sg_keys_cache;
 
-/* store may be NULL (memory only); borrowed. */
-struct sg_keys_cache *sg_keys_cache_new(struct sg_store *store);
+/* store may be NULL (memory only); borrowed. store_lock (NULL: the
+ * cache's own) is held around each use of store. */
+struct sg_keys_cache *sg_keys_cache_new(struct sg_store *store, pthread_mutex_t *store_lock);
 void sg_keys_cache_free(struct sg_keys_cache **c);
 
 /* What sg_keys_cache_begin decided. */
@@ -47,6 +49,21 @@ void sg_keys_cache_end(struct sg_keys_cache *c, const char *addr, int64_t now, i
  * or not): for key-change detection. 1 with an owned copy, 0 none. */
 int sg_keys_cache_known(struct sg_keys_cache *c, const char *addr, struct sg_keys_found **keys_r,
 			size_t *n_r);
+/* The keys packed in a store row (one row may hold several: LDAP gives a
+ * certificate and an OpenPGP key), appended to *keys_r. 1, or -1 if the
+ * row is corrupt. */
+struct sg_store_cache;
+int sg_keys_cache_unpack(const struct sg_store_cache *row, struct sg_keys_found **keys_r,
+			 size_t *n_r);
+/* Pack keys into a store row (addr, source) and write it (the caller holds
+ * the store's lock). 1 or -1. */
+int sg_keys_cache_store_row(struct sg_store *store, const char *addr, const char *source,
+			    const char *trust, int64_t now, int64_t ttl,
+			    const struct sg_keys_found *keys, size_t n,
+			    struct sg_error *err) SG_WARN_UNUSED;
+/* Source of the rows harvested from Autocrypt headers (keys/lookup.h):
+ * kept beside the cache's answer, used only when nothing else is. */
+#define SG_KEYS_HARVEST_SOURCE "autocrypt"
 /* Keep a held (pending) key beside the one in use: store row "pending:SOURCE". */
 void sg_keys_cache_put_pending(struct sg_keys_cache *c, const char *addr, int64_t now,
 			       const struct sg_keys_found *keys, size_t n);

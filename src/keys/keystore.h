@@ -11,6 +11,11 @@
 struct sg_store;
 struct sg_master_key;
 
+/* Purposes under which users' secret keys are sealed: OpenPGP transferable
+ * secret keys (binary), S/MIME private keys (PKCS#8 PEM). */
+#define SG_KEYS_PGP_SECRET "pgp-secret"
+#define SG_KEYS_SMIME_SECRET "smime-secret"
+
 /* Lower-cased copy of addr, or NULL (with err) if it is no address. */
 char *sg_keys_normalize_addr(const char *addr, struct sg_error *err);
 

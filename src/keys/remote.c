@@ -17,7 +17,6 @@
 #define MAX_SOURCES 8
 
 struct sg_keys_remote {
-	const struct sg_config *cfg;
 	struct sg_keys_cache *cache;
 	struct sg_keys_source sources[MAX_SOURCES];
 	size_t n_sources;
@@ -190,7 +189,8 @@ static int64_t wall_now(void)
 	return (int64_t)time(NULL);
 }
 
-static int add_configured(struct sg_keys_remote *r, const char *name, struct sg_error *err)
+static int add_configured(struct sg_keys_remote *r, const struct sg_config *cfg, const char *name,
+			  struct sg_error *err)
 {
 	static const struct {
 		const char *name;
@@ -204,7 +204,7 @@ static int add_configured(struct sg_keys_remote *r, const char *name, struct sg_
 		if (strcmp(makers[i].name, name) != 0)
 			continue;
 		struct sg_keys_source src;
-		if (makers[i].make(r->cfg, &src, err) < 0) {
+		if (makers[i].make(cfg, &src, err) < 0) {
 			sg_error_prefix(err, "%s", name);
 			return -1;
 		}
@@ -215,15 +215,14 @@ static int add_configured(struct sg_keys_remote *r, const char *name, struct sg_
 	return -1;
 }
 
-struct sg_keys_remote *sg_keys_remote_new(struct sg_store *store, const struct sg_config *cfg,
-					  struct sg_error *err)
+struct sg_keys_remote *sg_keys_remote_new(struct sg_store *store, pthread_mutex_t *store_lock,
+					  const struct sg_config *cfg, struct sg_error *err)
 {
 	struct sg_keys_remote *r = sg_calloc(1, sizeof(*r));
 	char *order = sg_strdup(cfg->lookup_order != NULL ? cfg->lookup_order : "");
 	char *save = NULL;
 
-	r->cfg = cfg;
-	r->cache = sg_keys_cache_new(store);
+	r->cache = sg_keys_cache_new(store, store_lock);
 	r->hold = cfg->key_change != NULL && strcmp(cfg->key_change, "hold") == 0;
 	r->ttl = cfg->lookup_cache_ttl;
 	r->neg_ttl = cfg->lookup_negative_ttl;
@@ -235,7 +234,7 @@ struct sg_keys_remote *sg_keys_remote_new(struct sg_store *store, const struct s
 		/* LDAP without a directory configured is simply not in the chain. */
 		if (strcmp(t, "ldap") == 0 && (cfg->ldap_uri == NULL || *cfg->ldap_uri == '\0'))
 			continue;
-		if (r->n_sources == MAX_SOURCES || add_configured(r, t, err) < 0) {
+		if (r->n_sources == MAX_SOURCES || add_configured(r, cfg, t, err) < 0) {
 			if (r->n_sources == MAX_SOURCES)
 				sg_error_set(err, "lookup_order: too many sources");
 			sg_keys_remote_free(&r);

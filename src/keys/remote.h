@@ -3,6 +3,7 @@
 #ifndef SG_KEYS_REMOTE_H
 #define SG_KEYS_REMOTE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,10 +44,12 @@ struct sg_keys_source {
 };
 
 /* The chain: sources in cfg->lookup_order, the cache over store. store
- * (may be NULL: in-process cache only) and cfg are borrowed for the
- * chain's lifetime. NULL with err set on a bad configuration. */
-struct sg_keys_remote *sg_keys_remote_new(struct sg_store *store, const struct sg_config *cfg,
-					  struct sg_error *err);
+ * (may be NULL: in-process cache only) is borrowed for the chain's
+ * lifetime, and used only under store_lock (NULL: the chain's own lock;
+ * never held during a fetch); cfg is read here only. NULL with err set on
+ * a bad configuration. */
+struct sg_keys_remote *sg_keys_remote_new(struct sg_store *store, pthread_mutex_t *store_lock,
+					  const struct sg_config *cfg, struct sg_error *err);
 void sg_keys_remote_free(struct sg_keys_remote **r);
 
 /* Key material for addr, from the cache or by fetching, within budget_ms.

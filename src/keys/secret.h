@@ -8,18 +8,16 @@
 #include <time.h>
 
 #include "crypto/crypto.h"
+#include "keys/keystore.h"
 #include "util/error.h"
 
 struct sg_store;
 struct sg_store_key;
 struct sg_master_key;
 
-/* The purposes under which secret keys are stored (store.h
- * sg_store_secret_*): an OpenPGP transferable secret key (binary, as
- * `sealgate key import --with-secret` keeps it), and an S/MIME private key
- * (PKCS#8 PEM; its certificate is the public row). */
-#define SG_KEYS_PGP_SECRET "pgp-secret"
-#define SG_KEYS_SMIME_SECRET "smime-secret"
+/* Secret keys are stored under the purposes of keys/keystore.h:
+ * SG_KEYS_PGP_SECRET (binary transferable secret key) and
+ * SG_KEYS_SMIME_SECRET (PKCS#8 PEM; its certificate is the public row). */
 
 /* The master key: derived from passphrase when it is not NULL, else read
  * from file (NULL or "": none configured, -1 saying how to make one). A key

@@ -2,6 +2,7 @@
  * against the store's keys and the trust anchors and the outcome recorded
  * in an Authentication-Results field (RFC 8601); never signs, never seals. */
 #include "keys/keystore.h"
+#include "keys/lookup.h"
 #include "mime/seal.h"
 #include "policy/internal.h"
 #include "policy/policy.h"
@@ -223,6 +224,7 @@ static int inbound_run(void *ctx, const struct sg_envelope *env, struct sg_spool
 	sg_buf_init(&b, INBOUND_OUT_MAX);
 	if (sg_msg_split(data, len, &v, NULL) == 1) {
 		enum sg_msg_class cls = sg_msg_classify(&v);
+		(void)sg_keys_lookup_harvest(p->lookup, &v, time(NULL));
 		if (p->cfg->inbound_verify && (cls == SG_MSG_PGP_SIGNED || cls == SG_MSG_SMIME_SIGNED))
 			ar = verify(p, env, data, len, &v, cls);
 		removed = sg_policy_rewrite_ar(&v, p->authserv_id, ar, &b, err);

@@ -57,7 +57,7 @@ int sg_policy_new(const struct sg_config *cfg, struct sg_store *store,
 	p->store = store;
 	p->mk = mk;
 	pthread_mutex_init(&p->lock, NULL);
-	p->lookup = sg_keys_lookup_new(store);
+	p->lookup = sg_keys_lookup_new(store, cfg, &p->lock, 0);
 	p->def = treatment_from_name(cfg->policy_default);
 	p->missing = strcmp(cfg->policy_missing_key, "defer") == 0 ? SG_MISSING_DEFER
 								     : SG_MISSING_REJECT;
@@ -127,9 +127,7 @@ static int decide_e2e(struct sg_policy *p, const char *rcpt, time_t now, enum sg
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 	struct sg_error why = SG_ERROR_INIT;
 
-	pthread_mutex_lock(&p->lock);
 	int r = sg_keys_find_encrypt(p->lookup, rcpt, pref, now, &d->key, &st, &why);
-	pthread_mutex_unlock(&p->lock);
 	if (r < 0) {
 		sg_error_set(err, "key look-up for %s: %s", rcpt, sg_error_msg(&why));
 		sg_error_clear(&why);

@@ -424,10 +424,10 @@ int sg_store_cache_put(struct sg_store *st, const struct sg_store_cache *c, stru
 	return 1;
 }
 
-int sg_store_cache_get(struct sg_store *st, const char *addr, struct sg_store_cache **rows_r,
-		       size_t *n_r, struct sg_error *err)
+/* Rows from a key_cache SELECT of the seven columns, in order. */
+static int cache_rows(struct sg_store *st, const char *sql, const struct sg_store_param *p,
+		      size_t np, struct sg_store_cache **rows_r, size_t *n_r, struct sg_error *err)
 {
-	struct sg_store_param p[] = { SG_PTEXT(addr) };
 	struct sg_store_result *res = NULL;
 	struct sg_store_cache *rows = NULL;
 	size_t n = 0;
@@ -435,10 +435,7 @@ int sg_store_cache_get(struct sg_store *st, const char *addr, struct sg_store_ca
 
 	*rows_r = NULL;
 	*n_r = 0;
-	if (query(st,
-		  "SELECT addr, source, trust, fetched_at, ttl, negative, data FROM key_cache"
-		  " WHERE addr = $1 ORDER BY source",
-		  p, 1, &res, err) < 0)
+	if (query(st, sql, p, np, &res, err) < 0)
 		return -1;
 	while ((r = st->drv->next(res, err)) > 0) {
 		rows = sg_reallocarray(rows, n + 1, sizeof(*rows));
@@ -460,6 +457,34 @@ int sg_store_cache_get(struct sg_store *st, const char *addr, struct sg_store_ca
 	*rows_r = rows;
 	*n_r = n;
 	return n > 0 ? 1 : 0;
+}
+
+int sg_store_cache_get(struct sg_store *st, const char *addr, struct sg_store_cache **rows_r,
+		       size_t *n_r, struct sg_error *err)
+{
+	struct sg_store_param p[] = { SG_PTEXT(addr) };
+	return cache_rows(st,
+			  "SELECT addr, source, trust, fetched_at, ttl, negative, data FROM key_cache"
+			  " WHERE addr = $1 ORDER BY source",
+			  p, NPARAMS(p), rows_r, n_r, err);
+}
+
+int sg_store_cache_by_prefix(struct sg_store *st, const char *prefix,
+			     struct sg_store_cache **rows_r, size_t *n_r, struct sg_error *err)
+{
+	/* substr, not LIKE: the prefix is data, never a pattern. */
+	struct sg_store_param p[] = { SG_PTEXT(prefix), SG_PINT((int64_t)strlen(prefix)) };
+	return cache_rows(st,
+			  "SELECT addr, source, trust, fetched_at, ttl, negative, data FROM key_cache"
+			  " WHERE substr(source, 1, CAST($2 AS INTEGER)) = $1 ORDER BY addr, source",
+			  p, NPARAMS(p), rows_r, n_r, err);
+}
+
+int sg_store_cache_delete(struct sg_store *st, const char *addr, const char *source,
+			  struct sg_error *err)
+{
+	struct sg_store_param p[] = { SG_PTEXT(addr), SG_PTEXT(source) };
+	return run(st, "DELETE FROM key_cache WHERE addr = $1 AND source = $2", p, NPARAMS(p), err);
 }
 
 int sg_store_cache_expire(struct sg_store *st, int64_t now, struct sg_error *err)

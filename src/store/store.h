@@ -155,6 +155,14 @@ int sg_store_cache_put(struct sg_store *store, const struct sg_store_cache *row,
 /* Rows for addr, fresh or not (the caller judges the TTL). */
 int sg_store_cache_get(struct sg_store *store, const char *addr, struct sg_store_cache **rows_r,
 		       size_t *n_r, struct sg_error *err) SG_WARN_UNUSED;
+/* Rows whose source begins with prefix ("pending:"), every address,
+ * ordered by addr, source. */
+int sg_store_cache_by_prefix(struct sg_store *store, const char *prefix,
+			     struct sg_store_cache **rows_r, size_t *n_r,
+			     struct sg_error *err) SG_WARN_UNUSED;
+/* Delete the row (addr, source): how many (0 or 1), or -1. */
+int sg_store_cache_delete(struct sg_store *store, const char *addr, const char *source,
+			  struct sg_error *err) SG_WARN_UNUSED;
 /* Drop rows whose fetched_at + ttl < now; returns how many. */
 int sg_store_cache_expire(struct sg_store *store, int64_t now, struct sg_error *err) SG_WARN_UNUSED;
 void sg_store_cache_free(struct sg_store_cache **rows, size_t n);

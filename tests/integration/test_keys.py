@@ -237,5 +237,6 @@ def test_config_file_and_usage(env, tmp_path, sealgate_bin):
     assert sealgate(sealgate_bin, "show").returncode == 64
     r = sealgate(sealgate_bin, "--help")
     assert r.returncode == 0 and "export-wkd" in r.stdout
-    r = env("generate", "x@example.test", "--smime", "--master-key", str(env.mk))
-    assert r.returncode == 1 and "S/MIME" in r.stderr
+    r = env("generate", "x@example.test", "--smime", "--type", "rsa1024", "--master-key",
+            str(env.mk))
+    assert r.returncode == 64 and "S/MIME keys are rsa3072 or p256" in r.stderr

