@@ -729,6 +729,14 @@ void sg_pgp_key_free(struct sg_pgp_key **kp)
 
 /* ---- streams ---- */
 
+static void io_destroy(rnp_input_t in, rnp_output_t o)
+{
+	if (o != NULL)
+		rnp_output_destroy(o);
+	if (in != NULL)
+		rnp_input_destroy(in);
+}
+
 struct pieces_reader {
 	const struct sg_pgp_piece *pieces;
 	size_t n, idx, off;
@@ -890,10 +898,7 @@ int sg_pgp_encrypt(const struct sg_pgp_piece *pieces, size_t n_pieces,
 out:
 	if (op != NULL)
 		rnp_op_encrypt_destroy(op);
-	if (o != NULL)
-		rnp_output_destroy(o);
-	if (in != NULL)
-		rnp_input_destroy(in);
+	io_destroy(in, o);
 	op_done(&c);
 	if (ret < 0)
 		truncate_buf(out, saved);
@@ -944,10 +949,7 @@ out:
 		rnp_key_handle_destroy(h);
 	if (op != NULL)
 		rnp_op_sign_destroy(op);
-	if (o != NULL)
-		rnp_output_destroy(o);
-	if (in != NULL)
-		rnp_input_destroy(in);
+	io_destroy(in, o);
 	op_done(&c);
 	if (ret < 0)
 		truncate_buf(out, saved);
@@ -1135,10 +1137,7 @@ static int probe_recipients(struct thread_cache *tc, const void *data, size_t le
 out:
 	if (op != NULL)
 		rnp_op_verify_destroy(op);
-	if (o != NULL)
-		rnp_output_destroy(o);
-	if (in != NULL)
-		rnp_input_destroy(in);
+	io_destroy(in, o);
 	return ret;
 }
 
@@ -1380,10 +1379,7 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 out:
 	if (op != NULL)
 		rnp_op_verify_destroy(op);
-	if (o != NULL)
-		rnp_output_destroy(o);
-	if (in != NULL)
-		rnp_input_destroy(in);
+	io_destroy(in, o);
 	op_done(&c);
 	sg_buf_free_secret(&plain);
 	if (ret < 0)
