@@ -1,7 +1,8 @@
 /* Benchmark: sg_seal (encrypt + sign) in process vs a bare library loop
  * doing the same crypto on the same bytes:
  *   pgp:   librnp rnp_op_encrypt with a signature (AES-256, SHA-256, no
- *          AEAD, no compression, armored), as crypto/pgp.c sets it up;
+ *          AEAD, no compression, armored), as crypto/pgp.c sets it up,
+ *          output to a growing heap buffer;
  *   smime: OpenSSL CMS_sign (detached, SHA-256, binary) of the message,
  *          then CMS_encrypt (AES-256-CBC, DER) of message + signature,
  *          base64-encoded, as mime/smime-mime.c does minus the MIME.
@@ -19,6 +20,7 @@
 #include <openssl/x509.h>
 #include <rnp/rnp.h>
 #include <rnp/rnp_err.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,8 +156,42 @@ static void rnp_setup(const char *signer_file, char **recip_files, size_t n)
 		rnp_recips[i] = rnp_load(rnp_ffi, recip_files[i], false);
 }
 
+/* Output collected in a growing heap buffer, as sealgate's sg_buf does:
+ * librnp's own memory output allocates and trims so much per message
+ * (brk/munmap) that it measured the allocator rather than the crypto. */
+struct grow_buf {
+	unsigned char *p;
+	size_t len, cap;
+};
+
+static bool grow_write(void *ctx, const void *buf, size_t len)
+{
+	struct grow_buf *b = ctx;
+
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap == 0 ? 4096 : b->cap;
+		while (cap < b->len + len)
+			cap *= 2;
+		unsigned char *p = realloc(b->p, cap);
+		if (p == NULL)
+			return false;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, buf, len);
+	b->len += len;
+	return true;
+}
+
+static void grow_close(void *ctx, bool discard)
+{
+	(void)ctx;
+	(void)discard;
+}
+
 static void rnp_op(const unsigned char *msg, size_t len)
 {
+	struct grow_buf gb = { NULL, 0, 0 };
 	rnp_ffi_t ffi = rnp_ffi;
 	rnp_key_handle_t signer = rnp_signer, *recips = rnp_recips;
 	size_t n = rnp_n;
@@ -165,7 +201,7 @@ static void rnp_op(const unsigned char *msg, size_t len)
 	rnp_op_encrypt_t op;
 	rnp_result_t r = RNP_SUCCESS;
 	rnp_input_from_memory(&in, msg, len, false);
-	rnp_output_to_memory(&out, 0);
+	rnp_output_to_callback(&out, grow_write, grow_close, &gb);
 	rnp_op_encrypt_create(&op, ffi, in, out);
 	for (size_t i = 0; i < n && r == RNP_SUCCESS; i++)
 		r = rnp_op_encrypt_add_recipient(op, recips[i]);
@@ -190,6 +226,7 @@ static void rnp_op(const unsigned char *msg, size_t len)
 	rnp_op_encrypt_destroy(op);
 	rnp_output_destroy(out);
 	rnp_input_destroy(in);
+	free(gb.p);
 }
 
 /* ---- bare OpenSSL CMS ---- */

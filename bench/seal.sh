@@ -8,14 +8,18 @@
 #   tool      one `gpg -s -e` process per message / `openssl cms -sign` then
 #             `openssl cms -encrypt` (two processes) per message
 # Prints messages/s, MB/s (message bytes in) and the ratios sealgate/bare
-# (goal >= 0.8) and sealgate/tool (goal >= 15 for pgp, 10 KiB, 1 recipient).
-# usage: bench/seal.sh [BUILD_DIR]   (needs a built libsealgate.a)
+# (goal >= 0.8) and sealgate/tool (goal >= 15 for pgp, 10 KiB, 1 recipient);
+# then the peak RSS of the sealgate CLI sealing and unsealing a 50 MiB
+# message (PGP; goal about 3x the message size).
+# usage: bench/seal.sh [BUILD_DIR]   (needs a built libsealgate.a and sealgate)
 # SEAL_BENCH_SECS: seconds each measurement runs for (default 1; at least
 # 3 messages each). Raise it on a loaded machine for steadier figures.
+# SEAL_BENCH_FORMATS: which rows to run (default "pgp smime").
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$SRC/build}
 SECS=${SEAL_BENCH_SECS:-1}
+FORMATS=${SEAL_BENCH_FORMATS:-pgp smime}
 NR=10 # recipients in the multi-recipient rows
 T=$(mktemp -d)
 cleanup() {
@@ -94,7 +98,7 @@ tool_rate() { # fmt nrecips
 
 printf '%-5s %7s %3s | %9s %7s | %9s %7s | %8s | %8s %8s\n' \
        fmt size rcp 'sg msg/s' 'sg MB/s' 'bare m/s' 'bare MB' 'tool m/s' 'sg/bare' 'sg/tool'
-for fmt in pgp smime; do
+for fmt in $FORMATS; do
 	for size in 10240 1048576; do
 		for n in 1 $NR; do
 			"$T/seal-bench" msg "$size" > "$T/msg"
@@ -114,6 +118,27 @@ for fmt in pgp smime; do
 		done
 	done
 done
+# ---- memory: peak RSS of `sealgate seal` / `unseal` on a 50 MiB message
+# (goal: about 3x the message), PGP encrypt + sign to one recipient ----
+case " $FORMATS " in *" pgp "*)
+	"$T/seal-bench" msg 52428800 > "$T/big"
+	$G --armor --export alice@a.test > "$T/alice.pub"
+	$G --armor --export-secret-keys bob0@b.test > "$T/bob0.sec"
+	bytes=$(wc -c < "$T/big")
+	for step in seal unseal; do
+		if [ $step = seal ]; then
+			/usr/bin/time -f %M -o "$T/rss" "$BUILD/sealgate" seal --to bob0@b.test --key "$T/bob0.pub" \
+				--sign-as alice@a.test --key "$T/alice.sec" < "$T/big" > "$T/big.sealed"
+		else
+			/usr/bin/time -f %M -o "$T/rss" "$BUILD/sealgate" unseal --key "$T/bob0.sec" \
+				--verify-key "$T/alice.pub" < "$T/big.sealed" > "$T/big.out" 2>/dev/null
+		fi
+		kb=$(tail -n 1 "$T/rss")
+		printf 'memory: pgp %s of %s bytes: peak RSS %.1f MiB = %.2f x the message\n' $step "$bytes" \
+		       "$(echo "$kb / 1024" | bc -l)" "$(echo "$kb * 1024 / $bytes" | bc -l)"
+	done
+	;;
+esac
 echo "pgp: Ed25519/Cv25519, AES-256, SHA-256, armored, uncompressed; smime: RSA-2048, SHA-256, AES-256-CBC"
 echo "tool = gpg -s -e (pgp) / openssl cms -sign + openssl cms -encrypt (smime), once per message"
 echo "goals: sg/bare >= 0.8; sg/tool >= 15 for pgp 10240 bytes 1 recipient"

@@ -4,7 +4,10 @@
 #ifndef SG_CLI_CLI_H
 #define SG_CLI_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "config/config.h"
 
 /* Exit codes shared by all subcommands (sysexits.h values where they fit,
  * so that scripts and Postfix's pipe(8) understand them). */
@@ -67,5 +70,26 @@ int sg_cli_quiet_begin(void);
 void sg_cli_quiet_end(int saved_fd);
 /* Write all of data to stdout. 1 ok, -1. */
 int sg_cli_write_out(const void *data, size_t len, const char *cmd);
+/* The first line of a passphrase file (owned; wipe with sg_secret_free),
+ * NULL with err. */
+struct sg_error;
+char *sg_cli_read_passphrase(const char *path, struct sg_error *err);
+
+/* The key store for seal/unseal (cli/store-keys.c): set the option fields,
+ * the rest is filled on first need. */
+struct sg_cli_store {
+	const char *config;           /* -c FILE, or NULL */
+	const char *state_dir;        /* --state-dir DIR, or NULL */
+	const char *master_key;       /* --master-key FILE (else master_key_file) */
+	const char *master_pass_file; /* --master-passphrase-file FILE */
+	struct sg_config cfg;
+	bool cfg_loaded;
+	struct sg_store *store;
+	struct sg_master_key *mk;
+};
+int sg_cli_store_open(struct sg_cli_store *s, struct sg_error *err);
+/* Opens the store too. */
+int sg_cli_store_master(struct sg_cli_store *s, struct sg_error *err);
+void sg_cli_store_close(struct sg_cli_store *s);
 
 #endif

@@ -8,6 +8,7 @@
 #include "keys/keystore.h"
 #include "keys/master.h"
 #include "keys/pgp-meta.h"
+#include "keys/secret.h"
 #include "keys/wkd.h"
 #include "keys/x509-gen.h"
 #include "store/store.h"
@@ -105,46 +106,21 @@ static void free_passphrase(char **p)
 		sg_secret_free(p, strlen(*p));
 }
 
-/* Is path inside dir? Both must exist; compared after realpath(). */
-static bool inside(const char *path, const char *dir)
-{
-	char *rp = realpath(path, NULL), *rd = realpath(dir, NULL);
-	bool in = false;
-	if (rp != NULL && rd != NULL) {
-		size_t n = strlen(rd);
-		in = strncmp(rp, rd, n) == 0 && (rp[n] == '/' || rp[n] == '\0' || n == 1);
-	}
-	free(rp);
-	free(rd);
-	return in;
-}
-
 /* The master key: --master-passphrase-file, else --master-key or
  * master_key_file. It must not live in the state dir (a copy of the
  * database alone must not be enough to read the private keys). */
 static int load_master(struct key_ctx *ctx, struct sg_master_key **mk_r)
 {
 	const char *file = ctx->o.master_key != NULL ? ctx->o.master_key : ctx->cfg.master_key_file;
+	char *pass = NULL;
+
 	*mk_r = NULL;
-	if (ctx->o.master_pass_file != NULL) {
-		char *pass = read_passphrase(ctx->o.master_pass_file, &ctx->err);
-		if (pass == NULL)
-			return -1;
-		int r = sg_master_key_from_passphrase(pass, mk_r, &ctx->err);
-		free_passphrase(&pass);
-		return r;
-	}
-	if (file == NULL || *file == '\0') {
-		sg_error_set(&ctx->err, "no master key: set master_key_file or give --master-key FILE "
-			     "(create one with 'sealgate key init-master --master-key FILE')");
+	if (ctx->o.master_pass_file != NULL &&
+	    (pass = read_passphrase(ctx->o.master_pass_file, &ctx->err)) == NULL)
 		return -1;
-	}
-	if (inside(file, ctx->cfg.state_dir)) {
-		sg_error_set(&ctx->err, "master key %s is inside state_dir %s; keep it elsewhere",
-			     file, ctx->cfg.state_dir);
-		return -1;
-	}
-	return sg_master_key_load_file(file, mk_r, &ctx->err);
+	int r = sg_keys_master_load(file, pass, ctx->cfg.state_dir, mk_r, &ctx->err);
+	free_passphrase(&pass);
+	return r;
 }
 
 static int open_store(struct key_ctx *ctx)

@@ -8,7 +8,7 @@
 #include "keys/keystore.h"
 #include "keys/master.h"
 #include "keys/pgp-meta.h"
-#include "keys/secret-keys.h"
+#include "keys/secret.h"
 #include "mime/rekey-msg.h"
 #include "store/store.h"
 #include "util/buf.h"
@@ -333,7 +333,14 @@ static int load_store_keys(const struct rekey_opts *o, const char *addr, struct 
 	struct secret_load sl = { k->passphrase, NULL };
 	size_t opened = 0;
 	int ret = -1;
-	if (sg_keys_master_load(&sc->cfg, o->master_key, o->master_pass_file, &sc->mk, &err) < 0)
+	char *pass = NULL;
+	if (o->master_pass_file != NULL && (pass = sg_cli_read_passphrase(o->master_pass_file, &err)) == NULL)
+		goto out;
+	int mr = sg_keys_master_load(o->master_key != NULL ? o->master_key : sc->cfg.master_key_file, pass,
+				     sc->cfg.state_dir, &sc->mk, &err);
+	if (pass != NULL)
+		sg_secret_free(&pass, strlen(pass));
+	if (mr < 0)
 		goto out;
 	if (sg_keys_each_secret(sc->store, sc->mk, addr, "pgp", SG_KEYS_PGP_SECRET, take_secret, &sl,
 				&opened, &err) < 0)

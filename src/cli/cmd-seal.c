@@ -5,6 +5,7 @@
 #include "config/config.h"
 #include "store/store.h"
 #include "keys/lookup.h"
+#include "keys/secret.h"
 #include "crypto/crypto.h"
 #include "mime/message.h"
 #include "mime/seal.h"
@@ -140,14 +141,14 @@ int sg_cli_write_out(const void *data, size_t len, const char *cmd)
 	return 1;
 }
 
-static char *read_passphrase(const char *path, const char *cmd)
+char *sg_cli_read_passphrase(const char *path, struct sg_error *err)
 {
 	FILE *f = fopen(path, "r");
 	char *line = NULL;
 	size_t cap = 0;
 
 	if (f == NULL) {
-		fprintf(stderr, "sealgate %s: %s: %s\n", cmd, path, strerror(errno));
+		sg_error_set(err, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	ssize_t n = getline(&line, &cap, f);
@@ -168,8 +169,14 @@ int sg_cli_load_keys(const char *cmd, char **paths, size_t n, const char *passph
 	char *pass = NULL;
 	int ret = -SG_EXIT_FAIL;
 
-	if (passphrase_file != NULL && (pass = read_passphrase(passphrase_file, cmd)) == NULL)
-		goto out;
+	if (passphrase_file != NULL) {
+		struct sg_error err = SG_ERROR_INIT;
+		if ((pass = sg_cli_read_passphrase(passphrase_file, &err)) == NULL) {
+			fprintf(stderr, "sealgate %s: %s\n", cmd, sg_error_msg(&err));
+			sg_error_clear(&err);
+			goto out;
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct sg_error err = SG_ERROR_INIT;
 		enum sg_crypto_status st = SG_CRYPTO_BAD_KEY;
@@ -215,18 +222,19 @@ struct seal_opts {
 	enum sg_seal_format format;
 	bool gcm;
 	bool opaque;
-	const char *config;      /* -c: where the key store is configured */
-	const char *state_dir;
+	struct sg_cli_store st;  /* -c, --state-dir, --master-key: the key store */
 };
 
 static void seal_usage(FILE *f)
 {
 	fprintf(f, "usage: sealgate seal --to ADDR [--to ADDR...] [--sign-as ADDR] [--pgp|--smime]\n"
 		   "                     [--key FILE]... [--passphrase-file FILE] [--subject TEXT]\n"
-		   "                     [--gcm] [--opaque] < in.eml > out.eml\n"
+		   "                     [--gcm] [--opaque] [-c FILE | --state-dir DIR]\n"
+		   "                     [--master-key FILE | --master-passphrase-file FILE] < in.eml > out.eml\n"
 		   "Encrypts to every --to (keys chosen among the --key/--cert files by address,\n"
 		   "else from the key store of -c FILE / --state-dir DIR),\n"
-		   "signs with --sign-as, or both; with no --to, signs only. The outer Subject\n"
+		   "signs with --sign-as (its secret key from --key, else the store's sealed\n"
+		   "secret key, opened with the master key), or both; with no --to, signs only. The outer Subject\n"
 		   "becomes --subject (default \"...\"), the real one travels encrypted.\n"
 		   "Exit: 0 ok (also: already encrypted, passed unchanged), 2 no key, 3 bad key,\n"
 		   "4 key expired, 5 key revoked, 10 unsupported, 65 malformed input, 64 usage.\n");
@@ -253,6 +261,8 @@ static int seal_parse(int argc, char **argv, struct seal_opts *o)
 		{ "gcm", no_argument, NULL, 'g' },
 		{ "opaque", no_argument, NULL, 'o' },
 		{ "state-dir", required_argument, NULL, 'd' },
+		{ "master-key", required_argument, NULL, 'm' },
+		{ "master-passphrase-file", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -273,8 +283,10 @@ static int seal_parse(int argc, char **argv, struct seal_opts *o)
 		case 'j': o->subject = optarg; break;
 		case 'g': o->gcm = true; break;
 		case 'o': o->opaque = true; break;
-		case 'c': o->config = optarg; break;
-		case 'd': o->state_dir = optarg; break;
+		case 'c': o->st.config = optarg; break;
+		case 'd': o->st.state_dir = optarg; break;
+		case 'm': o->st.master_key = optarg; break;
+		case 'M': o->st.master_pass_file = optarg; break;
 		case 'h': seal_usage(stdout); return 0;
 		default: seal_usage(stderr); return -1;
 		}
@@ -321,32 +333,21 @@ static int pick_key(struct sg_key **keys, size_t n, const char *addr, enum sg_ke
 
 /* The key store, opened on first need (most scripted uses pass --key). */
 struct store_lookup {
-	struct sg_store *store;
+	struct sg_cli_store *st;
 	struct sg_keys_lookup *lookup;
 };
 
 /* A usable key of kind for addr from the key store: 1, or -1 with the
  * reason (no key, expired, revoked, only a key of the other standard). */
-static int store_key(const struct seal_opts *o, struct store_lookup *sl, const char *addr,
-		     enum sg_key_kind kind, struct sg_key **key_r, enum sg_crypto_status *status_r,
-		     struct sg_error *err)
+static int store_key(struct store_lookup *sl, const char *addr, enum sg_key_kind kind,
+		     struct sg_key **key_r, enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	if (sl->lookup == NULL) {
-		struct sg_config cfg;
-		int r;
-		sg_config_defaults(&cfg);
-		r = o->config != NULL ? sg_config_load(&cfg, o->config, err) : 1;
-		if (r > 0 && o->state_dir != NULL)
-			r = sg_config_set(&cfg, "state_dir", o->state_dir, err);
-		if (r > 0)
-			r = sg_store_open_config(&cfg, NULL, &sl->store, err);
-		if (r > 0)
-			sl->lookup = sg_keys_lookup_new(sl->store, &cfg, NULL, 0);
-		sg_config_clear(&cfg);
-		if (r < 0) {
+		if (sg_cli_store_open(sl->st, err) < 0) {
 			*status_r = SG_CRYPTO_INTERNAL;
 			return -1;
 		}
+		sl->lookup = sg_keys_lookup_new(sl->st->store, &sl->st->cfg, NULL, 0);
 	}
 	int r = sg_keys_find_encrypt(sl->lookup, addr, kind, time(NULL), key_r, status_r, err);
 	if (r == 0 && *status_r == SG_CRYPTO_NO_KEY)
@@ -363,13 +364,35 @@ static int store_key(const struct seal_opts *o, struct store_lookup *sl, const c
 	return r == 1 ? 1 : -1;
 }
 
-static int seal_run(const struct seal_opts *o, struct sg_key **keys)
+/* The signer's secret key from the key store (sealed under the master
+ * key): 1, or -1 with the reason. */
+static int store_signer(struct sg_cli_store *st, const char *addr, enum sg_key_kind kind,
+			struct sg_key **key_r, enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	struct sg_error why = SG_ERROR_INIT;
+
+	*status_r = SG_CRYPTO_INTERNAL;
+	if (sg_cli_store_master(st, err) < 0)
+		return -1;
+	int r = sg_keys_find_signer(st->store, st->mk, addr, kind, time(NULL), key_r, &why);
+	if (r == 0) {
+		*status_r = SG_CRYPTO_NO_KEY;
+		sg_error_set(err, "no usable %s secret key (none among the --key files; key store: %s)",
+			     kind == SG_KEY_PGP ? "OpenPGP" : "X.509", sg_error_msg(&why));
+	} else if (r < 0) {
+		sg_error_set(err, "%s", sg_error_msg(&why));
+	}
+	sg_error_clear(&why);
+	return r == 1 ? 1 : -1;
+}
+
+static int seal_run(struct seal_opts *o, struct sg_key **keys)
 {
 	struct sg_key **recips = sg_calloc(o->n_to + 1, sizeof(*recips));
 	struct sg_key **store_keys = sg_calloc(o->n_to + 1, sizeof(*store_keys));
 	size_t n_store_keys = 0;
-	struct store_lookup lk_store = { NULL, NULL };
-	struct sg_key *signer = NULL;
+	struct store_lookup lk_store = { &o->st, NULL };
+	struct sg_key *signer = NULL, *store_signer_key = NULL;
 	struct sg_error err = SG_ERROR_INIT;
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 	enum sg_key_kind kind = o->format == SG_SEAL_PGP ? SG_KEY_PGP : SG_KEY_X509;
@@ -385,7 +408,7 @@ static int seal_run(const struct seal_opts *o, struct sg_key **keys)
 		/* No usable --key for this recipient: ask the key store. */
 		if (st == SG_CRYPTO_NO_KEY) {
 			sg_error_clear(&err);
-			int r = store_key(o, &lk_store, o->to[i], kind, &store_keys[n_store_keys], &st, &err);
+			int r = store_key(&lk_store, o->to[i], kind, &store_keys[n_store_keys], &st, &err);
 			if (r == 1) {
 				recips[i] = store_keys[n_store_keys++];
 				continue;
@@ -395,8 +418,17 @@ static int seal_run(const struct seal_opts *o, struct sg_key **keys)
 		goto fail;
 	}
 	if (o->sign_as != NULL && pick_key(keys, o->n_keys, o->sign_as, kind, true, &signer, &st, &err) < 0) {
-		sg_error_prefix(&err, "signer %s", o->sign_as);
-		goto fail;
+		/* No secret key among --key for it: the store's. */
+		if (st == SG_CRYPTO_NO_KEY) {
+			sg_error_clear(&err);
+			if (store_signer(&o->st, o->sign_as, kind, &store_signer_key, &st,
+					 &err) == 1)
+				signer = store_signer_key;
+		}
+		if (signer == NULL) {
+			sg_error_prefix(&err, "signer %s", o->sign_as);
+			goto fail;
+		}
 	}
 	if (sg_cli_read_message(&in, "seal") < 0)
 		goto out;
@@ -436,8 +468,8 @@ out:
 	for (size_t i = 0; i < n_store_keys; i++)
 		sg_key_free(&store_keys[i]);
 	free(store_keys);
+	sg_key_free(&store_signer_key);
 	sg_keys_lookup_free(&lk_store.lookup);
-	sg_store_close(&lk_store.store);
 	return code;
 }
 
@@ -461,6 +493,7 @@ int cmd_seal(int argc, char **argv)
 	code = seal_run(&o, keys);
 out:
 	sg_cli_free_keys(keys, o.n_keys);
+	sg_cli_store_close(&o.st);
 	free(o.to);
 	free(o.key_files);
 	return code;

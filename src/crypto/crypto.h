@@ -43,6 +43,11 @@ int sg_key_load_file(const char *path, const char *passphrase, struct sg_key **k
 		     enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
 int sg_key_load_mem(const void *data, size_t len, const char *passphrase, struct sg_key **key_r,
 		    enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
+/* An X.509 private key (PEM, e.g. PKCS#8) and its certificate (PEM or
+ * DER) kept apart, as the key store does, loaded as one handle. */
+int sg_key_load_x509_parts(const void *key_pem, size_t key_len, const void *cert, size_t cert_len,
+			   struct sg_key **key_r, enum sg_crypto_status *status_r,
+			   struct sg_error *err) SG_WARN_UNUSED;
 enum sg_key_kind sg_key_kind(const struct sg_key *key);
 bool sg_key_has_secret(const struct sg_key *key);
 /* Upper-case hex fingerprint (OpenPGP v4 fingerprint, or SHA-256 of the

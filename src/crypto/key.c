@@ -3,9 +3,14 @@
 #include "crypto/crypto.h"
 #include "crypto/pgp.h"
 #include "crypto/smime.h"
+#include "util/buf.h"
 #include "util/mem.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +86,45 @@ out:
 		explicit_bzero(data, len);
 	free(data);
 	fclose(f);
+	return ret;
+}
+
+/* The certificate as PEM (DER input converted) appended to out. */
+static int cert_pem(const unsigned char *cert, size_t len, struct sg_buf *out, struct sg_error *err)
+{
+	if (len >= 11 && memcmp(cert, "-----BEGIN ", 11) == 0)
+		return sg_buf_append(out, cert, len) == 1 ? 1 : -1;
+	const unsigned char *p = cert;
+	X509 *x = len <= LONG_MAX ? d2i_X509(NULL, &p, (long)len) : NULL;
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *pem = NULL;
+	long n = 0;
+	int ret = -1;
+
+	if (x != NULL && bio != NULL && PEM_write_bio_X509(bio, x) == 1 && (n = BIO_get_mem_data(bio, &pem)) > 0)
+		ret = sg_buf_append(out, pem, (size_t)n) == 1 ? 1 : -1;
+	else
+		sg_error_set(err, "certificate is neither PEM nor DER");
+	X509_free(x);
+	BIO_free(bio);
+	return ret;
+}
+
+int sg_key_load_x509_parts(const void *key_pem, size_t key_len, const void *cert, size_t cert_len,
+			   struct sg_key **key_r, enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	struct sg_buf both;
+	int ret = -1;
+
+	if (status_r != NULL)
+		*status_r = SG_CRYPTO_BAD_KEY;
+	sg_buf_init(&both, SG_KEY_FILE_MAX);
+	if (sg_buf_append(&both, key_pem, key_len) == 1 && sg_buf_append(&both, "\n", 1) == 1 &&
+	    cert_pem(cert, cert_len, &both, err) == 1)
+		ret = sg_key_load_mem(both.data, both.len, NULL, key_r, status_r, err);
+	else if (err != NULL && err->msg == NULL)
+		sg_error_set(err, "key and certificate too large");
+	sg_buf_free_secret(&both);
 	return ret;
 }
 

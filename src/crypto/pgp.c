@@ -1,10 +1,13 @@
-/* OpenPGP through the librnp 0.16 FFI. Every operation gets its own
- * rnp_ffi_t holding just the keys it needs (librnp objects are not shared
+/* OpenPGP through the librnp 0.16 FFI. Operations run on a per-thread
+ * rnp_ffi_t that keeps the keys imported (librnp objects are not shared
  * between threads); key metadata is read once at load time. */
 #include "crypto/pgp.h"
+#include "util/log.h"
 #include "util/mem.h"
 #include "util/secret.h"
 
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <rnp/rnp.h>
 #include <rnp/rnp_err.h>
 #include <stdint.h>
@@ -13,13 +16,18 @@
 #include <string.h>
 #include <strings.h>
 
+#define SG_PGP_DIGEST_LEN 32
+
 struct sg_pgp_key {
 	unsigned char *data; /* the key as loaded (armored or binary) */
 	size_t len;
+	unsigned char digest[SG_PGP_DIGEST_LEN]; /* SHA-256 of data: the cache's identity */
 	char *passphrase;    /* NULL when none was given */
 	char *fpr;
 	char **uids;
 	size_t n_uids;
+	char **keyids;         /* primary and subkey IDs, upper-case hex */
+	size_t n_keyids;
 	bool secret;
 	bool revoked;
 	char *revocation_reason;
@@ -57,18 +65,233 @@ bool sg_pgp_looks_like_key(const void *data, size_t len)
 	return tag == 5 || tag == 6;
 }
 
-/* ---- per-operation librnp context ---- */
+/* ---- per-thread librnp context: the key cache of pgp.h ---- */
 
-struct op_ctx {
+struct cache_entry {
+	unsigned char digest[SG_PGP_DIGEST_LEN]; /* SHA-256 of the key's bytes */
+	char *fpr;                               /* primary fingerprint */
+	bool secret;
+	uint64_t used;                           /* op number of the last use (LRU) */
+};
+
+struct op_ctx;
+
+struct thread_cache {
 	rnp_ffi_t ffi;
-	const struct sg_pgp_key **pass_keys; /* keys whose passphrase we may hand out; owned array */
+	rnp_ffi_t probe;          /* holds no keys: reads a message's recipients */
+	struct cache_entry *e;
+	size_t n;
+	uint64_t seq;             /* current op number */
+	struct op_ctx *op;        /* the op in progress: only its keys unlock */
+	struct sg_pgp_cache_stats stats;
+};
+
+/* One operation on the thread's context: the keys it was given. */
+struct op_ctx {
+	struct thread_cache *tc;
+	rnp_ffi_t ffi;                       /* borrowed from tc */
+	const struct sg_pgp_key **pass_keys; /* owned array */
 	size_t n_pass;
 };
 
-static const struct sg_pgp_key *find_by_fpr(const struct op_ctx *c, const char *fpr)
+static pthread_key_t tc_key;
+static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
+static size_t cache_limit = SG_PGP_CACHE_DEFAULT;
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void entry_clear(struct cache_entry *e)
+{
+	free(e->fpr);
+	memset(e, 0, sizeof(*e));
+}
+
+static void tc_destroy(void *p)
+{
+	struct thread_cache *tc = p;
+
+	if (tc == NULL)
+		return;
+	for (size_t i = 0; i < tc->n; i++)
+		entry_clear(&tc->e[i]);
+	free(tc->e);
+	/* librnp keeps secret key material in wiping (secure) allocations. */
+	if (tc->ffi != NULL)
+		rnp_ffi_destroy(tc->ffi);
+	if (tc->probe != NULL)
+		rnp_ffi_destroy(tc->probe);
+	free(tc);
+}
+
+static void tc_key_init(void)
+{
+	if (pthread_key_create(&tc_key, tc_destroy) != 0)
+		sg_panic("pgp: pthread_key_create failed");
+}
+
+static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, const char *pgp_context,
+			  char buf[], size_t buf_len);
+
+/* The calling thread's cache, created on first use; NULL (err) if librnp
+ * cannot make a context. */
+static struct thread_cache *tc_get(bool create, struct sg_error *err)
+{
+	pthread_once(&tc_once, tc_key_init);
+	struct thread_cache *tc = pthread_getspecific(tc_key);
+	if (tc != NULL || !create)
+		return tc;
+	tc = sg_calloc(1, sizeof(*tc));
+	if (rnp_ffi_create(&tc->ffi, "GPG", "GPG") != RNP_SUCCESS) {
+		free(tc);
+		sg_error_set(err, "librnp: cannot create a context");
+		return NULL;
+	}
+	rnp_ffi_set_pass_provider(tc->ffi, pass_provider, tc);
+	if (pthread_setspecific(tc_key, tc) != 0)
+		sg_panic("pgp: pthread_setspecific failed");
+	return tc;
+}
+
+void sg_pgp_cache_set_limit(size_t max_keys)
+{
+	pthread_mutex_lock(&limit_lock);
+	cache_limit = max_keys > 0 ? max_keys : 1;
+	pthread_mutex_unlock(&limit_lock);
+}
+
+static size_t get_limit(void)
+{
+	pthread_mutex_lock(&limit_lock);
+	size_t n = cache_limit;
+	pthread_mutex_unlock(&limit_lock);
+	return n;
+}
+
+void sg_pgp_cache_stats(struct sg_pgp_cache_stats *stats_r)
+{
+	struct thread_cache *tc = tc_get(false, NULL);
+
+	memset(stats_r, 0, sizeof(*stats_r));
+	if (tc != NULL) {
+		*stats_r = tc->stats;
+		stats_r->keys = tc->n;
+	}
+}
+
+void sg_pgp_cache_thread_free(void)
+{
+	struct thread_cache *tc = tc_get(false, NULL);
+
+	if (tc == NULL)
+		return;
+	pthread_setspecific(tc_key, NULL);
+	tc_destroy(tc);
+}
+
+static struct cache_entry *tc_find_fpr(struct thread_cache *tc, const char *fpr)
+{
+	for (size_t i = 0; i < tc->n; i++)
+		if (strcasecmp(tc->e[i].fpr, fpr) == 0)
+			return &tc->e[i];
+	return NULL;
+}
+
+static struct cache_entry *tc_find_digest(struct thread_cache *tc, const unsigned char *digest)
+{
+	for (size_t i = 0; i < tc->n; i++)
+		if (memcmp(tc->e[i].digest, digest, SG_PGP_DIGEST_LEN) == 0)
+			return &tc->e[i];
+	return NULL;
+}
+
+/* Take entry i out of the cache and its key (with subkeys) out of the ffi. */
+static void tc_evict(struct thread_cache *tc, size_t i)
+{
+	rnp_key_handle_t h = NULL;
+
+	if (rnp_locate_key(tc->ffi, "fingerprint", tc->e[i].fpr, &h) == RNP_SUCCESS && h != NULL) {
+		rnp_key_remove(h, RNP_KEY_REMOVE_PUBLIC | RNP_KEY_REMOVE_SECRET | RNP_KEY_REMOVE_SUBKEYS);
+		rnp_key_handle_destroy(h);
+	}
+	entry_clear(&tc->e[i]);
+	tc->e[i] = tc->e[--tc->n];
+	tc->stats.evictions++;
+}
+
+/* Evict least recently used entries not used by the current op until
+ * there is room for one more under the limit. */
+static void tc_make_room(struct thread_cache *tc)
+{
+	size_t limit = get_limit();
+
+	while (tc->n >= limit) {
+		size_t victim = tc->n;
+		for (size_t i = 0; i < tc->n; i++)
+			if (tc->e[i].used != tc->seq && (victim == tc->n || tc->e[i].used < tc->e[victim].used))
+				victim = i;
+		if (victim == tc->n)
+			return; /* all in use by this op */
+		tc_evict(tc, victim);
+	}
+}
+
+/* Import k into the thread's ffi as a new cache entry. */
+static int tc_import(struct thread_cache *tc, const struct sg_pgp_key *k, struct sg_error *err)
+{
+	rnp_input_t in = NULL;
+	rnp_key_handle_t prim = NULL;
+	rnp_result_t r;
+
+	if (rnp_input_from_memory(&in, k->data, k->len, false) != RNP_SUCCESS) {
+		sg_error_set(err, "librnp: cannot read key");
+		return -1;
+	}
+	r = rnp_import_keys(tc->ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
+	rnp_input_destroy(in);
+	if (r != RNP_SUCCESS) {
+		sg_error_set(err, "key %s: %s", k->fpr, rnp_msg(r));
+		return -1;
+	}
+	if (rnp_locate_key(tc->ffi, "fingerprint", k->fpr, &prim) != RNP_SUCCESS || prim == NULL) {
+		sg_error_set(err, "key %s: not found after import", k->fpr);
+		return -1;
+	}
+	tc->e = sg_reallocarray(tc->e, tc->n + 1, sizeof(*tc->e));
+	struct cache_entry *e = &tc->e[tc->n++];
+	memcpy(e->digest, k->digest, sizeof(e->digest));
+	e->fpr = sg_strdup(k->fpr);
+	e->secret = k->secret;
+	e->used = tc->seq;
+	tc->stats.misses++;
+	rnp_key_handle_destroy(prim);
+	return 1;
+}
+
+/* Make k available in the thread's ffi for the current op. */
+static int tc_use(struct thread_cache *tc, const struct sg_pgp_key *k, struct sg_error *err)
+{
+	struct cache_entry *e = tc_find_fpr(tc, k->fpr);
+
+	/* Same bytes; or the op already has the secret key and now names its
+	 * public part (verify keys next to decryption keys). */
+	if (e != NULL && (memcmp(e->digest, k->digest, SG_PGP_DIGEST_LEN) == 0 ||
+			  (e->used == tc->seq && e->secret && !k->secret))) {
+		e->used = tc->seq;
+		tc->stats.hits++;
+		return 1;
+	}
+	/* Other bytes for this fingerprint (updated key, secret vs public):
+	 * librnp would merge them; replace instead. */
+	if (e != NULL)
+		tc_evict(tc, (size_t)(e - tc->e));
+	tc_make_room(tc);
+	return tc_import(tc, k, err);
+}
+
+/* Among the op's keys, the secret key with this primary fingerprint. */
+static const struct sg_pgp_key *find_allowed(const struct op_ctx *c, const char *fpr)
 {
 	for (size_t i = 0; i < c->n_pass; i++)
-		if (strcasecmp(c->pass_keys[i]->fpr, fpr) == 0)
+		if (c->pass_keys[i]->secret && strcasecmp(c->pass_keys[i]->fpr, fpr) == 0)
 			return c->pass_keys[i];
 	return NULL;
 }
@@ -86,12 +309,14 @@ static char *primary_fpr(rnp_key_handle_t key)
 	return fpr;
 }
 
+/* librnp asks for a (sub)key's passphrase: give it only for a secret key
+ * of the op in progress. */
 static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, const char *pgp_context,
 			  char buf[], size_t buf_len)
 {
-	struct op_ctx *c = app_ctx;
-	char *fpr = key != NULL ? primary_fpr(key) : NULL;
-	const struct sg_pgp_key *k = fpr != NULL ? find_by_fpr(c, fpr) : NULL;
+	struct thread_cache *tc = app_ctx;
+	char *fpr = key != NULL && tc->op != NULL ? primary_fpr(key) : NULL;
+	const struct sg_pgp_key *k = fpr != NULL ? find_allowed(tc->op, fpr) : NULL;
 	bool ok = false;
 
 	rnp_buffer_destroy(fpr);
@@ -105,29 +330,21 @@ static bool pass_provider(rnp_ffi_t ffi, void *app_ctx, rnp_key_handle_t key, co
 static int op_init(struct op_ctx *c, struct sg_error *err)
 {
 	memset(c, 0, sizeof(*c));
-	if (rnp_ffi_create(&c->ffi, "GPG", "GPG") != RNP_SUCCESS) {
-		sg_error_set(err, "librnp: cannot create a context");
+	c->tc = tc_get(true, err);
+	if (c->tc == NULL)
 		return -1;
-	}
-	rnp_ffi_set_pass_provider(c->ffi, pass_provider, c);
+	if (c->tc->op != NULL)
+		sg_panic("pgp: nested operation on one thread");
+	c->tc->seq++;
+	c->tc->op = c;
+	c->ffi = c->tc->ffi;
 	return 1;
 }
 
 static int op_add_key(struct op_ctx *c, const struct sg_pgp_key *k, struct sg_error *err)
 {
-	rnp_input_t in = NULL;
-	rnp_result_t r;
-
-	if (rnp_input_from_memory(&in, k->data, k->len, false) != RNP_SUCCESS) {
-		sg_error_set(err, "librnp: cannot read key");
+	if (tc_use(c->tc, k, err) < 0)
 		return -1;
-	}
-	r = rnp_import_keys(c->ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
-	rnp_input_destroy(in);
-	if (r != RNP_SUCCESS) {
-		sg_error_set(err, "key %s: %s", k->fpr, rnp_msg(r));
-		return -1;
-	}
 	c->pass_keys = sg_reallocarray(c->pass_keys, c->n_pass + 1, sizeof(*c->pass_keys));
 	c->pass_keys[c->n_pass++] = k;
 	return 1;
@@ -135,8 +352,9 @@ static int op_add_key(struct op_ctx *c, const struct sg_pgp_key *k, struct sg_er
 
 static void op_done(struct op_ctx *c)
 {
-	if (c->ffi != NULL)
-		rnp_ffi_destroy(c->ffi);
+	if (c->tc != NULL)
+		c->tc->op = NULL;
+	c->tc = NULL;
 	c->ffi = NULL;
 	free(c->pass_keys);
 	c->pass_keys = NULL;
@@ -158,6 +376,17 @@ static void add_uid(struct sg_pgp_key *k, const char *uid)
 {
 	k->uids = sg_reallocarray(k->uids, k->n_uids + 1, sizeof(*k->uids));
 	k->uids[k->n_uids++] = sg_strdup(uid);
+}
+
+static void add_keyid(struct sg_pgp_key *k, rnp_key_handle_t h)
+{
+	char *id = NULL;
+
+	if (rnp_key_get_keyid(h, &id) != RNP_SUCCESS)
+		return;
+	k->keyids = sg_reallocarray(k->keyids, k->n_keyids + 1, sizeof(*k->keyids));
+	k->keyids[k->n_keyids++] = sg_strdup(id);
+	rnp_buffer_destroy(id);
 }
 
 static uint64_t key_till(rnp_key_handle_t h)
@@ -212,6 +441,7 @@ static void read_meta(struct sg_pgp_key *k, rnp_key_handle_t prim)
 		rnp_buffer_destroy(s);
 	}
 	k->primary_till = key_till(prim);
+	add_keyid(k, prim);
 	usage_till(prim, "encrypt", &k->can_encrypt, &k->encrypt_till);
 	usage_till(prim, "sign", &k->can_sign, &k->sign_till);
 	if (rnp_key_get_subkey_count(prim, &n) != RNP_SUCCESS)
@@ -222,6 +452,7 @@ static void read_meta(struct sg_pgp_key *k, rnp_key_handle_t prim)
 			continue;
 		usage_till(sub, "encrypt", &k->can_encrypt, &k->encrypt_till);
 		usage_till(sub, "sign", &k->can_sign, &k->sign_till);
+		add_keyid(k, sub);
 		rnp_key_handle_destroy(sub);
 	}
 }
@@ -287,52 +518,87 @@ static int check_passphrase(rnp_key_handle_t prim, const char *passphrase, enum 
 	return ret;
 }
 
+/* Metadata of the key (data, len) read through a scratch ffi: exactly one
+ * primary key, passphrase checked. */
+static int load_fresh(struct sg_pgp_key *k, const char *passphrase, enum sg_crypto_status *status_r,
+		      struct sg_error *err)
+{
+	rnp_ffi_t ffi = NULL;
+	rnp_input_t in = NULL;
+	rnp_key_handle_t prim = NULL;
+	char *fpr = NULL;
+	rnp_result_t r;
+	int ret = -1;
+
+	if (rnp_ffi_create(&ffi, "GPG", "GPG") != RNP_SUCCESS) {
+		sg_error_set(err, "librnp: cannot create a context");
+		return -1;
+	}
+	if (rnp_input_from_memory(&in, k->data, k->len, false) != RNP_SUCCESS)
+		goto out;
+	r = rnp_import_keys(ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
+	if (r != RNP_SUCCESS) {
+		sg_error_set(err, "not a usable OpenPGP key (%s; note: " SG_PGP_V6_HINT ")", rnp_msg(r));
+		goto out;
+	}
+	if (single_primary(ffi, &prim, err) < 0 || rnp_key_get_fprint(prim, &fpr) != RNP_SUCCESS)
+		goto out;
+	k->fpr = sg_strdup(fpr);
+	read_meta(k, prim);
+	if (k->secret && check_passphrase(prim, passphrase, status_r, err) < 0)
+		goto out;
+	ret = 1;
+out:
+	rnp_buffer_destroy(fpr);
+	if (prim != NULL)
+		rnp_key_handle_destroy(prim);
+	if (in != NULL)
+		rnp_input_destroy(in);
+	rnp_ffi_destroy(ffi);
+	return ret;
+}
+
+/* The same bytes were loaded before and are in this thread's cache: read
+ * the metadata from there instead of importing them again. */
+static int load_cached(struct sg_pgp_key *k)
+{
+	struct thread_cache *tc = tc_get(false, NULL);
+	const struct cache_entry *e = tc != NULL ? tc_find_digest(tc, k->digest) : NULL;
+	rnp_key_handle_t prim = NULL;
+
+	if (e == NULL || rnp_locate_key(tc->ffi, "fingerprint", e->fpr, &prim) != RNP_SUCCESS || prim == NULL)
+		return 0;
+	k->fpr = sg_strdup(e->fpr);
+	read_meta(k, prim);
+	rnp_key_handle_destroy(prim);
+	tc->stats.hits++;
+	return 1;
+}
+
 int sg_pgp_key_load_mem(const void *data, size_t len, const char *passphrase,
 			struct sg_pgp_key **key_r, enum sg_crypto_status *status_r,
 			struct sg_error *err)
 {
 	struct sg_pgp_key *k = sg_calloc(1, sizeof(*k));
-	struct op_ctx c;
-	rnp_input_t in = NULL;
-	rnp_key_handle_t prim = NULL;
-	rnp_result_t r;
-	int ret = -1;
 
-	memset(&c, 0, sizeof(c));
 	set_status(status_r, SG_CRYPTO_BAD_KEY);
 	k->data = sg_malloc(len + 1);
 	memcpy(k->data, data, len);
 	k->len = len;
 	k->passphrase = passphrase != NULL ? sg_strdup(passphrase) : NULL;
-	if (op_init(&c, err) < 0 || rnp_input_from_memory(&in, k->data, len, false) != RNP_SUCCESS)
-		goto out;
-	r = rnp_import_keys(c.ffi, in, RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS, NULL);
-	if (r != RNP_SUCCESS) {
-		sg_error_set(err, "not a usable OpenPGP key (%s; note: " SG_PGP_V6_HINT ")", rnp_msg(r));
-		goto out;
+	if (EVP_Digest(k->data, len, k->digest, NULL, EVP_sha256(), NULL) != 1) {
+		sg_error_set(err, "cannot hash the key");
+		goto fail;
 	}
-	if (single_primary(c.ffi, &prim, err) < 0)
-		goto out;
-	if (rnp_key_get_fprint(prim, &k->fpr) != RNP_SUCCESS)
-		goto out;
-	char *fpr = sg_strdup(k->fpr);
-	rnp_buffer_destroy(k->fpr);
-	k->fpr = fpr;
-	read_meta(k, prim);
-	if (k->secret && check_passphrase(prim, passphrase, status_r, err) < 0)
-		goto out;
+	/* A passphrase is checked every time: no short cut then. */
+	if ((passphrase != NULL || load_cached(k) == 0) && load_fresh(k, passphrase, status_r, err) < 0)
+		goto fail;
 	set_status(status_r, SG_CRYPTO_OK);
 	*key_r = k;
-	k = NULL;
-	ret = 1;
-out:
-	if (prim != NULL)
-		rnp_key_handle_destroy(prim);
-	if (in != NULL)
-		rnp_input_destroy(in);
-	op_done(&c);
+	return 1;
+fail:
 	sg_pgp_key_free(&k);
-	return ret;
+	return -1;
 }
 
 const char *sg_pgp_key_fingerprint(const struct sg_pgp_key *k)
@@ -381,6 +647,14 @@ int sg_pgp_key_matches_addr(const struct sg_pgp_key *k, const char *addr)
 		if (addr_eq(a, n, addr))
 			return 1;
 	}
+	return 0;
+}
+
+int sg_pgp_key_has_keyid(const struct sg_pgp_key *k, const char *keyid)
+{
+	for (size_t i = 0; i < k->n_keyids; i++)
+		if (strcasecmp(k->keyids[i], keyid) == 0)
+			return 1;
 	return 0;
 }
 
@@ -445,12 +719,23 @@ void sg_pgp_key_free(struct sg_pgp_key **kp)
 	for (size_t i = 0; i < k->n_uids; i++)
 		free(k->uids[i]);
 	free(k->uids);
+	for (size_t i = 0; i < k->n_keyids; i++)
+		free(k->keyids[i]);
+	free(k->keyids);
 	free(k->revocation_reason);
 	free(k);
 	*kp = NULL;
 }
 
 /* ---- streams ---- */
+
+static void io_destroy(rnp_input_t in, rnp_output_t o)
+{
+	if (o != NULL)
+		rnp_output_destroy(o);
+	if (in != NULL)
+		rnp_input_destroy(in);
+}
 
 struct pieces_reader {
 	const struct sg_pgp_piece *pieces;
@@ -613,10 +898,7 @@ int sg_pgp_encrypt(const struct sg_pgp_piece *pieces, size_t n_pieces,
 out:
 	if (op != NULL)
 		rnp_op_encrypt_destroy(op);
-	if (o != NULL)
-		rnp_output_destroy(o);
-	if (in != NULL)
-		rnp_input_destroy(in);
+	io_destroy(in, o);
 	op_done(&c);
 	if (ret < 0)
 		truncate_buf(out, saved);
@@ -667,10 +949,7 @@ out:
 		rnp_key_handle_destroy(h);
 	if (op != NULL)
 		rnp_op_sign_destroy(op);
-	if (o != NULL)
-		rnp_output_destroy(o);
-	if (in != NULL)
-		rnp_input_destroy(in);
+	io_destroy(in, o);
 	op_done(&c);
 	if (ret < 0)
 		truncate_buf(out, saved);
@@ -721,7 +1000,9 @@ static const struct sg_pgp_key *sg_keys_find(struct sg_key *const *keys, size_t 
  * s5.2.3.23, s5.2.3.6: a revoked or expired key makes it untrustworthy). */
 static enum sg_sig_status sig_verdict(rnp_result_t r, const struct sg_pgp_key *k, time_t now)
 {
-	if (r == RNP_ERROR_KEY_NOT_FOUND || (k == NULL && r != RNP_ERROR_SIGNATURE_INVALID))
+	/* k == NULL: not among the op's keys, even if the thread's cache
+	 * holds it from another operation. */
+	if (r == RNP_ERROR_KEY_NOT_FOUND || k == NULL)
 		return SG_SIG_UNKNOWN_SIGNER;
 	if (k != NULL && k->revoked)
 		return SG_SIG_KEY_REVOKED;
@@ -767,35 +1048,177 @@ static void read_signatures(rnp_op_verify_t op, struct sg_key *const *known, siz
 	if (k == NULL)
 		k = sg_keys_find(known2, n_known2, fpr);
 	info->sig = sig_verdict(r, k, now);
-	info->signer = fpr != NULL ? sg_strdup(fpr) : sig_keyid(sig);
+	info->signer = k != NULL ? sg_strdup(k->fpr) : sig_keyid(sig);
 	rnp_buffer_destroy(fpr);
 	if (kh != NULL)
 		rnp_key_handle_destroy(kh);
 }
 
-/* Is the message encrypted to one of our secret keys? (WRONG_KEY vs TAMPERED) */
-static bool addressed_to_us(rnp_op_verify_t op, struct op_ctx *c)
+static void free_strs(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* The key IDs the PKESKs of a (tried) verify op name, appended. */
+static void op_recipient_ids(rnp_op_verify_t op, char ***ids_r, size_t *n_r)
 {
 	size_t n = 0;
-	bool ours = false;
 
 	if (rnp_op_verify_get_recipient_count(op, &n) != RNP_SUCCESS)
-		return false;
-	for (size_t i = 0; i < n && !ours; i++) {
+		return;
+	for (size_t i = 0; i < n; i++) {
 		rnp_recipient_handle_t rh = NULL;
 		char *kid = NULL;
-		rnp_key_handle_t kh = NULL;
-		bool sec = false;
 		if (rnp_op_verify_get_recipient_at(op, i, &rh) != RNP_SUCCESS ||
 		    rnp_recipient_get_keyid(rh, &kid) != RNP_SUCCESS)
 			continue;
-		if (rnp_locate_key(c->ffi, "keyid", kid, &kh) == RNP_SUCCESS && kh != NULL) {
-			ours = rnp_key_have_secret(kh, &sec) == RNP_SUCCESS && sec;
-			rnp_key_handle_destroy(kh);
-		}
+		*ids_r = sg_reallocarray(*ids_r, *n_r + 1, sizeof(**ids_r));
+		(*ids_r)[(*n_r)++] = sg_strdup(kid);
 		rnp_buffer_destroy(kid);
 	}
+}
+
+/* Primary fingerprint of the ffi's (sub)key with this key ID, or NULL
+ * (rnp_buffer_destroy it). */
+static char *owner_fpr(rnp_ffi_t ffi, const char *keyid)
+{
+	rnp_key_handle_t kh = NULL;
+	char *fpr = NULL;
+
+	if (rnp_locate_key(ffi, "keyid", keyid, &kh) == RNP_SUCCESS && kh != NULL) {
+		fpr = primary_fpr(kh);
+		rnp_key_handle_destroy(kh);
+	}
+	return fpr;
+}
+
+/* Is the message encrypted to one of the op's secret keys? (WRONG_KEY vs
+ * TAMPERED vs passphrase) */
+static bool addressed_to_us(rnp_op_verify_t op, struct op_ctx *c)
+{
+	char **ids = NULL;
+	size_t n = 0;
+	bool ours = false;
+
+	op_recipient_ids(op, &ids, &n);
+	for (size_t i = 0; i < n && !ours; i++) {
+		char *fpr = owner_fpr(c->ffi, ids[i]);
+		ours = fpr != NULL && find_allowed(c, fpr) != NULL;
+		rnp_buffer_destroy(fpr);
+	}
+	free_strs(ids, n);
 	return ours;
+}
+
+/* The key IDs of the PKESKs (RFC 4880 s5.1) of an OpenPGP message, read
+ * by librnp from the thread's context without keys, which stops before
+ * the encrypted data. 1 with *ids_r (owned, maybe none); -1 if librnp
+ * cannot be set up. */
+static int probe_recipients(struct thread_cache *tc, const void *data, size_t len, char ***ids_r,
+			    size_t *n_r)
+{
+	rnp_input_t in = NULL;
+	rnp_output_t o = NULL;
+	rnp_op_verify_t op = NULL;
+	int ret = -1;
+
+	*ids_r = NULL;
+	*n_r = 0;
+	if (tc->probe == NULL && rnp_ffi_create(&tc->probe, "GPG", "GPG") != RNP_SUCCESS)
+		tc->probe = NULL;
+	if (tc->probe == NULL || rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS ||
+	    rnp_output_to_null(&o) != RNP_SUCCESS || rnp_op_verify_create(&op, tc->probe, in, o) != RNP_SUCCESS)
+		goto out;
+	(void)rnp_op_verify_execute(op);
+	op_recipient_ids(op, ids_r, n_r);
+	ret = 1;
+out:
+	if (op != NULL)
+		rnp_op_verify_destroy(op);
+	io_destroy(in, o);
+	return ret;
+}
+
+static bool is_wildcard(const char *keyid)
+{
+	return strspn(keyid, "0") == strlen(keyid);
+}
+
+/* Take secret keys that the op was not given out of the thread's ffi when
+ * the message names them (or hides its recipients: wildcard key ID, RFC
+ * 4880 s5.1), so that librnp, which tries every secret key it holds,
+ * decrypts only with the op's keys. */
+static void hide_foreign_secrets(struct op_ctx *c, const void *data, size_t len)
+{
+	struct thread_cache *tc = c->tc;
+	char **ids = NULL;
+	size_t n = 0;
+	bool wildcard = probe_recipients(tc, data, len, &ids, &n) < 0; /* cannot tell: hide all */
+
+	for (size_t i = 0; i < n; i++) {
+		char *fpr = is_wildcard(ids[i]) ? NULL : owner_fpr(tc->ffi, ids[i]);
+		struct cache_entry *e = fpr != NULL ? tc_find_fpr(tc, fpr) : NULL;
+		wildcard = wildcard || is_wildcard(ids[i]);
+		if (e != NULL && e->secret && find_allowed(c, fpr) == NULL)
+			tc_evict(tc, (size_t)(e - tc->e));
+		rnp_buffer_destroy(fpr);
+	}
+	for (size_t i = tc->n; wildcard && i-- > 0;)
+		if (tc->e[i].secret && find_allowed(c, tc->e[i].fpr) == NULL)
+			tc_evict(tc, i);
+	free_strs(ids, n);
+}
+
+/* Where an armored OpenPGP message starts in a mail (PGP/MIME part or
+ * inline), searching from *pos; its length up to the END line. */
+static bool next_armored(const unsigned char *msg, size_t len, size_t *pos, size_t *blk_len_r)
+{
+	static const char begin[] = "-----BEGIN PGP MESSAGE-----", end[] = "-----END PGP MESSAGE-----";
+	const unsigned char *b = *pos < len ? memmem(msg + *pos, len - *pos, begin, sizeof(begin) - 1) : NULL;
+	const unsigned char *e = b != NULL ? memmem(b, len - (size_t)(b - msg), end, sizeof(end) - 1) : NULL;
+
+	if (e == NULL)
+		return false;
+	*blk_len_r = (size_t)(e - b) + sizeof(end) - 1;
+	*pos = (size_t)(b - msg);
+	return true;
+}
+
+int sg_pgp_message_recipients(const void *msg, size_t len, char ***keyids_r, size_t *n_r,
+			      bool *hidden_r, struct sg_error *err)
+{
+	struct thread_cache *tc = tc_get(true, err);
+	size_t pos = 0, blk = 0;
+
+	*keyids_r = NULL;
+	*n_r = 0;
+	*hidden_r = false;
+	if (tc == NULL)
+		return -1;
+	for (; next_armored(msg, len, &pos, &blk); pos += blk) {
+		char **ids = NULL;
+		size_t n = 0;
+		if (probe_recipients(tc, (const unsigned char *)msg + pos, blk, &ids, &n) < 0) {
+			sg_error_set(err, "librnp: cannot read the message's recipients");
+			free_strs(*keyids_r, *n_r);
+			*keyids_r = NULL;
+			*n_r = 0;
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (is_wildcard(ids[i])) {
+				*hidden_r = true;
+				free(ids[i]);
+				continue;
+			}
+			*keyids_r = sg_reallocarray(*keyids_r, *n_r + 1, sizeof(**keyids_r));
+			(*keyids_r)[(*n_r)++] = ids[i];
+		}
+		free(ids);
+	}
+	return 1;
 }
 
 static void used_key(rnp_op_verify_t op, struct op_ctx *c, struct sg_key *const *keys, size_t n_keys,
@@ -835,6 +1258,9 @@ static int decrypt_failed(rnp_result_t r, rnp_op_verify_t op, struct op_ctx *c,
 		sg_error_set(err, "integrity check failed: message was modified");
 		return -1;
 	}
+	/* A cached secret key of another op is refused its passphrase. */
+	if (r == RNP_ERROR_BAD_PASSWORD && !addressed_to_us(op, c))
+		r = RNP_ERROR_NO_SUITABLE_KEY;
 	switch (r) {
 	case RNP_ERROR_DECRYPT_FAILED:
 	case RNP_ERROR_NO_SUITABLE_KEY:
@@ -916,6 +1342,7 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 	if (op_init(&c, err) < 0 || add_sg_keys(&c, keys, n_keys, err) < 0 ||
 	    add_sg_keys(&c, verify_keys, n_verify, err) < 0)
 		goto out;
+	hide_foreign_secrets(&c, data, len);
 	/* Plaintext goes to memory first: nothing reaches out before the
 	 * MDC has been checked at the end of the stream. */
 	if (rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS ||
@@ -952,10 +1379,7 @@ int sg_pgp_decrypt(const void *data, size_t len, struct sg_key *const *keys, siz
 out:
 	if (op != NULL)
 		rnp_op_verify_destroy(op);
-	if (o != NULL)
-		rnp_output_destroy(o);
-	if (in != NULL)
-		rnp_input_destroy(in);
+	io_destroy(in, o);
 	op_done(&c);
 	sg_buf_free_secret(&plain);
 	if (ret < 0)

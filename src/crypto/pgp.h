@@ -13,9 +13,35 @@
 #include "util/error.h"
 
 /* One transferable key (primary + subkeys, optionally secret). Its bytes
- * are kept and imported into a fresh rnp_ffi_t for every operation, so
- * that operations on different threads share no librnp state. Opaque. */
+ * and their SHA-256 are kept; operations import them into the calling
+ * thread's librnp context (see the key cache below) once. Opaque. */
 struct sg_pgp_key;
+
+/* Key cache. librnp objects are not thread-safe, so each thread has its
+ * own rnp_ffi_t holding the keys its operations used, imported once and
+ * found again by fingerprint + SHA-256 of the key's bytes (different bytes
+ * for a fingerprint replace the old import). At most the limit's number of
+ * keys stay per thread (least recently used evicted; an operation needing
+ * more goes over the limit for its duration). A cached secret key is used
+ * only by an operation given that key: signing names its key; before a
+ * decryption, cached secret keys of other operations that the message is
+ * addressed to are taken out of the context; a passphrase is handed to
+ * librnp only for the operation's own keys. Evicted keys and the whole
+ * cache at thread exit are freed by librnp, which wipes secret material. */
+#define SG_PGP_CACHE_DEFAULT 64
+/* Set the per-thread limit (>= 1) for every thread; applied at the next
+ * operation of each thread. */
+void sg_pgp_cache_set_limit(size_t max_keys);
+struct sg_pgp_cache_stats {
+	size_t keys;               /* keys held now by the calling thread */
+	unsigned long hits;        /* key found already imported */
+	unsigned long misses;      /* key imported */
+	unsigned long evictions;   /* keys removed (limit, or bytes changed) */
+};
+/* The calling thread's figures (zero if it has no cache yet). */
+void sg_pgp_cache_stats(struct sg_pgp_cache_stats *stats_r);
+/* Free the calling thread's cache now (secret keys wiped by librnp). */
+void sg_pgp_cache_thread_free(void);
 
 /* Does data look like OpenPGP (ASCII armor header, or a binary packet tag
  * of a key packet, RFC 4880 s4.2)? */
@@ -35,7 +61,17 @@ int sg_pgp_key_matches_addr(const struct sg_pgp_key *k, const char *addr);
  * on 2026-01-01"), BAD_KEY (no encryption/signing (sub)key) and err. */
 int sg_pgp_key_usable(const struct sg_pgp_key *k, bool for_sign, time_t now,
 		      enum sg_crypto_status *status_r, struct sg_error *err);
+/* 1 if keyid (16 hex digits) is the key ID of the primary key or of a
+ * subkey of k, 0 if not. */
+int sg_pgp_key_has_keyid(const struct sg_pgp_key *k, const char *keyid);
 void sg_pgp_key_free(struct sg_pgp_key **k);
+
+/* The recipients' key IDs (upper-case hex, owned array of owned strings)
+ * of every ASCII-armored OpenPGP message in a mail (PGP/MIME or inline),
+ * read from the PKESK packets without decrypting anything. *hidden_r: a
+ * recipient is hidden (wildcard key ID, gpg --throw-keyids). 1; -1. */
+int sg_pgp_message_recipients(const void *msg, size_t len, char ***keyids_r, size_t *n_r,
+			      bool *hidden_r, struct sg_error *err) SG_WARN_UNUSED;
 
 /* Input given as pieces so that a caller can encrypt header + body
  * without joining them first. */

@@ -4,6 +4,7 @@
 #include "domain/domain.h"
 #include "keys/keystore.h"
 #include "keys/lookup.h"
+#include "keys/secret.h"
 #include "policy/internal.h"
 #include "policy/keycache.h"
 #include "policy/submission.h"
@@ -15,9 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The purpose under which `sealgate key` stores users' OpenPGP secret keys
- * (cli/cmd-key.c). */
-#define PGP_SECRET_PURPOSE "pgp-secret"
 #define KEY_CACHE_MAX 1024
 #define SIGNER_TAG 100 /* cache tag of signing keys; encryption keys use their sg_key_kind */
 
@@ -230,42 +228,10 @@ int sg_policy_decide(struct sg_policy *p, const char *sender, const char *rcpt,
 	}
 }
 
-/* One stored key of the sender: its secret part, opened with the master
- * key, usable for signing now. 1 / 0 (reason in why) / -1. */
-static int try_signer(struct sg_policy *p, const struct sg_store_key *row, time_t now,
-		      struct sg_key **key_r, struct sg_error *why, struct sg_error *err)
-{
-	unsigned char *plain = NULL;
-	size_t len = 0;
-	enum sg_crypto_status st = SG_CRYPTO_OK;
-	int r = sg_keys_get_private(p->store, p->mk, row->addr, row->fingerprint, PGP_SECRET_PURPOSE,
-				    &plain, &len, err);
-	if (r <= 0) {
-		if (r == 0)
-			sg_error_set(why, "no private key stored for %s", row->fingerprint);
-		return r;
-	}
-	r = sg_key_load_mem(plain, len, NULL, key_r, &st, why);
-	sg_secret_free(&plain, len + 1);
-	if (r < 0)
-		return 0;
-	if (!sg_key_has_secret(*key_r) || sg_key_usable_for_sign(*key_r, now, &st, why) != 1) {
-		if (why->msg == NULL)
-			sg_error_set(why, "key %s cannot sign", row->fingerprint);
-		sg_key_free(key_r);
-		return 0;
-	}
-	return 1;
-}
-
 int sg_policy_find_signer(struct sg_policy *p, const char *sender, time_t now,
 			  struct sg_keycache_entry **key_r, struct sg_error *err)
 {
-	struct sg_store_key *rows = NULL;
-	size_t n = 0;
-	struct sg_error why = SG_ERROR_INIT;
 	struct sg_key *key = NULL;
-	int ret = 0;
 	char *norm = NULL;
 
 	*key_r = NULL;
@@ -282,23 +248,10 @@ int sg_policy_find_signer(struct sg_policy *p, const char *sender, time_t now,
 		return 1;
 	}
 	pthread_mutex_lock(&p->lock);
-	if (sg_store_key_list(p->store, norm, &rows, &n, err) < 0) {
-		ret = -1;
-		goto out;
-	}
-	for (size_t i = 0; i < n && ret == 0; i++) {
-		if (strcmp(rows[i].kind, "pgp") != 0)
-			continue;
-		ret = try_signer(p, &rows[i], now, &key, &why, err);
-	}
-	if (ret == 0)
-		sg_error_set(err, "%s: %s", norm, why.msg != NULL ? why.msg : "no signing key stored");
+	int ret = sg_keys_find_signer(p->store, p->mk, norm, SG_KEY_PGP, now, &key, err);
+	pthread_mutex_unlock(&p->lock);
 	if (ret == 1)
 		*key_r = sg_keycache_put(p->keys, norm, SIGNER_TAG, key);
-out:
-	pthread_mutex_unlock(&p->lock);
-	sg_store_keys_free(&rows, n);
-	sg_error_clear(&why);
 	free(norm);
 	return ret;
 }
