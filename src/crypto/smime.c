@@ -60,17 +60,92 @@ static BIO *mem_bio(const void *data, size_t len)
 	return BIO_new_mem_buf(data, (int)len);
 }
 
-/* A write-only BIO that appends to an sg_buf: CMS output lands in the
- * caller's bounded buffer without the copies and wipes of a growing
- * memory BIO. */
+/* A write-only BIO that appends to an sg_buf, either as it is or as
+ * base64 in 76-character CRLF lines (RFC 2045 s6.8): CMS output lands in
+ * the caller's bounded buffer in one pass, without the copies and wipes of
+ * a growing memory BIO. */
+struct sink_state {
+	struct sg_buf *buf;
+	bool base64;
+	size_t npend;                 /* base64: bytes waiting for a full line */
+	unsigned char pend[SG_B64_LINE_BYTES];
+};
+
+#define B64_LINES_PER_CHUNK 64
+
+/* Encode whole 57-byte groups (the last one may be short: only at the end)
+ * into 76-character CRLF lines appended to out. */
+static int b64_lines(const unsigned char *p, size_t n, struct sg_buf *out)
+{
+	unsigned char chunk[B64_LINES_PER_CHUNK * 78 + 1];
+
+	while (n > 0) {
+		size_t used = 0;
+		for (int i = 0; i < B64_LINES_PER_CHUNK && n > 0; i++) {
+			size_t take = n < SG_B64_LINE_BYTES ? n : SG_B64_LINE_BYTES;
+			used += (size_t)EVP_EncodeBlock(chunk + used, p, (int)take);
+			chunk[used++] = '\r';
+			chunk[used++] = '\n';
+			p += take;
+			n -= take;
+		}
+		if (!sg_buf_append(out, chunk, used))
+			return 0;
+	}
+	return 1;
+}
+
+int sg_base64_lines_append(const void *data, size_t len, struct sg_buf *out)
+{
+	return b64_lines(data, len, out);
+}
+
+static int sink_b64(struct sink_state *s, const unsigned char *p, size_t n)
+{
+	if (s->npend > 0) {
+		size_t take = SG_B64_LINE_BYTES - s->npend;
+		if (take > n)
+			take = n;
+		memcpy(s->pend + s->npend, p, take);
+		s->npend += take;
+		p += take;
+		n -= take;
+		if (s->npend < SG_B64_LINE_BYTES)
+			return 1;
+		s->npend = 0;
+		if (!b64_lines(s->pend, SG_B64_LINE_BYTES, s->buf))
+			return 0;
+	}
+	size_t whole = n - n % SG_B64_LINE_BYTES;
+	if (!b64_lines(p, whole, s->buf))
+		return 0;
+	memcpy(s->pend, p + whole, n - whole);
+	s->npend = n - whole;
+	return 1;
+}
+
 static int sink_write(BIO *b, const char *data, int len)
 {
-	struct sg_buf *buf = BIO_get_data(b);
-	if (len < 0 || !sg_buf_append(buf, data, (size_t)len)) {
-		ERR_raise_data(ERR_LIB_USER, 0, "output larger than %zu bytes", buf->max);
+	struct sink_state *s = BIO_get_data(b);
+	int ok = len >= 0 && (s->base64 ? sink_b64(s, (const unsigned char *)data, (size_t)len)
+			      : sg_buf_append(s->buf, data, (size_t)len));
+	if (!ok) {
+		ERR_raise_data(ERR_LIB_USER, 0, "output larger than %zu bytes", s->buf->max);
 		return -1;
 	}
 	return len;
+}
+
+/* The last, short base64 line: only once everything else is written. */
+static int sink_end(BIO *b)
+{
+	struct sink_state *s = BIO_get_data(b);
+	int ok = !s->base64 || s->npend == 0 || b64_lines(s->pend, s->npend, s->buf);
+
+	s->npend = 0;
+	if (!ok)
+		ERR_raise_data(ERR_LIB_USER, 0, "output larger than %zu bytes", s->buf->max);
+	return ok;
 }
 
 static long sink_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -80,7 +155,19 @@ static long sink_ctrl(BIO *b, int cmd, long num, void *ptr)
 
 static int sink_create(BIO *b)
 {
+	BIO_set_data(b, sg_calloc(1, sizeof(struct sink_state)));
 	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int sink_destroy(BIO *b)
+{
+	struct sink_state *s = BIO_get_data(b);
+	if (s != NULL) {
+		sg_memwipe(s, sizeof(*s));
+		free(s);
+	}
+	BIO_set_data(b, NULL);
 	return 1;
 }
 
@@ -91,19 +178,28 @@ static void sink_method_init(void)
 	sink_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sg_buf sink");
 	if (sink_method == NULL || BIO_meth_set_write(sink_method, sink_write) != 1 ||
 	    BIO_meth_set_ctrl(sink_method, sink_ctrl) != 1 ||
-	    BIO_meth_set_create(sink_method, sink_create) != 1)
+	    BIO_meth_set_create(sink_method, sink_create) != 1 ||
+	    BIO_meth_set_destroy(sink_method, sink_destroy) != 1)
 		sg_fatal("smime: cannot create the output BIO method");
 }
 
-static BIO *sink_bio(struct sg_buf *out)
+static BIO *sink_bio_mode(struct sg_buf *out, bool base64)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 	pthread_once(&once, sink_method_init);
 	BIO *b = BIO_new(sink_method);
-	if (b != NULL)
-		BIO_set_data(b, out);
+	if (b != NULL) {
+		struct sink_state *s = BIO_get_data(b);
+		s->buf = out;
+		s->base64 = base64;
+	}
 	return b;
+}
+
+static BIO *sink_bio(struct sg_buf *out)
+{
+	return sink_bio_mode(out, false);
 }
 
 /* Take back what a failed operation appended after saved, wiping it. */
@@ -455,43 +551,127 @@ static int set_kari_kdf(CMS_RecipientInfo *ri)
 	return pctx != NULL && EVP_PKEY_CTX_set_ecdh_kdf_md(pctx, EVP_sha256()) > 0;
 }
 
-/* Finish cms over data and append its DER to der_out (DER, not
- * CMS_STREAM's indefinite-length BER: one encoding of each message, and a
- * GCM tag that sits at the end). On failure der_out is rolled back. */
-static int finish_der(CMS_ContentInfo *cms, const unsigned char *data, size_t len,
-		      unsigned flags, struct sg_buf *der_out, size_t saved, const char *what,
-		      enum sg_crypto_status *status_r, struct sg_error *err)
-{
-	BIO *in = mem_bio(data, len);
-	BIO *out = sink_bio(der_out);
-	int ret = 1;
+/* ---- CMS writers: content in by pieces, encoding out ---- */
 
-	if (in == NULL || out == NULL || CMS_final(cms, in, NULL, flags) != 1 ||
-	    i2d_CMS_bio(out, cms) != 1) {
-		buf_rollback(der_out, saved);
-		ret = fail(status_r, SG_CRYPTO_INTERNAL, err, what);
+struct sg_cms_writer {
+	CMS_ContentInfo *cms;
+	BIO *sink;          /* appends to out */
+	BIO *chain;         /* what sg_cms_write feeds */
+	bool stream;        /* BER through BIO_new_CMS (else DER after CMS_dataFinal) */
+	struct sg_buf *out;
+	size_t saved;       /* out->len before: rolled back to on failure */
+	const char *what;
+};
+
+/* Free the BIOs that CMS stacked on top of the sink, then the sink. */
+static void writer_free_bios(struct sg_cms_writer *w)
+{
+	if (w->stream) {
+		while (w->chain != NULL && w->chain != w->sink) {
+			BIO *next = BIO_pop(w->chain);
+			BIO_free(w->chain);
+			w->chain = next;
+		}
+	} else {
+		BIO_free_all(w->chain);
 	}
-	BIO_free(in);
-	BIO_free(out);
-	return ret;
+	w->chain = NULL;
+	BIO_free(w->sink);
+	w->sink = NULL;
 }
 
-int sg_cms_encrypt(const unsigned char *data, size_t len,
-		   struct sg_x509_key *const *recips, size_t n_recips,
-		   enum sg_cms_cipher cipher, struct sg_buf *der_out,
-		   enum sg_crypto_status *status_r, struct sg_error *err)
+void sg_cms_writer_free(struct sg_cms_writer **wp)
 {
-	const unsigned int flags = CMS_BINARY | CMS_PARTIAL;
+	struct sg_cms_writer *w = *wp;
+
+	if (w == NULL)
+		return;
+	writer_free_bios(w);
+	buf_rollback(w->out, w->saved);
+	CMS_ContentInfo_free(w->cms);
+	free(w);
+	*wp = NULL;
+	ERR_clear_error();
+}
+
+/* Take cms (owned from here) and set up its content BIO chain. */
+static int writer_start(CMS_ContentInfo *cms, bool stream, bool base64, struct sg_buf *out,
+			const char *what, struct sg_cms_writer **w_r,
+			enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	struct sg_cms_writer *w = sg_calloc(1, sizeof(*w));
+
+	w->cms = cms;
+	w->stream = stream;
+	w->out = out;
+	w->saved = out->len;
+	w->what = what;
+	w->sink = sink_bio_mode(out, base64);
+	/* CMS_STREAM: BIO_new_CMS writes the indefinite-length BER header now
+	 * and the trailer (with the GCM tag or the signature) at the flush,
+	 * so the content is never held whole (RFC 5652 s2: BER is allowed). */
+	if (w->sink != NULL)
+		w->chain = stream ? BIO_new_CMS(w->sink, cms) : CMS_dataInit(cms, NULL);
+	if (w->chain == NULL) {
+		sg_cms_writer_free(&w);
+		return fail(status_r, SG_CRYPTO_INTERNAL, err, what);
+	}
+	*w_r = w;
+	return 1;
+}
+
+int sg_cms_write(struct sg_cms_writer *w, const void *data, size_t len, struct sg_error *err)
+{
+	const unsigned char *p = data;
+
+	while (len > 0) {
+		int n = len > INT_MAX ? INT_MAX : (int)len;
+		if (BIO_write(w->chain, p, n) != n) {
+			ossl_error(err, w->what);
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 1;
+}
+
+int sg_cms_finish(struct sg_cms_writer **wp, enum sg_crypto_status *status_r,
+		  struct sg_error *err)
+{
+	struct sg_cms_writer *w = *wp;
+	int ok;
+
+	if (w->stream)
+		ok = BIO_flush(w->chain) == 1 && sink_end(w->sink);
+	else
+		ok = BIO_flush(w->chain) == 1 && CMS_dataFinal(w->cms, w->chain) == 1 &&
+		     i2d_CMS_bio(w->sink, w->cms) == 1 && sink_end(w->sink);
+	if (!ok) {
+		fail(status_r, SG_CRYPTO_INTERNAL, err, w->what);
+		sg_cms_writer_free(wp);
+		return -1;
+	}
+	w->saved = w->out->len; /* keep what was written */
+	sg_cms_writer_free(wp);
+	return 1;
+}
+
+int sg_cms_encrypt_begin(struct sg_x509_key *const *recips, size_t n_recips,
+			 enum sg_cms_cipher cipher, bool base64, struct sg_buf *out,
+			 struct sg_cms_writer **w_r, enum sg_crypto_status *status_r,
+			 struct sg_error *err)
+{
+	const unsigned int flags = CMS_BINARY | CMS_PARTIAL | CMS_STREAM;
 	const EVP_CIPHER *c = cipher == SG_CMS_AES256_GCM ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
-	const size_t saved = der_out->len;
 	CMS_ContentInfo *cms = NULL;
-	int ret = -1;
 
 	*status_r = SG_CRYPTO_OK;
+	*w_r = NULL;
 	if (n_recips == 0) {
 		*status_r = SG_CRYPTO_NO_KEY;
 		sg_error_set(err, "cms encrypt: no recipients");
-		goto out;
+		goto fail;
 	}
 	for (size_t i = 0; i < n_recips; i++) {
 		EVP_PKEY *pk = X509_get0_pubkey(recips[i]->cert);
@@ -499,27 +679,93 @@ int sg_cms_encrypt(const unsigned char *data, size_t len,
 			if (pk == NULL)
 				*status_r = SG_CRYPTO_BAD_KEY;
 			sg_error_prefix(err, "cms encrypt: recipient %s", recips[i]->fpr);
-			goto out;
+			goto fail;
 		}
 	}
 	/* CMS_encrypt picks AuthEnvelopedData for an AEAD cipher (RFC 5083) */
 	cms = CMS_encrypt(NULL, NULL, c, flags);
 	if (cms == NULL) {
 		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms encrypt");
-		goto out;
+		goto fail;
 	}
 	for (size_t i = 0; i < n_recips; i++) {
 		CMS_RecipientInfo *ri = CMS_add1_recipient_cert(cms, recips[i]->cert, flags);
 		if (ri == NULL || !set_kari_kdf(ri)) {
 			fail(status_r, SG_CRYPTO_BAD_KEY, err, "cms encrypt: add recipient");
 			sg_error_prefix(err, "recipient %s", recips[i]->fpr);
-			goto out;
+			goto fail;
 		}
 	}
-	ret = finish_der(cms, data, len, flags, der_out, saved, "cms encrypt", status_r, err);
-out:
+	return writer_start(cms, true, base64, out, "cms encrypt", w_r, status_r, err);
+fail:
 	CMS_ContentInfo_free(cms);
-	return ret;
+	ERR_clear_error();
+	return -1;
+}
+
+int sg_cms_sign_begin(const struct sg_x509_key *signer, bool detached, bool base64,
+		      struct sg_buf *out, struct sg_cms_writer **w_r,
+		      enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	/* detached: the content only passes the digest BIO (CMS_dataInit ends
+	 * the chain in a null BIO), the small DER follows at the end; opaque:
+	 * the content streams into BER like encrypted content */
+	const unsigned int flags = CMS_BINARY | CMS_PARTIAL |
+				   (detached ? CMS_DETACHED : CMS_STREAM);
+	CMS_ContentInfo *cms = NULL;
+
+	*status_r = SG_CRYPTO_OK;
+	*w_r = NULL;
+	if (signer->pkey == NULL) {
+		*status_r = SG_CRYPTO_NO_KEY;
+		sg_error_set(err, "cms sign: no private key");
+		goto fail;
+	}
+	if (!key_type_ok(signer->pkey, status_r, err)) {
+		sg_error_prefix(err, "cms sign");
+		goto fail;
+	}
+	cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
+	if (cms == NULL ||
+	    CMS_add1_signer(cms, signer->cert, signer->pkey, EVP_sha256(), flags) == NULL) {
+		fail(status_r, SG_CRYPTO_BAD_KEY, err, "cms sign");
+		goto fail;
+	}
+	for (int i = 0; i < sk_X509_num(signer->chain); i++) {
+		if (CMS_add1_cert(cms, sk_X509_value(signer->chain, i)) != 1) {
+			fail(status_r, SG_CRYPTO_INTERNAL, err, "cms sign: add chain");
+			goto fail;
+		}
+	}
+	return writer_start(cms, !detached, base64, out, "cms sign", w_r, status_r, err);
+fail:
+	CMS_ContentInfo_free(cms);
+	ERR_clear_error();
+	return -1;
+}
+
+/* begin + one write + finish */
+static int write_whole(int begun, struct sg_cms_writer *w, const unsigned char *data, size_t len,
+		       enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	if (begun < 0)
+		return -1;
+	if (sg_cms_write(w, data, len, err) < 0) {
+		*status_r = SG_CRYPTO_INTERNAL;
+		sg_cms_writer_free(&w);
+		return -1;
+	}
+	return sg_cms_finish(&w, status_r, err);
+}
+
+int sg_cms_encrypt(const unsigned char *data, size_t len,
+		   struct sg_x509_key *const *recips, size_t n_recips,
+		   enum sg_cms_cipher cipher, struct sg_buf *der_out,
+		   enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	struct sg_cms_writer *w = NULL;
+	int r = sg_cms_encrypt_begin(recips, n_recips, cipher, false, der_out, &w, status_r, err);
+	return write_whole(r, w, data, len, status_r, err);
 }
 
 /* Does any RecipientInfo name this certificate (issuer+serial or SKI)?
@@ -624,37 +870,9 @@ int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key 
 		bool detached, struct sg_buf *der_out,
 		enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	const unsigned int flags = CMS_BINARY | CMS_PARTIAL | (detached ? CMS_DETACHED : 0);
-	const size_t saved = der_out->len;
-	CMS_ContentInfo *cms = NULL;
-	int ret = -1;
-
-	*status_r = SG_CRYPTO_OK;
-	if (signer->pkey == NULL) {
-		*status_r = SG_CRYPTO_NO_KEY;
-		sg_error_set(err, "cms sign: no private key");
-		goto out;
-	}
-	if (!key_type_ok(signer->pkey, status_r, err)) {
-		sg_error_prefix(err, "cms sign");
-		goto out;
-	}
-	cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
-	if (cms == NULL ||
-	    CMS_add1_signer(cms, signer->cert, signer->pkey, EVP_sha256(), flags) == NULL) {
-		fail(status_r, SG_CRYPTO_BAD_KEY, err, "cms sign");
-		goto out;
-	}
-	for (int i = 0; i < sk_X509_num(signer->chain); i++) {
-		if (CMS_add1_cert(cms, sk_X509_value(signer->chain, i)) != 1) {
-			fail(status_r, SG_CRYPTO_INTERNAL, err, "cms sign: add chain");
-			goto out;
-		}
-	}
-	ret = finish_der(cms, data, len, flags, der_out, saved, "cms sign", status_r, err);
-out:
-	CMS_ContentInfo_free(cms);
-	return ret;
+	struct sg_cms_writer *w = NULL;
+	int r = sg_cms_sign_begin(signer, detached, false, der_out, &w, status_r, err);
+	return write_whole(r, w, data, len, status_r, err);
 }
 
 static char *signer_name(X509 *cert)

@@ -49,12 +49,41 @@ enum sg_cms_kind {
 /* What a DER blob is: an sg_cms_kind, or 0 if none of those / not CMS. */
 int sg_cms_kind(const unsigned char *der, size_t len);
 
-/* Encrypt data to every recipient certificate (borrowed). DER appended to
- * der_out. 1 ok; -1 with status_r/err. */
+/* Encrypt data to every recipient certificate (borrowed). BER
+ * (indefinite-length, as CMS_STREAM writes it) appended to der_out.
+ * 1 ok; -1 with status_r/err. */
 int sg_cms_encrypt(const unsigned char *data, size_t len,
 		   struct sg_x509_key *const *recips, size_t n_recips,
 		   enum sg_cms_cipher cipher, struct sg_buf *der_out,
 		   enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
+
+/* Streaming: content goes in by pieces (sg_cms_write), the encoding is
+ * appended to out as it is produced, raw or (base64) as RFC 2045 base64 in
+ * 76-character CRLF lines. Nothing whole is buffered but a detached
+ * signature. sg_cms_finish completes and frees the writer; on any failure
+ * (and sg_cms_writer_free before finishing) out is rolled back to its
+ * length at begin. out must outlive the writer. */
+struct sg_cms_writer;
+int sg_cms_encrypt_begin(struct sg_x509_key *const *recips, size_t n_recips,
+			 enum sg_cms_cipher cipher, bool base64, struct sg_buf *out,
+			 struct sg_cms_writer **w_r, enum sg_crypto_status *status_r,
+			 struct sg_error *err) SG_WARN_UNUSED;
+/* SignedData, SHA-256: detached gives DER once finished (for
+ * multipart/signed), opaque streams BER with the content inside. */
+int sg_cms_sign_begin(const struct sg_x509_key *signer, bool detached, bool base64,
+		      struct sg_buf *out, struct sg_cms_writer **w_r,
+		      enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
+int sg_cms_write(struct sg_cms_writer *w, const void *data, size_t len,
+		 struct sg_error *err) SG_WARN_UNUSED;
+int sg_cms_finish(struct sg_cms_writer **w, enum sg_crypto_status *status_r,
+		  struct sg_error *err) SG_WARN_UNUSED;
+void sg_cms_writer_free(struct sg_cms_writer **w);
+
+/* Bytes per base64 line: 57 bytes make 76 characters (RFC 2045 s6.8). */
+#define SG_B64_LINE_BYTES 57
+/* data as base64 in 76-character CRLF lines, appended to out; 0 when out
+ * is full. */
+int sg_base64_lines_append(const void *data, size_t len, struct sg_buf *out) SG_WARN_UNUSED;
 
 struct sg_cms_decrypt_info {
 	bool authenticated;        /* AuthEnvelopedData tag checked */

@@ -163,6 +163,12 @@ def der_of(msg):
     return base64.b64decode(b"".join(body.split()))
 
 
+def gcm_tag_end(der):
+    """Where the GCM tag of AuthEnvelopedData ends: at the end of DER; before
+    the three end-of-contents pairs of CMS_STREAM's indefinite-length BER."""
+    return len(der) - 6 if der[1] == 0x80 else len(der)
+
+
 def with_der(msg, der):
     """msg with its base64 body replaced by der."""
     head, _ = split_message(msg)

@@ -200,10 +200,13 @@ static void run_enc_case(const struct enc_case *c)
 			 c->cipher == SG_CMS_AES256_GCM ? SG_CMS_KIND_AUTH_ENVELOPED : SG_CMS_KIND_ENVELOPED);
 	/* the plaintext must not appear in the output */
 	assert_null(memmem(der.data, der.len, "Hello", 5));
+	/* BER from CMS_STREAM ends in three end-of-contents octet pairs
+	 * (ContentInfo, [0], AuthEnvelopedData); DER ends with the tag */
+	size_t tag_end = der.data[1] == 0x80 ? der.len - 6 : der.len;
 	if (c->tamper == 1)
-		der.data[der.len - 1] ^= 0x01;
+		der.data[tag_end - 1] ^= 0x01;
 	else if (c->tamper == 2)
-		der.data[der.len - 16 - 2 - 8] ^= 0x80;
+		der.data[tag_end - 16 - 2 - 8 - (der.data[1] == 0x80 ? 4 : 0)] ^= 0x80;
 	else if (c->tamper == 3)
 		der.len /= 2;
 	struct sg_x509_key *k = c->pub_only ? ids[c->decrypt_with].pub : ids[c->decrypt_with].key;
