@@ -524,16 +524,24 @@ static CMS_ContentInfo *cms_parse(const unsigned char *der, size_t len)
 	return cms;
 }
 
+/* Only the outer SEQUENCE header and the contentType OID are read: a
+ * message is not parsed (and its content copied) twice. */
 int sg_cms_kind(const unsigned char *der, size_t len)
 {
-	CMS_ContentInfo *cms = cms_parse(der, len);
-	int nid;
+	const unsigned char *p = der;
+	ASN1_OBJECT *type = NULL;
+	long slen;
+	int tag, xclass, nid = NID_undef;
 
-	ERR_clear_error();
-	if (cms == NULL)
+	if (len == 0 || len > LONG_MAX)
 		return 0;
-	nid = OBJ_obj2nid(CMS_get0_type(cms));
-	CMS_ContentInfo_free(cms);
+	int r = ASN1_get_object(&p, &slen, &tag, &xclass, (long)len);
+	if ((r & 0x80) == 0 && (r & V_ASN1_CONSTRUCTED) != 0 && tag == V_ASN1_SEQUENCE &&
+	    xclass == V_ASN1_UNIVERSAL &&
+	    d2i_ASN1_OBJECT(&type, &p, (long)len - (long)(p - der)) != NULL)
+		nid = OBJ_obj2nid(type);
+	ASN1_OBJECT_free(type);
+	ERR_clear_error();
 	switch (nid) {
 	case NID_pkcs7_enveloped: return SG_CMS_KIND_ENVELOPED;
 	case NID_id_smime_ct_authEnvelopedData: return SG_CMS_KIND_AUTH_ENVELOPED;
@@ -806,12 +814,11 @@ static const struct sg_x509_key *find_decrypt_key(CMS_ContentInfo *cms,
 	return NULL;
 }
 
-int sg_cms_decrypt(const unsigned char *der, size_t len,
-		   struct sg_x509_key *const *keys, size_t n_keys, time_t now,
-		   struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
-		   enum sg_crypto_status *status_r, struct sg_error *err)
+/* Decrypt a parsed cms (taken: freed here). */
+static int decrypt_cms(CMS_ContentInfo *cms, struct sg_x509_key *const *keys, size_t n_keys,
+		       time_t now, struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
+		       enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	CMS_ContentInfo *cms = cms_parse(der, len);
 	const size_t saved = out->len;
 	const struct sg_x509_key *k;
 	BIO *plain = NULL;
@@ -862,6 +869,25 @@ out:
 	BIO_free(plain);
 	CMS_ContentInfo_free(cms);
 	return ret;
+}
+
+int sg_cms_decrypt(const unsigned char *der, size_t len,
+		   struct sg_x509_key *const *keys, size_t n_keys, time_t now,
+		   struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
+		   enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	return decrypt_cms(cms_parse(der, len), keys, n_keys, now, out, info_r, status_r, err);
+}
+
+int sg_cms_decrypt_buf(struct sg_buf *der, struct sg_x509_key *const *keys, size_t n_keys,
+		       time_t now, struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
+		       enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	CMS_ContentInfo *cms = cms_parse(der->data, der->len);
+
+	/* the parsed structure holds its own copy of the ciphertext */
+	sg_buf_free(der);
+	return decrypt_cms(cms, keys, n_keys, now, out, info_r, status_r, err);
 }
 
 /* ---- CMS: sign / verify ---- */

@@ -100,6 +100,12 @@ int sg_cms_decrypt(const unsigned char *der, size_t len,
 		   struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
 		   enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
 
+/* The same with the DER in der, which is freed as soon as it is parsed
+ * (one copy of a large message less while decrypting). */
+int sg_cms_decrypt_buf(struct sg_buf *der, struct sg_x509_key *const *keys, size_t n_keys,
+		       time_t now, struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
+		       enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
+
 /* SignedData with SHA-256 (RFC 5652 s5, RFC 8551 s2.5 attributes).
  * detached: eContent omitted (for multipart/signed). 1 ok; -1. */
 int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key *signer,

@@ -466,13 +466,19 @@ static void add_warning(struct sg_unseal_result *res, const char *w)
 	res->warning = joined;
 }
 
-static int do_decrypt(struct unseal_ctx *c, const struct sg_buf *der, struct sg_buf *next,
+/* One layer's bytes: the input, a part of a layer, or what a layer
+ * decrypted into a buffer. */
+struct span {
+	const unsigned char *p;
+	size_t len;
+};
+
+static int do_decrypt(struct unseal_ctx *c, struct sg_buf *der, struct sg_buf *next,
 		      enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	struct sg_cms_decrypt_info info;
 
-	if (sg_cms_decrypt(der->data, der->len, c->keys, c->n_keys, c->now, next, &info,
-			   status_r, err) < 0)
+	if (sg_cms_decrypt_buf(der, c->keys, c->n_keys, c->now, next, &info, status_r, err) < 0)
 		return -1;
 	c->res->was_encrypted = true;
 	c->res->authenticated = info.authenticated;
@@ -509,9 +515,10 @@ static int do_verify_opaque(struct unseal_ctx *c, const struct sg_buf *der, stru
 }
 
 /* multipart/signed: part 1 is the content byte for byte, part 2 the
- * detached SignedData (RFC 8551 s3.5.3). */
+ * detached SignedData (RFC 8551 s3.5.3). The next layer is part 1 where
+ * it lies: no copy. */
 static int do_verify_detached(struct unseal_ctx *c, const struct sg_msg_view *v,
-			      const char *boundary, struct sg_buf *next,
+			      const char *boundary, struct span *next,
 			      enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	const unsigned char *body = v->data + v->body_off;
@@ -537,9 +544,8 @@ static int do_verify_detached(struct unseal_ctx *c, const struct sg_msg_view *v,
 			  c->n_anchors, c->now, NULL, &vi, status_r, err) < 0)
 		goto out;
 	ret = take_verdict(c, &vi);
-	*status_r = SG_CRYPTO_INTERNAL;
-	if (ret == 1 && put(next, body + parts[0].off, parts[0].len, err) < 0)
-		ret = -1;
+	next->p = body + parts[0].off;
+	next->len = parts[0].len;
 out:
 	sg_cms_verify_info_clear(&vi);
 	sg_buf_free(&der);
@@ -552,10 +558,11 @@ static bool is_pkcs7(const struct sg_msg_ctype *ct, const char *sub)
 	return sg_msg_ctype_is(ct, "application", sub);
 }
 
-/* Peel one S/MIME layer off cur into next: 1 done, 0 cur is not S/MIME,
- * 2 a signature is BAD (stop, release nothing). */
-static int peel(struct unseal_ctx *c, const struct sg_buf *cur, struct sg_buf *next,
-		enum sg_crypto_status *status_r, struct sg_error *err)
+/* Peel one S/MIME layer off cur: 1 done (*next_r is the next layer, in
+ * spare or inside cur), 0 cur is not S/MIME, 2 a signature is BAD (stop,
+ * release nothing). */
+static int peel(struct unseal_ctx *c, struct span cur, struct sg_buf *spare,
+		struct span *next_r, enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	struct sg_msg_view v;
 	struct sg_msg_ctype ct = { 0 };
@@ -564,12 +571,12 @@ static int peel(struct unseal_ctx *c, const struct sg_buf *cur, struct sg_buf *n
 
 	sg_buf_init(&der, SMIME_MAX);
 	*status_r = SG_CRYPTO_MALFORMED;
-	if (sg_msg_split(cur->data, cur->len, &v, err) < 0 || sg_msg_get_ctype(&v, &ct, err) < 0)
+	if (sg_msg_split(cur.p, cur.len, &v, err) < 0 || sg_msg_get_ctype(&v, &ct, err) < 0)
 		goto out;
 	if (sg_msg_ctype_is(&ct, "multipart", "signed") && ct.protocol != NULL &&
 	    (strcasecmp(ct.protocol, "application/pkcs7-signature") == 0 ||
 	     strcasecmp(ct.protocol, "application/x-pkcs7-signature") == 0)) {
-		ret = do_verify_detached(c, &v, ct.boundary, next, status_r, err);
+		ret = do_verify_detached(c, &v, ct.boundary, next_r, status_r, err);
 		goto out;
 	}
 	if (!is_pkcs7(&ct, "pkcs7-mime") && !is_pkcs7(&ct, "x-pkcs7-mime")) {
@@ -582,15 +589,17 @@ static int peel(struct unseal_ctx *c, const struct sg_buf *cur, struct sg_buf *n
 	switch (sg_cms_kind(der.data, der.len)) {
 	case SG_CMS_KIND_ENVELOPED:
 	case SG_CMS_KIND_AUTH_ENVELOPED:
-		ret = do_decrypt(c, &der, next, status_r, err);
+		ret = do_decrypt(c, &der, spare, status_r, err);
 		break;
 	case SG_CMS_KIND_SIGNED:
-		ret = do_verify_opaque(c, &der, next, status_r, err);
+		ret = do_verify_opaque(c, &der, spare, status_r, err);
 		break;
 	default:
 		sg_error_set(err, "application/pkcs7-mime body is not a CMS object we read");
 		ret = -1;
 	}
+	next_r->p = spare->data;
+	next_r->len = spare->len;
 out:
 	sg_msg_ctype_clear(&ct);
 	sg_buf_free(&der);
@@ -599,7 +608,7 @@ out:
 
 /* The unsealed message: original outer fields, with the Content-* fields
  * (and a protected Subject) of the innermost entity, then its body. */
-static int rebuild(const struct sg_msg_view *outer, const struct sg_buf *inner, struct sg_buf *out,
+static int rebuild(const struct sg_msg_view *outer, struct span inner, struct sg_buf *out,
 		   struct sg_error *err)
 {
 	struct sg_msg_view iv;
@@ -608,7 +617,7 @@ static int rebuild(const struct sg_msg_view *outer, const struct sg_buf *inner, 
 	int ret = -1, prot;
 
 	sg_buf_init(&content, 64 * 1024);
-	if (sg_msg_split(inner->data, inner->len, &iv, err) < 0 ||
+	if (sg_msg_split(inner.p, inner.len, &iv, err) < 0 ||
 	    (prot = sg_msg_unprotect_inner(&iv, &content, &subj, err)) < 0)
 		goto out;
 	if (sg_msg_build_outer(outer, prot == 1 ? subj.raw : NULL, prot == 1 ? subj.raw_len : 0,
@@ -621,27 +630,35 @@ out:
 	return ret;
 }
 
+/* Peel every layer, alternating two buffers for what decrypting or
+ * opaque verifying produces (a detached signature's content stays where
+ * it is); the one no longer referenced is wiped and freed at once. */
 static int unseal_layers(struct unseal_ctx *c, const struct sg_msg_view *v, struct sg_buf *out,
 			 enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	struct sg_buf cur, next;
-	int layers = 0, ret = -1, r;
+	struct sg_buf bufs[2];
+	struct span cur = { v->data, v->len }, next;
+	const size_t saved = out->len;
+	int layers = 0, holder = -1, ret = -1, r;
 
-	sg_buf_init(&cur, SMIME_MAX);
-	sg_buf_init(&next, SMIME_MAX);
-	*status_r = SG_CRYPTO_INTERNAL;
-	if (put(&cur, v->data, v->len, err) < 0)
-		goto out;
-	while ((r = peel(c, &cur, &next, status_r, err)) == 1) {
+	sg_buf_init(&bufs[0], SMIME_MAX);
+	sg_buf_init(&bufs[1], SMIME_MAX);
+	for (;;) {
+		int spare = holder == 0 ? 1 : 0;
+		sg_buf_free_secret(&bufs[spare]);
+		if ((r = peel(c, cur, &bufs[spare], &next, status_r, err)) != 1)
+			break;
 		if (++layers > MAX_NESTING) {
 			*status_r = SG_CRYPTO_MALFORMED;
 			sg_error_set(err, "more than %d nested S/MIME layers", MAX_NESTING);
 			goto out;
 		}
-		struct sg_buf t = cur;
+		if (next.p == bufs[spare].data && bufs[spare].data != NULL) {
+			if (holder >= 0)
+				sg_buf_free_secret(&bufs[holder]);
+			holder = spare;
+		}
 		cur = next;
-		next = t;
-		sg_buf_reset(&next);
 	}
 	if (r < 0)
 		goto out;
@@ -652,14 +669,19 @@ static int unseal_layers(struct unseal_ctx *c, const struct sg_msg_view *v, stru
 	else if (layers == 0)
 		r = put(out, v->data, v->len, err);
 	else
-		r = rebuild(v, &cur, out, err);
+		r = rebuild(v, cur, out, err);
 	if (r < 0)
 		goto out;
 	*status_r = SG_CRYPTO_OK;
 	ret = 1;
 out:
-	sg_buf_free_secret(&cur);
-	sg_buf_free_secret(&next);
+	if (ret < 0 && out->len > saved) {
+		sg_memwipe(out->data + saved, out->len - saved);
+		out->len = saved;
+		out->data[saved] = '\0';
+	}
+	sg_buf_free_secret(&bufs[0]);
+	sg_buf_free_secret(&bufs[1]);
 	return ret;
 }
 
@@ -668,28 +690,23 @@ int sg_smime_unseal(const unsigned char *msg, size_t len, const struct sg_unseal
 		    enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	struct unseal_ctx c = { .now = time(NULL), .res = res };
-	struct sg_buf crlf, tmp;
+	struct sg_buf crlf;
 	struct sg_msg_view v;
 	int ret = -1;
 
-	memset(res, 0, sizeof(*res));
+	memset(res, 0, sizeof(res[0]));
 	const unsigned char *data;
 	size_t dlen;
 
 	sg_buf_init(&crlf, SMIME_MAX);
-	sg_buf_init(&tmp, out->max);
 	*status_r = SG_CRYPTO_MALFORMED;
 	if (canonical(msg, len, &crlf, &data, &dlen, err) < 0 || sg_msg_split(data, dlen, &v, err) < 0)
 		goto out;
 	c.keys = x509_array(req->keys, req->n_keys, true, &c.n_keys, status_r, err);
 	c.anchors = x509_array(req->verify_keys, req->n_verify_keys, true, &c.n_anchors,
 			       status_r, err);
-	if (unseal_layers(&c, &v, &tmp, status_r, err) < 0)
+	if (unseal_layers(&c, &v, out, status_r, err) < 0)
 		goto out;
-	*status_r = SG_CRYPTO_INTERNAL;
-	if (put(out, tmp.data, tmp.len, err) < 0)
-		goto out;
-	*status_r = SG_CRYPTO_OK;
 	ret = 1;
 out:
 	if (ret < 0)
@@ -697,6 +714,5 @@ out:
 	free(c.keys);
 	free(c.anchors);
 	sg_buf_free_secret(&crlf);
-	sg_buf_free_secret(&tmp);
 	return ret;
 }
