@@ -1,7 +1,9 @@
 /* sealgate unseal: decrypt and verify one message read from stdin; a
  * one-line summary of what was found goes to stderr. */
 #include "cli/cli.h"
+#include "config/config.h"
 #include "crypto/crypto.h"
+#include "crypto/smime.h"
 #include "mime/seal.h"
 #include "util/buf.h"
 #include "util/mem.h"
@@ -17,14 +19,20 @@ struct unseal_opts {
 	char **verify_files;
 	size_t n_verify;
 	const char *passphrase_file;
+	const char *config;
+	const char *revocation; /* --revocation, else the config's smime_revocation */
+	char *crl_files;        /* --crl FILE..., joined */
 };
 
 static void unseal_usage(FILE *f)
 {
 	fprintf(f, "usage: sealgate unseal [--key FILE]... [--passphrase-file FILE] [--verify-key FILE]...\n"
+		   "                       [-c FILE] [--crl FILE]... [--revocation off|crl|require]\n"
 		   "                       < in.eml > out.eml\n"
 		   "Decrypts with the secret keys (--key/--cert), verifies signatures against\n"
 		   "--verify-key (and --key) keys, restores the protected Subject.\n"
+		   "S/MIME signer certificates are checked against CRLs: --crl (implies\n"
+		   "--revocation crl) and the config's smime_revocation/smime_crl_files/smime_crl_dir.\n"
 		   "Exit: 0 ok, 2 no key, 3 bad key, 4 signer key expired, 5 signer key revoked,\n"
 		   "6 wrong key, 7 tampered, 8 unknown signer, 9 bad signature, 10 unsupported,\n"
 		   "65 malformed input, 64 usage. With 9 nothing is written to stdout.\n");
@@ -44,6 +52,8 @@ static int unseal_parse(int argc, char **argv, struct unseal_opts *o)
 		{ "verify-key", required_argument, NULL, 'v' },
 		{ "passphrase-file", required_argument, NULL, 'p' },
 		{ "state-dir", required_argument, NULL, 'd' },
+		{ "crl", required_argument, NULL, 'r' },
+		{ "revocation", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -55,7 +65,16 @@ static int unseal_parse(int argc, char **argv, struct unseal_opts *o)
 		case 'k': add_str(&o->key_files, &o->n_keys, optarg); break;
 		case 'v': add_str(&o->verify_files, &o->n_verify, optarg); break;
 		case 'p': o->passphrase_file = optarg; break;
-		case 'c': case 'd': break; /* accepted; no configuration is read yet */
+		case 'c': o->config = optarg; break;
+		case 'd': break; /* accepted; keys come from --key */
+		case 'r': {
+			char *joined = sg_asprintf("%s%s%s", o->crl_files != NULL ? o->crl_files : "",
+						   o->crl_files != NULL ? " " : "", optarg);
+			free(o->crl_files);
+			o->crl_files = joined;
+			break;
+		}
+		case 'R': o->revocation = optarg; break;
 		case 'h': unseal_usage(stdout); return 0;
 		default: unseal_usage(stderr); return -1;
 		}
@@ -97,7 +116,33 @@ static void summary(const struct sg_unseal_result *res)
 		res->warning != NULL ? res->warning : "");
 }
 
-static int unseal_run(struct sg_key **keys, size_t n_keys, struct sg_key **vkeys, size_t n_v)
+/* CRLs from the config (-c) and the command line; 1 ok, -1 printed. */
+static int load_revocation(const struct unseal_opts *o, struct sg_smime_revocation **rev_r)
+{
+	struct sg_config cfg;
+	struct sg_error err = SG_ERROR_INIT;
+	int r;
+
+	sg_config_defaults(&cfg);
+	r = o->config != NULL ? sg_config_load(&cfg, o->config, &err) : 1;
+	if (r > 0) {
+		const char *mode = o->revocation != NULL ? o->revocation
+				   : o->crl_files != NULL && strcmp(cfg.smime_revocation, "off") == 0
+				   ? "crl" : cfg.smime_revocation;
+		char *files = sg_asprintf("%s %s", cfg.smime_crl_files,
+					  o->crl_files != NULL ? o->crl_files : "");
+		r = sg_smime_revocation_load(mode, files, cfg.smime_crl_dir, rev_r, &err);
+		free(files);
+	}
+	if (r < 0)
+		fprintf(stderr, "sealgate unseal: %s\n", sg_error_msg(&err));
+	sg_error_clear(&err);
+	sg_config_clear(&cfg);
+	return r < 0 ? -1 : 1;
+}
+
+static int unseal_run(struct sg_key **keys, size_t n_keys, struct sg_key **vkeys, size_t n_v,
+		      const struct sg_smime_revocation *rev)
 {
 	struct sg_buf in, out;
 	struct sg_error err = SG_ERROR_INIT;
@@ -110,7 +155,7 @@ static int unseal_run(struct sg_key **keys, size_t n_keys, struct sg_key **vkeys
 	sg_buf_init(&out, (size_t)1 << 30);
 	if (sg_cli_read_message(&in, "unseal") < 0)
 		goto out;
-	struct sg_unseal_req req = { keys, n_keys, vkeys, n_v };
+	struct sg_unseal_req req = { keys, n_keys, vkeys, n_v, rev };
 	int quiet = sg_cli_quiet_begin();
 	int r = sg_unseal(in.data, in.len, &req, &out, &res, &st, &err);
 	sg_cli_quiet_end(quiet);
@@ -138,6 +183,7 @@ int cmd_unseal(int argc, char **argv)
 {
 	struct unseal_opts o;
 	struct sg_key **keys = NULL, **vkeys = NULL;
+	struct sg_smime_revocation *rev = NULL;
 	int code, r;
 
 	memset(&o, 0, sizeof(o));
@@ -153,8 +199,14 @@ int cmd_unseal(int argc, char **argv)
 		code = -r;
 		goto out;
 	}
-	code = unseal_run(keys, o.n_keys, vkeys, o.n_verify);
+	if (load_revocation(&o, &rev) < 0) {
+		code = SG_EXIT_USAGE;
+		goto out;
+	}
+	code = unseal_run(keys, o.n_keys, vkeys, o.n_verify, rev);
 out:
+	sg_smime_revocation_free(&rev);
+	free(o.crl_files);
 	sg_cli_free_keys(keys, o.n_keys);
 	sg_cli_free_keys(vkeys, o.n_verify);
 	free(o.key_files);

@@ -5,12 +5,15 @@
 #include "util/mem.h"
 #include "util/secret.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <openssl/bio.h>
 #include <openssl/cms.h>
@@ -917,10 +920,162 @@ static char *signer_name(X509 *cert)
 	return s;
 }
 
+/* ---- revocation: CRLs (RFC 5280 s5, RFC 8550 s2.3) ---- */
+
+struct sg_smime_revocation {
+	enum sg_smime_revocation_mode mode;
+	STACK_OF(X509_CRL) *crls;
+};
+
+static const char *const revocation_modes[] = {
+	[SG_REVOCATION_OFF] = "off", [SG_REVOCATION_CRL] = "crl", [SG_REVOCATION_REQUIRE] = "require",
+};
+
+/* Every CRL in one file: PEM (any number) or one DER. 0 if none. */
+static int load_crl_file(const char *path, STACK_OF(X509_CRL) *crls, struct sg_error *err)
+{
+	BIO *b = BIO_new_file(path, "rb");
+	X509_CRL *crl;
+	int n = 0;
+
+	if (b == NULL) {
+		ossl_error(err, "cannot open");
+		sg_error_prefix(err, "%s", path);
+		return -1;
+	}
+	while ((crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+		sk_X509_CRL_push(crls, crl);
+		n++;
+	}
+	ERR_clear_error();
+	if (n == 0 && BIO_reset(b) == 0 && (crl = d2i_X509_CRL_bio(b, NULL)) != NULL) {
+		sk_X509_CRL_push(crls, crl);
+		n++;
+	}
+	ERR_clear_error();
+	BIO_free(b);
+	return n;
+}
+
+static int load_crl_dir(const char *dir, STACK_OF(X509_CRL) *crls, struct sg_error *err)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int ret = 1;
+
+	if (d == NULL) {
+		sg_error_set(err, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	while (ret > 0 && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *path = sg_asprintf("%s/%s", dir, de->d_name);
+		struct stat st;
+		/* other files (a README, hash links to certificates) are skipped */
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && load_crl_file(path, crls, err) < 0)
+			ret = -1;
+		free(path);
+	}
+	closedir(d);
+	return ret;
+}
+
+int sg_smime_revocation_load(const char *mode, const char *crl_files, const char *crl_dir,
+			     struct sg_smime_revocation **rev_r, struct sg_error *err)
+{
+	struct sg_smime_revocation *rev = sg_calloc(1, sizeof(*rev));
+	char *files = sg_strdup(crl_files != NULL ? crl_files : ""), *save = NULL;
+	int ret = -1, found = -1;
+
+	*rev_r = NULL;
+	for (size_t i = 0; i < sizeof(revocation_modes) / sizeof(revocation_modes[0]); i++)
+		if (mode != NULL && strcmp(mode, revocation_modes[i]) == 0)
+			found = (int)i;
+	if (found < 0) {
+		sg_error_set(err, "smime_revocation: '%s' is not off, crl or require", mode != NULL ? mode : "");
+		goto out;
+	}
+	rev->mode = (enum sg_smime_revocation_mode)found;
+	rev->crls = sk_X509_CRL_new_null();
+	if (rev->crls == NULL)
+		sg_fatal("out of memory");
+	for (char *tok = strtok_r(files, " \t", &save); tok != NULL; tok = strtok_r(NULL, " \t", &save)) {
+		int n = load_crl_file(tok, rev->crls, err);
+		if (n == 0)
+			sg_error_set(err, "%s: no CRL in the file (PEM or DER X509 CRL expected)", tok);
+		if (n <= 0) {
+			sg_error_prefix(err, "smime_crl_files");
+			goto out;
+		}
+	}
+	if (crl_dir != NULL && crl_dir[0] != '\0' && load_crl_dir(crl_dir, rev->crls, err) < 0) {
+		sg_error_prefix(err, "smime_crl_dir");
+		goto out;
+	}
+	*rev_r = rev;
+	rev = NULL;
+	ret = 1;
+out:
+	free(files);
+	sg_smime_revocation_free(&rev);
+	return ret;
+}
+
+enum sg_smime_revocation_mode sg_smime_revocation_mode(const struct sg_smime_revocation *rev)
+{
+	return rev != NULL ? rev->mode : SG_REVOCATION_OFF;
+}
+
+void sg_smime_revocation_free(struct sg_smime_revocation **revp)
+{
+	if (*revp == NULL)
+		return;
+	sk_X509_CRL_pop_free((*revp)->crls, X509_CRL_free);
+	free(*revp);
+	*revp = NULL;
+}
+
+/* mode crl: a certificate whose issuer published no CRL we hold is taken
+ * as not revoked (soft fail); require: that is an error. */
+static int crl_verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+	const struct sg_smime_revocation *rev = X509_STORE_CTX_get_app_data(ctx);
+
+	if (!ok && rev != NULL && rev->mode == SG_REVOCATION_CRL &&
+	    X509_STORE_CTX_get_error(ctx) == X509_V_ERR_UNABLE_TO_GET_CRL)
+		return 1;
+	return ok;
+}
+
+static void enable_crls(X509_STORE_CTX *ctx, const struct sg_smime_revocation *rev)
+{
+	if (rev == NULL || rev->mode == SG_REVOCATION_OFF)
+		return;
+	X509_STORE_CTX_set0_crls(ctx, rev->crls);
+	X509_STORE_CTX_set_app_data(ctx, (void *)rev);
+	X509_STORE_CTX_set_verify_cb(ctx, crl_verify_cb);
+	X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx),
+				    X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+}
+
+/* Why a chain failed, for the caller to show: "<reason> (<subject>)". */
+static char *chain_detail(X509_STORE_CTX *ctx)
+{
+	X509 *cur = X509_STORE_CTX_get_current_cert(ctx);
+	char *subj = cur != NULL ? X509_NAME_oneline(X509_get_subject_name(cur), NULL, 0) : NULL;
+	int e = X509_STORE_CTX_get_error(ctx);
+	char *s = sg_asprintf("%s%s%s%s", X509_verify_cert_error_string(e),
+			      subj != NULL ? " (" : "", subj != NULL ? subj : "", subj != NULL ? ")" : "");
+	OPENSSL_free(subj);
+	return s;
+}
+
 /* Chain from the signer to one of the anchors, at time now, for the S/MIME
- * signing purpose (RFC 8550 s4.4). */
+ * signing purpose (RFC 8550 s4.4), and against CRLs when configured. */
 static enum sg_sig_status verify_chain(X509 *signer, STACK_OF(X509) *untrusted,
-				       struct sg_x509_key *const *anchors, size_t n, time_t now)
+				       struct sg_x509_key *const *anchors, size_t n, time_t now,
+				       const struct sg_smime_revocation *rev, char **detail_r)
 {
 	X509_STORE *store = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -934,10 +1089,12 @@ static enum sg_sig_status verify_chain(X509 *signer, STACK_OF(X509) *untrusted,
 		goto out;
 	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SMIME_SIGN);
 	X509_STORE_CTX_set_time(ctx, 0, now);
+	enable_crls(ctx, rev);
 	if (X509_verify_cert(ctx) == 1) {
 		sig = SG_SIG_VALID;
 		goto out;
 	}
+	*detail_r = chain_detail(ctx);
 	switch (X509_STORE_CTX_get_error(ctx)) {
 	case X509_V_ERR_CERT_HAS_EXPIRED:
 	case X509_V_ERR_CERT_NOT_YET_VALID:
@@ -978,6 +1135,7 @@ static int opaque_content(CMS_ContentInfo *cms, struct sg_buf *out,
 int sg_cms_verify(const unsigned char *der, size_t der_len,
 		  const unsigned char *content, size_t content_len,
 		  struct sg_x509_key *const *anchors, size_t n_anchors, time_t now,
+		  const struct sg_smime_revocation *rev,
 		  struct sg_buf *content_out, struct sg_cms_verify_info *info_r,
 		  enum sg_crypto_status *status_r, struct sg_error *err)
 {
@@ -1040,7 +1198,7 @@ int sg_cms_verify(const unsigned char *der, size_t der_len,
 	}
 	X509 *signer = sk_X509_value(signers, 0);
 	info_r->signer = signer_name(signer);
-	info_r->sig = verify_chain(signer, embedded, anchors, n_anchors, now);
+	info_r->sig = verify_chain(signer, embedded, anchors, n_anchors, now, rev, &info_r->detail);
 	ret = 1;
 out:
 	if (content_out != NULL && content == NULL && (ret < 0 || info_r->sig == SG_SIG_BAD))
@@ -1059,5 +1217,7 @@ void sg_cms_verify_info_clear(struct sg_cms_verify_info *info)
 {
 	free(info->signer);
 	info->signer = NULL;
+	free(info->detail);
+	info->detail = NULL;
 	info->sig = SG_SIG_NONE;
 }

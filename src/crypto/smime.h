@@ -113,20 +113,43 @@ int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key 
 		enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
 
 struct sg_cms_verify_info {
-	enum sg_sig_status sig;    /* VALID, BAD, UNKNOWN_SIGNER, KEY_EXPIRED */
+	enum sg_sig_status sig;    /* VALID, BAD, UNKNOWN_SIGNER, KEY_EXPIRED, KEY_REVOKED */
 	char *signer;              /* e-mail or subject of the signer cert; owned */
+	char *detail;              /* why the chain did not verify (OpenSSL's reason and the
+				    * certificate), NULL when it did; owned */
 };
+
+/* Certificate revocation for signature verification: CRLs (RFC 5280 s5).
+ * off: none; crl: checked against the CRLs held, a certificate whose
+ * issuer has none passes; require: every certificate of the chain needs a
+ * current CRL from its issuer, else the signer is not trusted (the reason
+ * says "unable to get certificate CRL"). */
+enum sg_smime_revocation_mode {
+	SG_REVOCATION_OFF = 0,
+	SG_REVOCATION_CRL,
+	SG_REVOCATION_REQUIRE,
+};
+struct sg_smime_revocation;
+/* mode: "off", "crl" or "require"; crl_files: PEM/DER CRL files, space
+ * separated (may be NULL or empty); crl_dir: every regular file in it is
+ * read as CRLs (NULL or empty: none). A file without a CRL is an error. */
+int sg_smime_revocation_load(const char *mode, const char *crl_files, const char *crl_dir,
+			     struct sg_smime_revocation **rev_r, struct sg_error *err) SG_WARN_UNUSED;
+enum sg_smime_revocation_mode sg_smime_revocation_mode(const struct sg_smime_revocation *rev);
+void sg_smime_revocation_free(struct sg_smime_revocation **rev);
 
 /* Verify SignedData DER. content/content_len: the detached content (NULL
  * for opaque, whose content is then appended to content_out unless the
  * signature is BAD: the bytes are intact even when the signer is unknown). anchors: trusted certificates (borrowed); the chain
- * is built from them plus certificates in the SignedData. Returns 1 when
+ * is built from them plus certificates in the SignedData and checked
+ * against rev's CRLs (NULL: no revocation check). Returns 1 when
  * the structure was parsed (info_r->sig says the verdict), -1 with status_r
  * MALFORMED/INTERNAL otherwise. Free info_r->signer with
  * sg_cms_verify_info_clear(). */
 int sg_cms_verify(const unsigned char *der, size_t der_len,
 		  const unsigned char *content, size_t content_len,
 		  struct sg_x509_key *const *anchors, size_t n_anchors, time_t now,
+		  const struct sg_smime_revocation *rev,
 		  struct sg_buf *content_out, struct sg_cms_verify_info *info_r,
 		  enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
 void sg_cms_verify_info_clear(struct sg_cms_verify_info *info);

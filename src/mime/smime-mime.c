@@ -440,6 +440,7 @@ struct unseal_ctx {
 	struct sg_x509_key **anchors;
 	size_t n_anchors;
 	time_t now;
+	const struct sg_smime_revocation *rev;
 	struct sg_unseal_result *res;
 };
 
@@ -499,6 +500,11 @@ static int take_verdict(struct unseal_ctx *c, struct sg_cms_verify_info *vi)
 	free(c->res->signer);
 	c->res->signer = vi->signer;
 	vi->signer = NULL;
+	if (vi->detail != NULL && vi->sig != SG_SIG_VALID) {
+		char *w = sg_asprintf("signer certificate: %s", vi->detail);
+		add_warning(c->res, w);
+		free(w);
+	}
 	return vi->sig == SG_SIG_BAD ? 2 : 1;
 }
 
@@ -507,7 +513,7 @@ static int do_verify_opaque(struct unseal_ctx *c, const struct sg_buf *der, stru
 {
 	struct sg_cms_verify_info vi;
 	int r = sg_cms_verify(der->data, der->len, NULL, 0, c->anchors, c->n_anchors, c->now,
-			      next, &vi, status_r, err);
+			      c->rev, next, &vi, status_r, err);
 	if (r > 0)
 		r = take_verdict(c, &vi);
 	sg_cms_verify_info_clear(&vi);
@@ -541,7 +547,7 @@ static int do_verify_detached(struct unseal_ctx *c, const struct sg_msg_view *v,
 	    entity_der(&sv, &der, err) < 0)
 		goto out;
 	if (sg_cms_verify(der.data, der.len, body + parts[0].off, parts[0].len, c->anchors,
-			  c->n_anchors, c->now, NULL, &vi, status_r, err) < 0)
+			  c->n_anchors, c->now, c->rev, NULL, &vi, status_r, err) < 0)
 		goto out;
 	ret = take_verdict(c, &vi);
 	next->p = body + parts[0].off;
@@ -689,7 +695,7 @@ int sg_smime_unseal(const unsigned char *msg, size_t len, const struct sg_unseal
 		    struct sg_buf *out, struct sg_unseal_result *res,
 		    enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	struct unseal_ctx c = { .now = time(NULL), .res = res };
+	struct unseal_ctx c = { .now = time(NULL), .rev = req->smime_revocation, .res = res };
 	struct sg_buf crlf;
 	struct sg_msg_view v;
 	int ret = -1;

@@ -199,3 +199,40 @@ def gpgsm_home(d, idents_with_secret, trusted):
     for i in trusted:
         sh(["gpgsm", "--batch", "--import", i.crt], env=env)
     return home, env
+
+
+class CrlAuthority:
+    """An `openssl ca` database beside a CA from make_ca(), to revoke
+    certificates and publish CRLs (RFC 5280 s5)."""
+
+    def __init__(self, d, ca):
+        self.ca = ca
+        self.dir = os.path.join(d, "crl-" + os.path.basename(ca.crt))
+        os.makedirs(self.dir, exist_ok=True)
+        open(os.path.join(self.dir, "index.txt"), "w").close()
+        with open(os.path.join(self.dir, "crlnumber"), "w") as f:
+            f.write("01\n")
+        self.cnf = os.path.join(self.dir, "ca.cnf")
+        with open(self.cnf, "w") as f:
+            f.write(f"""[ca]
+default_ca = d
+[d]
+database = {self.dir}/index.txt
+crlnumber = {self.dir}/crlnumber
+default_md = sha256
+default_crl_days = 30
+""")
+
+    def _ca(self, *args):
+        sh(["openssl", "ca", "-batch", "-config", self.cnf, "-keyfile", self.ca.key,
+            "-cert", self.ca.crt, *args])
+
+    def revoke(self, ident):
+        self._ca("-revoke", ident.crt, "-crl_reason", "keyCompromise")
+
+    def crl(self, out, der=False):
+        """Write the current CRL (PEM, or DER) to out."""
+        self._ca("-gencrl", "-out", out)
+        if der:
+            sh(["openssl", "crl", "-in", out, "-outform", "DER", "-out", out])
+        return out

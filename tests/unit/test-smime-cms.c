@@ -337,7 +337,7 @@ static void run_sig_case(const struct sig_case *c)
 		tamper_opaque(&der);
 	int r = sg_cms_verify(der.data, der.len, c->detached ? (const unsigned char *)msg : NULL,
 			      c->detached ? sizeof(MSG) - 1 : 0, anchors, c->n_anchors,
-			      time(NULL) + c->verify_at, &content, &info, &st, &err);
+			      time(NULL) + c->verify_at, NULL, &content, &info, &st, &err);
 	if (r != 1 || info.sig != c->want)
 		fail_msg("%s: verify returned %d sig %d (%s), want sig %d", c->name, r, info.sig,
 			 sg_error_msg(&err), c->want);
@@ -374,10 +374,10 @@ static void test_verify_malformed(void **state)
 				     &st, &err), 1);
 	/* truncated */
 	assert_int_equal(sg_cms_verify(der.data, der.len - 3, (const unsigned char *)MSG, 10,
-				       &ids[ID_EC].pub, 1, time(NULL), &content, &info, &st, &err), -1);
+				       &ids[ID_EC].pub, 1, time(NULL), NULL, &content, &info, &st, &err), -1);
 	assert_int_equal(st, SG_CRYPTO_MALFORMED);
 	/* detached signature but no content given */
-	assert_int_equal(sg_cms_verify(der.data, der.len, NULL, 0, &ids[ID_EC].pub, 1, time(NULL),
+	assert_int_equal(sg_cms_verify(der.data, der.len, NULL, 0, &ids[ID_EC].pub, 1, time(NULL), NULL,
 				       &content, &info, &st, &err), -1);
 	assert_int_equal(st, SG_CRYPTO_MALFORMED);
 	sg_buf_free(&der);

@@ -154,7 +154,7 @@ static int unseal_msg(const unsigned char *msg, size_t len, struct sg_buf *out,
 {
 	struct sg_key *keys[] = { bob };
 	struct sg_key *trust[] = { alice_pub };
-	struct sg_unseal_req req = { keys, 1, trust, 1 };
+	struct sg_unseal_req req = { .keys = keys, .n_keys = 1, .verify_keys = trust, .n_verify_keys = 1 };
 	struct sg_error err = SG_ERROR_INIT;
 	int r = sg_smime_unseal(msg, len, &req, out, res, st, &err);
 	sg_error_clear(&err);
