@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/provider.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -38,11 +39,22 @@ struct sg_x509_key {
 static void ossl_error(struct sg_error *err, const char *what)
 {
 	unsigned long e, last = 0;
+	const char *data = NULL, *last_data = NULL;
+	int flags = 0;
 
-	while ((e = ERR_get_error()) != 0)
+	/* the last entry is the innermost reason; our own (ERR_LIB_USER)
+	 * entries carry their text as data */
+	while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
 		last = e;
+		last_data = (flags & ERR_TXT_STRING) != 0 && data != NULL && data[0] != '\0'
+			    ? data : NULL;
+		if (last_data != NULL)
+			sg_error_set(err, "%s", last_data); /* copy: data dies with the entry */
+	}
 	const char *reason = last != 0 ? ERR_reason_error_string(last) : NULL;
-	if (reason != NULL)
+	if (last_data != NULL)
+		sg_error_prefix(err, "%s", what);
+	else if (reason != NULL)
 		sg_error_set(err, "%s: %s", what, reason);
 	else
 		sg_error_set(err, "%s", what);
@@ -246,18 +258,133 @@ static int pass_cb(char *buf, int size, int rwflag, void *u)
 	return (int)n;
 }
 
-static int load_pkcs12(const void *data, size_t len, const char *pass, struct sg_x509_key *k)
+/* Old PKCS#12 exports (Windows, older OpenSSL and browsers) encrypt with
+ * RC2-40 or 3DES, which OpenSSL 3 keeps in its legacy provider. That
+ * provider is loaded once, when first needed, into a library context of
+ * its own: legacy algorithms are used for reading such a file and for
+ * nothing else (the default context never offers RC2 to CMS). */
+static OSSL_LIB_CTX *legacy_ctx;
+
+static void legacy_init(void)
+{
+	OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+
+	if (ctx != NULL && OSSL_PROVIDER_load(ctx, "default") != NULL &&
+	    OSSL_PROVIDER_load(ctx, "legacy") != NULL)
+		legacy_ctx = ctx;
+	else
+		OSSL_LIB_CTX_free(ctx);
+	ERR_clear_error();
+}
+
+static OSSL_LIB_CTX *legacy_libctx(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, legacy_init);
+	return legacy_ctx;
+}
+
+static int parse_pkcs12(const void *data, size_t len, const char *pass, EVP_PKEY **pkey_r,
+			X509 **cert_r, STACK_OF(X509) **chain_r)
 {
 	BIO *b = mem_bio(data, len);
 	PKCS12 *p12 = b != NULL ? d2i_PKCS12_bio(b, NULL) : NULL;
-	int ret = 0;
+	int ret;
 
 	BIO_free(b);
 	if (p12 == NULL)
 		return 0;
-	ret = PKCS12_parse(p12, pass != NULL ? pass : "", &k->pkey, &k->cert, &k->chain) == 1 ? 1 : -1;
+	ret = PKCS12_parse(p12, pass, pkey_r, cert_r, chain_r) == 1 ? 1 : -1;
 	PKCS12_free(p12);
 	return ret;
+}
+
+/* Re-encode what the legacy context parsed so that the key and the
+ * certificates belong to the default context like every other key. */
+static X509 *cert_to_default(X509 *x)
+{
+	unsigned char *der = NULL;
+	int n = i2d_X509(x, &der);
+	const unsigned char *p = der;
+	X509 *y = n > 0 ? d2i_X509(NULL, &p, n) : NULL;
+
+	OPENSSL_free(der);
+	return y;
+}
+
+static int legacy_to_default(EVP_PKEY *pkey, X509 *cert, STACK_OF(X509) *chain,
+			     struct sg_x509_key *k)
+{
+	unsigned char *der = NULL;
+	int n = pkey != NULL ? i2d_PrivateKey(pkey, &der) : 0;
+	const unsigned char *p = der;
+
+	if (pkey != NULL && (n <= 0 || (k->pkey = d2i_AutoPrivateKey(NULL, &p, n)) == NULL)) {
+		OPENSSL_clear_free(der, n > 0 ? (size_t)n : 0);
+		return -1;
+	}
+	OPENSSL_clear_free(der, n > 0 ? (size_t)n : 0);
+	k->cert = cert != NULL ? cert_to_default(cert) : NULL;
+	k->chain = sk_X509_new_null();
+	if (k->cert == NULL || k->chain == NULL)
+		return -1;
+	for (int i = 0; i < sk_X509_num(chain); i++) {
+		X509 *y = cert_to_default(sk_X509_value(chain, i));
+		if (y == NULL || sk_X509_push(k->chain, y) <= 0) {
+			X509_free(y);
+			return -1;
+		}
+	}
+	return 1;
+}
+
+/* 1 loaded, 0 not PKCS#12, -1 wrong passphrase (status BAD_KEY), -2 a
+ * legacy algorithm that cannot be had here (status UNSUPPORTED). */
+static int load_pkcs12(const void *data, size_t len, const char *pass, struct sg_x509_key *k)
+{
+	EVP_PKEY *pkey = NULL;
+	X509 *cert = NULL;
+	STACK_OF(X509) *chain = NULL;
+	OSSL_LIB_CTX *lctx, *prev;
+	int r;
+
+	pass = pass != NULL ? pass : "";
+	r = parse_pkcs12(data, len, pass, &k->pkey, &k->cert, &k->chain);
+	if (r >= 0)
+		return r;
+	ERR_clear_error();
+	{
+		/* the MAC tells a wrong passphrase from an algorithm we lack */
+		BIO *b = mem_bio(data, len);
+		PKCS12 *p12 = b != NULL ? d2i_PKCS12_bio(b, NULL) : NULL;
+		int mac_ok = p12 != NULL && (!PKCS12_mac_present(p12) ||
+					     PKCS12_verify_mac(p12, pass, -1) == 1);
+		PKCS12_free(p12);
+		BIO_free(b);
+		ERR_clear_error();
+		if (!mac_ok) {
+			ERR_raise_data(ERR_LIB_USER, 0, "wrong passphrase (PKCS#12 MAC does not verify)");
+			return -1;
+		}
+	}
+	if ((lctx = legacy_libctx()) == NULL) {
+		ERR_raise_data(ERR_LIB_USER, 0, "PKCS#12 encrypted with a legacy algorithm (such as "
+			       "RC2-40 or 3DES) and OpenSSL's legacy provider cannot be loaded: "
+			       "re-export it with AES (openssl pkcs12 -export without -legacy)");
+		return -2;
+	}
+	prev = OSSL_LIB_CTX_set0_default(lctx); /* this thread only */
+	r = parse_pkcs12(data, len, pass, &pkey, &cert, &chain);
+	OSSL_LIB_CTX_set0_default(prev);
+	if (r > 0)
+		r = legacy_to_default(pkey, cert, chain, k);
+	else
+		ERR_raise_data(ERR_LIB_USER, 0, "PKCS#12 unreadable even with the legacy provider");
+	EVP_PKEY_free(pkey);
+	X509_free(cert);
+	sk_X509_pop_free(chain, X509_free);
+	return r > 0 ? 1 : -1;
 }
 
 /* PEM: any number of certificates and at most one private key. The key's
@@ -352,9 +479,9 @@ int sg_x509_key_load_mem(const void *data, size_t len, const char *passphrase,
 	if (r <= 0) {
 		key_clear(k);
 		free(k);
-		return fail(status_r, r == 0 ? SG_CRYPTO_MALFORMED : SG_CRYPTO_BAD_KEY, err,
-			    r == 0 ? "x509: no certificate found"
-			    : "x509: cannot read key (wrong passphrase, or legacy PKCS#12 encryption such as RC2: re-export with AES)");
+		return fail(status_r, r == 0 ? SG_CRYPTO_MALFORMED : r == -2 ? SG_CRYPTO_UNSUPPORTED
+			    : SG_CRYPTO_BAD_KEY, err,
+			    r == 0 ? "x509: no certificate found" : "x509: cannot read key");
 	}
 	ERR_clear_error();
 	k->fpr = fingerprint_of(k->cert);
