@@ -288,9 +288,10 @@ static void der_flip_at(const char *name, const struct sg_buf *head, struct sg_b
 }
 
 /* Flip bits in the DER/BER under the base64: n random ones over the
- * whole, and every bit of the first and last 160 bytes (the structure,
- * algorithm identifiers, IV/nonce, chunk and end-of-contents octets, the
- * GCM tag), where a parser, not the cipher, decides. */
+ * whole, and every bit of the head up to the first ciphertext and of the
+ * last 160 bytes (the structure, RecipientInfos, algorithm identifiers,
+ * IV/nonce, chunk and end-of-contents octets, the GCM tag), where a
+ * parser, not the cipher, decides. */
 static void der_flips(const char *name, const struct sg_buf *sealed, bool integrity, int n,
 		      uint32_t *seed)
 {
@@ -306,8 +307,15 @@ static void der_flips(const char *name, const struct sg_buf *sealed, bool integr
 		der_flip_at(name, &head, &der, (*seed >> 8) % der.len,
 			    (unsigned char)(1u << ((*seed >> 4) % 8)), integrity, &msg, &back);
 	}
+	/* the head reaches past the content-encryption AlgorithmIdentifier
+	 * (aes OID arc 2.16.840.1.101.3.4.1): a GCM/CBC OID swap is one bit */
+	static const unsigned char aes_arc[] = { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01 };
+	const unsigned char *alg = memmem(der.data, der.len, aes_arc, sizeof(aes_arc));
+	size_t head_end = alg != NULL ? (size_t)(alg - der.data) + 48 : 0;
+	if (head_end < 160)
+		head_end = 160;
 	for (size_t pos = 0; pos < der.len; pos++) {
-		if (pos == 160 && der.len > 320)
+		if (pos == head_end && der.len > head_end + 160)
 			pos = der.len - 160;
 		for (int bit = 0; bit < 8; bit++)
 			der_flip_at(name, &head, &der, pos, (unsigned char)(1u << bit), integrity, &msg,
