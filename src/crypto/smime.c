@@ -1009,11 +1009,150 @@ int sg_cms_decrypt(const unsigned char *der, size_t len,
 	return decrypt_cms(cms_parse(der, len), keys, n_keys, now, out, info_r, status_r, err);
 }
 
+/* ---- BER: chunked encryptedContent made one primitive string ---- */
+
+/* One TLV header at *p (within end): 1 ok, with *p past the header. */
+static int tlv(const unsigned char **p, const unsigned char *end, int *tag_r, int *cls_r,
+	       bool *cons_r, bool *inf_r, long *len_r)
+{
+	if (*p >= end || end - *p > LONG_MAX)
+		return 0;
+	int r = ASN1_get_object(p, len_r, tag_r, cls_r, (long)(end - *p));
+	if ((r & 0x80) != 0) {
+		ERR_clear_error();
+		return 0;
+	}
+	*cons_r = (r & V_ASN1_CONSTRUCTED) != 0;
+	*inf_r = (r & 1) != 0;
+	return 1;
+}
+
+/* Enter an indefinite-length constructed element of the given class/tag. */
+static int enter_inf(const unsigned char **p, const unsigned char *end, int cls, int tag)
+{
+	int t, c;
+	bool cons, inf;
+	long len;
+
+	return tlv(p, end, &t, &c, &cons, &inf, &len) && cons && inf && t == tag && c == cls;
+}
+
+/* Skip one definite-length element; tag_r and cls_r say what it was. */
+static int skip_def(const unsigned char **p, const unsigned char *end, int *tag_r, int *cls_r)
+{
+	bool cons, inf;
+	long len;
+
+	if (!tlv(p, end, tag_r, cls_r, &cons, &inf, &len) || inf || len > end - *p)
+		return 0;
+	*p += len;
+	return 1;
+}
+
+/* Where the encryptedContent [0] of an (Auth)EnvelopedData in BER with
+ * indefinite lengths down to it starts (RFC 5652 s6.1, RFC 5083 s2.1);
+ * NULL for any other shape. */
+static unsigned char *find_econtent(unsigned char *der, size_t len)
+{
+	const unsigned char *p = der, *end = der + len;
+	int tag, cls;
+
+	if (!enter_inf(&p, end, V_ASN1_UNIVERSAL, V_ASN1_SEQUENCE) || /* ContentInfo */
+	    !skip_def(&p, end, &tag, &cls) || tag != V_ASN1_OBJECT ||
+	    !enter_inf(&p, end, V_ASN1_CONTEXT_SPECIFIC, 0) ||
+	    !enter_inf(&p, end, V_ASN1_UNIVERSAL, V_ASN1_SEQUENCE) ||   /* (Auth)EnvelopedData */
+	    !skip_def(&p, end, &tag, &cls) || tag != V_ASN1_INTEGER ||  /* version */
+	    !skip_def(&p, end, &tag, &cls))                             /* originatorInfo or RIs */
+		return NULL;
+	if (cls == V_ASN1_CONTEXT_SPECIFIC && !skip_def(&p, end, &tag, &cls))
+		return NULL;
+	if (tag != V_ASN1_SET || cls != V_ASN1_UNIVERSAL ||
+	    !enter_inf(&p, end, V_ASN1_UNIVERSAL, V_ASN1_SEQUENCE) ||   /* EncryptedContentInfo */
+	    !skip_def(&p, end, &tag, &cls) || tag != V_ASN1_OBJECT ||
+	    !skip_def(&p, end, &tag, &cls) || tag != V_ASN1_SEQUENCE)  /* the algorithm */
+		return NULL;
+	return (unsigned char *)p;
+}
+
+struct chunk {
+	size_t off, len; /* of a chunk's bytes in the DER */
+};
+
+/* A chunked encryptedContent (constructed [0], indefinite, of OCTET
+ * STRINGs, as CMS_STREAM and gpgsm write it) becomes one primitive [0] in
+ * place: OpenSSL then copies the ciphertext once while parsing, instead of
+ * gathering the chunks into a buffer that grows by re-allocation (up to
+ * 2.3 copies of the message at once). The chunks are packed towards the
+ * end of the content (moving right, last first), the new header goes
+ * before them and the few hundred bytes before it follow; the bytes after
+ * the content move left over its end-of-contents octets. The enclosing
+ * elements have indefinite lengths, so no length changes; the ciphertext
+ * and everything else keep their bytes. Returns where the DER now starts
+ * in der->data (der->len adjusted); 0 and nothing changed for any other
+ * shape, which the parser then judges as it is. */
+static size_t ber_flatten_econtent(struct sg_buf *der)
+{
+	unsigned char *d = der->data, *start = find_econtent(d, der->len);
+	const unsigned char *p = start, *end = d + der->len;
+	struct chunk *chunks = NULL;
+	size_t n = 0, total = 0, hlen, eoc, data_at, hdr_at, ret = 0;
+	int tag, cls;
+	bool cons, inf;
+	long len;
+
+	if (start == NULL || !tlv(&p, end, &tag, &cls, &cons, &inf, &len) || !cons || !inf ||
+	    tag != 0 || cls != V_ASN1_CONTEXT_SPECIFIC)
+		return 0;
+	for (const unsigned char *q = p; !(end - q >= 2 && q[0] == 0 && q[1] == 0); n++)
+		if (!tlv(&q, end, &tag, &cls, &cons, &inf, &len) || cons || inf ||
+		    tag != V_ASN1_OCTET_STRING || cls != V_ASN1_UNIVERSAL || len > end - q ||
+		    n > der->len / 64 + 16) /* many tiny chunks: not worth it */
+			return 0;
+		else
+			q += len;
+	if (n == 0)
+		return 0;
+	chunks = sg_calloc(n, sizeof(*chunks));
+	for (size_t i = 0; i < n; i++) {
+		(void)tlv(&p, end, &tag, &cls, &cons, &inf, &len); /* checked above */
+		chunks[i].off = (size_t)(p - d);
+		chunks[i].len = (size_t)len;
+		total += (size_t)len;
+		p += len;
+	}
+	eoc = (size_t)(p - d);
+	hlen = total < 0x80 ? 2 : total <= 0xff ? 3 : total <= 0xffff ? 4 : total <= 0xffffff ? 5 : 6;
+	if (total > 0xffffffffu || eoc - total < (size_t)(start - d) + hlen)
+		goto out;
+	data_at = eoc - total;
+	for (size_t i = n, at = eoc; i-- > 0;) {
+		at -= chunks[i].len;
+		memmove(d + at, d + chunks[i].off, chunks[i].len);
+	}
+	hdr_at = data_at - hlen;
+	d[hdr_at] = 0x80; /* [0] IMPLICIT OCTET STRING, primitive */
+	if (total < 0x80) {
+		d[hdr_at + 1] = (unsigned char)total;
+	} else {
+		d[hdr_at + 1] = (unsigned char)(0x80 | (hlen - 2));
+		for (size_t i = 2; i < hlen; i++)
+			d[hdr_at + i] = (unsigned char)(total >> (8 * (hlen - 1 - i)));
+	}
+	ret = hdr_at - (size_t)(start - d);
+	memmove(d + ret, d, (size_t)(start - d));
+	memmove(d + eoc, d + eoc + 2, der->len - eoc - 2);
+	der->len -= 2;
+out:
+	free(chunks);
+	return ret;
+}
+
 int sg_cms_decrypt_buf(struct sg_buf *der, struct sg_x509_key *const *keys, size_t n_keys,
 		       time_t now, struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
 		       enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	CMS_ContentInfo *cms = cms_parse(der->data, der->len);
+	size_t at = ber_flatten_econtent(der);
+	CMS_ContentInfo *cms = cms_parse(der->data + at, der->len - at);
 
 	/* the parsed structure holds its own copy of the ciphertext */
 	sg_buf_free(der);
