@@ -268,12 +268,14 @@ static OSSL_LIB_CTX *legacy_ctx;
 static void legacy_init(void)
 {
 	OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+	OSSL_PROVIDER *def = ctx != NULL ? OSSL_PROVIDER_load(ctx, "default") : NULL;
 
-	if (ctx != NULL && OSSL_PROVIDER_load(ctx, "default") != NULL &&
-	    OSSL_PROVIDER_load(ctx, "legacy") != NULL)
-		legacy_ctx = ctx;
-	else
+	if (def != NULL && OSSL_PROVIDER_load(ctx, "legacy") != NULL) {
+		legacy_ctx = ctx; /* kept for the life of the process */
+	} else {
+		OSSL_PROVIDER_unload(def);
 		OSSL_LIB_CTX_free(ctx);
+	}
 	ERR_clear_error();
 }
 
@@ -1398,6 +1400,20 @@ static int opaque_content(CMS_ContentInfo *cms, struct sg_buf *out,
 	return 1;
 }
 
+/* Detached content for CMS_verify behind a pass-through filter: given a
+ * memory BIO, OpenSSL 3.0 copies it into a BIO of its own, which it leaks
+ * when the SignedData names a digest it cannot set up. */
+static BIO *content_bio(const unsigned char *content, size_t len)
+{
+	BIO *mem = mem_bio(content, len), *f = mem != NULL ? BIO_new(BIO_f_null()) : NULL;
+
+	if (f == NULL) {
+		BIO_free(mem);
+		return NULL;
+	}
+	return BIO_push(f, mem);
+}
+
 int sg_cms_verify(const unsigned char *der, size_t der_len,
 		  const unsigned char *content, size_t content_len,
 		  struct sg_x509_key *const *anchors, size_t n_anchors, time_t now,
@@ -1433,7 +1449,7 @@ int sg_cms_verify(const unsigned char *der, size_t der_len,
 	if (content == NULL)
 		plain = sink_bio(content_out);
 	if (extra == NULL || (content == NULL && plain == NULL) ||
-	    (content != NULL && (dcont = mem_bio(content, content_len)) == NULL)) {
+	    (content != NULL && (dcont = content_bio(content, content_len)) == NULL)) {
 		fail(status_r, SG_CRYPTO_INTERNAL, err, "cms verify");
 		goto out;
 	}
@@ -1473,7 +1489,7 @@ out:
 	sk_X509_free(signers);
 	sk_X509_pop_free(embedded, X509_free);
 	sk_X509_free(extra);
-	BIO_free(dcont);
+	BIO_free_all(dcont);
 	BIO_free(plain);
 	CMS_ContentInfo_free(cms);
 	return ret;
