@@ -2,8 +2,10 @@
  * --key files or the key store's sealed secret keys; a one-line summary of
  * what was found goes to stderr. */
 #include "cli/cli.h"
+#include "config/config.h"
 #include "crypto/crypto.h"
 #include "crypto/pgp.h"
+#include "crypto/smime.h"
 #include "keys/keystore.h"
 #include "keys/secret.h"
 #include "mime/message.h"
@@ -24,17 +26,22 @@ struct unseal_opts {
 	size_t n_verify;
 	const char *passphrase_file;
 	struct sg_cli_store st;  /* without --key: the key store's secret keys */
+	const char *revocation; /* --revocation, else the config's smime_revocation */
+	char *crl_files;        /* --crl FILE..., joined */
 };
 
 static void unseal_usage(FILE *f)
 {
 	fprintf(f, "usage: sealgate unseal [--key FILE]... [--passphrase-file FILE] [--verify-key FILE]...\n"
 		   "                       [-c FILE | --state-dir DIR]\n"
-		   "                       [--master-key FILE | --master-passphrase-file FILE] < in.eml > out.eml\n"
+		   "                       [--master-key FILE | --master-passphrase-file FILE]\n"
+		   "                       [--crl FILE]... [--revocation off|crl|require] < in.eml > out.eml\n"
 		   "Decrypts with the secret keys (--key/--cert; without --key, the key store's\n"
 		   "secret keys that the message is addressed to, opened with the master key),\n"
 		   "verifies signatures against --verify-key (and --key) keys, or without them\n"
 		   "the stored keys of the From address; restores the protected Subject.\n"
+		   "S/MIME signer certificates are checked against CRLs: --crl (implies\n"
+		   "--revocation crl) and the config's smime_revocation/smime_crl_files/smime_crl_dir.\n"
 		   "Exit: 0 ok, 2 no key, 3 bad key, 4 signer key expired, 5 signer key revoked,\n"
 		   "6 wrong key, 7 tampered, 8 unknown signer, 9 bad signature, 10 unsupported,\n"
 		   "65 malformed input, 64 usage. With 9 nothing is written to stdout.\n");
@@ -56,6 +63,8 @@ static int unseal_parse(int argc, char **argv, struct unseal_opts *o)
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "master-key", required_argument, NULL, 'm' },
 		{ "master-passphrase-file", required_argument, NULL, 'M' },
+		{ "crl", required_argument, NULL, 'r' },
+		{ "revocation", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -71,6 +80,14 @@ static int unseal_parse(int argc, char **argv, struct unseal_opts *o)
 		case 'd': o->st.state_dir = optarg; break;
 		case 'm': o->st.master_key = optarg; break;
 		case 'M': o->st.master_pass_file = optarg; break;
+		case 'r': {
+			char *joined = sg_asprintf("%s%s%s", o->crl_files != NULL ? o->crl_files : "",
+						   o->crl_files != NULL ? " " : "", optarg);
+			free(o->crl_files);
+			o->crl_files = joined;
+			break;
+		}
+		case 'R': o->revocation = optarg; break;
 		case 'h': unseal_usage(stdout); return 0;
 		default: unseal_usage(stderr); return -1;
 		}
@@ -110,6 +127,31 @@ static void summary(const struct sg_unseal_result *res)
 		res->authenticated ? "yes" : "no", sig_name(res->sig), res->signer != NULL ? " by " : "",
 		res->signer != NULL ? res->signer : "", res->warning != NULL ? "; warning: " : "",
 		res->warning != NULL ? res->warning : "");
+}
+
+/* CRLs from the config (-c) and the command line; 1 ok, -1 printed. */
+static int load_revocation(const struct unseal_opts *o, struct sg_smime_revocation **rev_r)
+{
+	struct sg_config cfg;
+	struct sg_error err = SG_ERROR_INIT;
+	int r;
+
+	sg_config_defaults(&cfg);
+	r = o->st.config != NULL ? sg_config_load(&cfg, o->st.config, &err) : 1;
+	if (r > 0) {
+		const char *mode = o->revocation != NULL ? o->revocation
+				   : o->crl_files != NULL && strcmp(cfg.smime_revocation, "off") == 0
+				   ? "crl" : cfg.smime_revocation;
+		char *files = sg_asprintf("%s %s", cfg.smime_crl_files,
+					  o->crl_files != NULL ? o->crl_files : "");
+		r = sg_smime_revocation_load(mode, files, cfg.smime_crl_dir, rev_r, &err);
+		free(files);
+	}
+	if (r < 0)
+		fprintf(stderr, "sealgate unseal: %s\n", sg_error_msg(&err));
+	sg_error_clear(&err);
+	sg_config_clear(&cfg);
+	return r < 0 ? -1 : 1;
 }
 
 /* ---- keys from the key store ---- */
@@ -216,7 +258,7 @@ static void store_verify_keys(struct unseal_opts *o, const struct sg_msg_view *v
 }
 
 static int unseal_run(const struct sg_buf *in, struct sg_key **keys, size_t n_keys, struct sg_key **vkeys,
-		      size_t n_v)
+		      size_t n_v, const struct sg_smime_revocation *rev)
 {
 	struct sg_buf out;
 	struct sg_error err = SG_ERROR_INIT;
@@ -226,7 +268,7 @@ static int unseal_run(const struct sg_buf *in, struct sg_key **keys, size_t n_ke
 
 	memset(&res, 0, sizeof(res));
 	sg_buf_init(&out, (size_t)1 << 30);
-	struct sg_unseal_req req = { keys, n_keys, vkeys, n_v };
+	struct sg_unseal_req req = { keys, n_keys, vkeys, n_v, rev };
 	int quiet = sg_cli_quiet_begin();
 	int r = sg_unseal(in->data, in->len, &req, &out, &res, &st, &err);
 	sg_cli_quiet_end(quiet);
@@ -270,6 +312,7 @@ int cmd_unseal(int argc, char **argv)
 	struct unseal_opts o;
 	struct sg_key **keys = NULL, **vkeys = NULL;
 	struct sg_buf in;
+	struct sg_smime_revocation *rev = NULL;
 	int code, r;
 
 	memset(&o, 0, sizeof(o));
@@ -300,8 +343,14 @@ int cmd_unseal(int argc, char **argv)
 		code = -r;
 		goto out;
 	}
-	code = unseal_run(&in, keys, o.n_keys, vkeys, o.n_verify);
+	if (load_revocation(&o, &rev) < 0) {
+		code = SG_EXIT_USAGE;
+		goto out;
+	}
+	code = unseal_run(&in, keys, o.n_keys, vkeys, o.n_verify, rev);
 out:
+	sg_smime_revocation_free(&rev);
+	free(o.crl_files);
 	sg_cli_free_keys(keys, o.n_keys);
 	sg_cli_free_keys(vkeys, o.n_verify);
 	sg_cli_store_close(&o.st);

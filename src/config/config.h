@@ -60,6 +60,9 @@ struct sg_config {
 	bool policy_sign;        /* sign outbound with the sender's stored private key */
 	char *authserv_id;       /* Authentication-Results authserv-id; "" = hostname */
 	char *smime_trust_anchors; /* PEM CA certificate files, space separated */
+	char *smime_revocation;    /* "off", "crl" or "require" (crypto/smime.h) */
+	char *smime_crl_files;     /* PEM/DER CRL files, space separated */
+	char *smime_crl_dir;       /* directory of CRL files, "" = none */
 	bool inbound_verify;     /* verify signatures on the inbound listeners */
 	/* Outbound: the content filter and encrypted submission (doc/policy.md). */
 	unsigned policy_key_cache_ttl; /* seconds a loaded key is reused, 0 = never */

@@ -49,12 +49,41 @@ enum sg_cms_kind {
 /* What a DER blob is: an sg_cms_kind, or 0 if none of those / not CMS. */
 int sg_cms_kind(const unsigned char *der, size_t len);
 
-/* Encrypt data to every recipient certificate (borrowed). DER appended to
- * der_out. 1 ok; -1 with status_r/err. */
+/* Encrypt data to every recipient certificate (borrowed). BER
+ * (indefinite-length, as CMS_STREAM writes it) appended to der_out.
+ * 1 ok; -1 with status_r/err. */
 int sg_cms_encrypt(const unsigned char *data, size_t len,
 		   struct sg_x509_key *const *recips, size_t n_recips,
 		   enum sg_cms_cipher cipher, struct sg_buf *der_out,
 		   enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
+
+/* Streaming: content goes in by pieces (sg_cms_write), the encoding is
+ * appended to out as it is produced, raw or (base64) as RFC 2045 base64 in
+ * 76-character CRLF lines. Nothing whole is buffered but a detached
+ * signature. sg_cms_finish completes and frees the writer; on any failure
+ * (and sg_cms_writer_free before finishing) out is rolled back to its
+ * length at begin. out must outlive the writer. */
+struct sg_cms_writer;
+int sg_cms_encrypt_begin(struct sg_x509_key *const *recips, size_t n_recips,
+			 enum sg_cms_cipher cipher, bool base64, struct sg_buf *out,
+			 struct sg_cms_writer **w_r, enum sg_crypto_status *status_r,
+			 struct sg_error *err) SG_WARN_UNUSED;
+/* SignedData, SHA-256: detached gives DER once finished (for
+ * multipart/signed), opaque streams BER with the content inside. */
+int sg_cms_sign_begin(const struct sg_x509_key *signer, bool detached, bool base64,
+		      struct sg_buf *out, struct sg_cms_writer **w_r,
+		      enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
+int sg_cms_write(struct sg_cms_writer *w, const void *data, size_t len,
+		 struct sg_error *err) SG_WARN_UNUSED;
+int sg_cms_finish(struct sg_cms_writer **w, enum sg_crypto_status *status_r,
+		  struct sg_error *err) SG_WARN_UNUSED;
+void sg_cms_writer_free(struct sg_cms_writer **w);
+
+/* Bytes per base64 line: 57 bytes make 76 characters (RFC 2045 s6.8). */
+#define SG_B64_LINE_BYTES 57
+/* data as base64 in 76-character CRLF lines, appended to out; 0 when out
+ * is full. */
+int sg_base64_lines_append(const void *data, size_t len, struct sg_buf *out) SG_WARN_UNUSED;
 
 struct sg_cms_decrypt_info {
 	bool authenticated;        /* AuthEnvelopedData tag checked */
@@ -71,6 +100,12 @@ int sg_cms_decrypt(const unsigned char *der, size_t len,
 		   struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
 		   enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
 
+/* The same with the DER in der, which is freed as soon as it is parsed
+ * (one copy of a large message less while decrypting). */
+int sg_cms_decrypt_buf(struct sg_buf *der, struct sg_x509_key *const *keys, size_t n_keys,
+		       time_t now, struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
+		       enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
+
 /* SignedData with SHA-256 (RFC 5652 s5, RFC 8551 s2.5 attributes).
  * detached: eContent omitted (for multipart/signed). 1 ok; -1. */
 int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key *signer,
@@ -78,20 +113,43 @@ int sg_cms_sign(const unsigned char *data, size_t len, const struct sg_x509_key 
 		enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
 
 struct sg_cms_verify_info {
-	enum sg_sig_status sig;    /* VALID, BAD, UNKNOWN_SIGNER, KEY_EXPIRED */
+	enum sg_sig_status sig;    /* VALID, BAD, UNKNOWN_SIGNER, KEY_EXPIRED, KEY_REVOKED */
 	char *signer;              /* e-mail or subject of the signer cert; owned */
+	char *detail;              /* why the chain did not verify (OpenSSL's reason and the
+				    * certificate), NULL when it did; owned */
 };
+
+/* Certificate revocation for signature verification: CRLs (RFC 5280 s5).
+ * off: none; crl: checked against the CRLs held, a certificate whose
+ * issuer has none passes; require: every certificate of the chain needs a
+ * current CRL from its issuer, else the signer is not trusted (the reason
+ * says "unable to get certificate CRL"). */
+enum sg_smime_revocation_mode {
+	SG_REVOCATION_OFF = 0,
+	SG_REVOCATION_CRL,
+	SG_REVOCATION_REQUIRE,
+};
+struct sg_smime_revocation;
+/* mode: "off", "crl" or "require"; crl_files: PEM/DER CRL files, space
+ * separated (may be NULL or empty); crl_dir: every regular file in it is
+ * read as CRLs (NULL or empty: none). A file without a CRL is an error. */
+int sg_smime_revocation_load(const char *mode, const char *crl_files, const char *crl_dir,
+			     struct sg_smime_revocation **rev_r, struct sg_error *err) SG_WARN_UNUSED;
+enum sg_smime_revocation_mode sg_smime_revocation_mode(const struct sg_smime_revocation *rev);
+void sg_smime_revocation_free(struct sg_smime_revocation **rev);
 
 /* Verify SignedData DER. content/content_len: the detached content (NULL
  * for opaque, whose content is then appended to content_out unless the
  * signature is BAD: the bytes are intact even when the signer is unknown). anchors: trusted certificates (borrowed); the chain
- * is built from them plus certificates in the SignedData. Returns 1 when
+ * is built from them plus certificates in the SignedData and checked
+ * against rev's CRLs (NULL: no revocation check). Returns 1 when
  * the structure was parsed (info_r->sig says the verdict), -1 with status_r
  * MALFORMED/INTERNAL otherwise. Free info_r->signer with
  * sg_cms_verify_info_clear(). */
 int sg_cms_verify(const unsigned char *der, size_t der_len,
 		  const unsigned char *content, size_t content_len,
 		  struct sg_x509_key *const *anchors, size_t n_anchors, time_t now,
+		  const struct sg_smime_revocation *rev,
 		  struct sg_buf *content_out, struct sg_cms_verify_info *info_r,
 		  enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
 void sg_cms_verify_info_clear(struct sg_cms_verify_info *info);

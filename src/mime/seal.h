@@ -11,6 +11,8 @@
 #include "util/buf.h"
 #include "util/error.h"
 
+struct sg_smime_revocation;
+
 enum sg_seal_format { SG_SEAL_PGP = 1, SG_SEAL_SMIME = 2 };
 
 struct sg_seal_req {
@@ -47,6 +49,8 @@ struct sg_unseal_req {
 	size_t n_keys;
 	struct sg_key *const *verify_keys; /* known signers' keys / S/MIME trust anchors */
 	size_t n_verify_keys;
+	/* S/MIME: CRLs to check signer chains against (crypto/smime.h); NULL: none */
+	const struct sg_smime_revocation *smime_revocation;
 };
 
 struct sg_unseal_result {

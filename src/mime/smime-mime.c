@@ -4,7 +4,9 @@
 #include "mime/message.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/secret.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +16,7 @@
 #define SMIME_MAX (256u * 1024u * 1024u) /* working buffers; the spool caps messages earlier */
 #define MAX_NESTING 4                    /* signed inside encrypted inside ... */
 
-/* ---- base64 with 76-character CRLF lines (RFC 2045 s6.8) ---- */
+/* ---- base64 (RFC 2045 s6.8); encoding is sg_base64_lines_append ---- */
 
 static int put(struct sg_buf *out, const void *p, size_t n, struct sg_error *err)
 {
@@ -27,35 +29,6 @@ static int put(struct sg_buf *out, const void *p, size_t n, struct sg_error *err
 
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_encode(const unsigned char *p, size_t len, struct sg_buf *out, struct sg_error *err)
-{
-	char line[80];
-	size_t n = 0;
-
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		size_t left = len - i;
-		if (left > 1)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (left > 2)
-			v |= p[i + 2];
-		line[n++] = b64[(v >> 18) & 63];
-		line[n++] = b64[(v >> 12) & 63];
-		line[n++] = left > 1 ? b64[(v >> 6) & 63] : '=';
-		line[n++] = left > 2 ? b64[v & 63] : '=';
-		if (n == 76 || i + 3 >= len) {
-			line[n++] = '\r';
-			line[n++] = '\n';
-			if (!sg_buf_append(out, line, n)) {
-				sg_error_set(err, "sealed message too large");
-				return -1;
-			}
-			n = 0;
-		}
-	}
-	return 1;
-}
 
 /* Decode, skipping line ends and blanks; anything else is malformed. */
 static int b64_decode(const unsigned char *p, size_t len, struct sg_buf *out, struct sg_error *err)
@@ -99,8 +72,18 @@ static int b64_decode(const unsigned char *p, size_t len, struct sg_buf *out, st
 
 /* ---- helpers ---- */
 
-/* A multipart boundary that does not occur in the content (RFC 2046 s5.1.1). */
-static char *make_boundary(const unsigned char *content, size_t len)
+/* The content being signed or encrypted: the inner entity's header block
+ * (built here) and its body, by reference into the message: never copied
+ * whole. */
+struct content {
+	struct sg_buf hdr;
+	const unsigned char *body;
+	size_t body_len;
+};
+
+/* A multipart boundary that occurs in neither piece (RFC 2046 s5.1.1); the
+ * header piece ends in CRLF CRLF, so none can straddle the two. */
+static char *make_boundary(const struct content *c)
 {
 	for (;;) {
 		unsigned char rnd[12];
@@ -109,7 +92,8 @@ static char *make_boundary(const unsigned char *content, size_t len)
 		char *b = sg_asprintf("=-smime-%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x",
 				      rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6],
 				      rnd[7], rnd[8], rnd[9], rnd[10], rnd[11]);
-		if (memmem(content, len, b, strlen(b)) == NULL)
+		if (memmem(c->hdr.data, c->hdr.len, b, strlen(b)) == NULL &&
+		    memmem(c->body, c->body_len, b, strlen(b)) == NULL)
 			return b;
 		free(b);
 	}
@@ -140,84 +124,118 @@ static struct sg_x509_key **x509_array(struct sg_key *const *keys, size_t n, boo
 
 /* ---- seal ---- */
 
-/* A MIME entity under construction: its Content-* fields and its body. */
-struct entity {
-	struct sg_buf fields;
-	struct sg_buf body;
+/* Where an entity's bytes go: straight into the message, or through a
+ * CMS writer (encrypt) that base64-encodes into the message. */
+struct dest {
+	struct sg_buf *buf;
+	struct sg_cms_writer *w;
 };
 
-static void entity_init(struct entity *e)
+static int dest_put(struct dest *d, const void *p, size_t n, struct sg_error *err)
 {
-	sg_buf_init(&e->fields, 64 * 1024);
-	sg_buf_init(&e->body, SMIME_MAX);
+	return d->w != NULL ? sg_cms_write(d->w, p, n, err) : put(d->buf, p, n, err);
 }
 
-static void entity_free(struct entity *e)
+static int dest_printf(struct dest *d, struct sg_error *err, const char *fmt, ...) SG_PRINTF(3, 4);
+
+static int dest_printf(struct dest *d, struct sg_error *err, const char *fmt, ...)
 {
-	sg_buf_free(&e->fields);
-	sg_buf_free_secret(&e->body);
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = sg_vasprintf(fmt, ap);
+	va_end(ap);
+	int r = dest_put(d, s, strlen(s), err);
+	free(s);
+	return r;
 }
 
-/* fields + blank line + body, as one entity to sign or encrypt. */
-static int entity_bytes(const struct entity *e, struct sg_buf *out, struct sg_error *err)
+static int put_content(struct dest *d, const struct content *c, struct sg_error *err)
 {
-	if (put(out, e->fields.data, e->fields.len, err) < 0 || put(out, "\r\n", 2, err) < 0)
+	if (dest_put(d, c->hdr.data, c->hdr.len, err) < 0)
 		return -1;
-	return put(out, e->body.data, e->body.len, err);
+	return dest_put(d, c->body, c->body_len, err);
 }
 
-static int pkcs7_entity(const char *smime_type, const char *file, const struct sg_buf *der,
-			struct entity *e, struct sg_error *err)
+static char *pkcs7_fields(const char *smime_type)
 {
-	if (!sg_buf_printf(&e->fields,
-			   "Content-Type: application/pkcs7-mime; smime-type=%s;\r\n"
-			   " name=\"%s\"\r\n"
+	return sg_asprintf("Content-Type: application/pkcs7-mime; smime-type=%s;\r\n"
+			   " name=\"smime.p7m\"\r\n"
 			   "Content-Transfer-Encoding: base64\r\n"
-			   "Content-Disposition: attachment; filename=\"%s\"\r\n",
-			   smime_type, file, file)) {
-		sg_error_set(err, "header too large");
+			   "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n",
+			   smime_type);
+}
+
+/* A signature prepared before anything is written: its entity's fields
+ * and, for multipart/signed, the detached SignedData (RFC 8551 s3.5.3). */
+struct signature {
+	char *fields;
+	char *boundary;     /* NULL: opaque */
+	struct sg_buf der;
+};
+
+static void signature_clear(struct signature *sig)
+{
+	free(sig->fields);
+	free(sig->boundary);
+	sg_buf_free(&sig->der);
+	memset(sig, 0, sizeof(*sig));
+}
+
+static int signature_prepare(const struct content *c, const struct sg_x509_key *signer,
+			     bool opaque, struct signature *sig,
+			     enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	struct sg_cms_writer *w = NULL;
+
+	sg_buf_init(&sig->der, SMIME_MAX);
+	if (opaque) {
+		sig->fields = pkcs7_fields("signed-data");
+		return 1;
+	}
+	if (sg_cms_sign_begin(signer, true, false, &sig->der, &w, status_r, err) < 0)
+		return -1;
+	if (sg_cms_write(w, c->hdr.data, c->hdr.len, err) < 0 ||
+	    sg_cms_write(w, c->body, c->body_len, err) < 0) {
+		*status_r = SG_CRYPTO_INTERNAL;
+		sg_cms_writer_free(&w);
 		return -1;
 	}
-	return b64_encode(der->data, der->len, &e->body, err);
+	if (sg_cms_finish(&w, status_r, err) < 0)
+		return -1;
+	sig->boundary = make_boundary(c);
+	sig->fields = sg_asprintf("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n"
+				  " micalg=sha-256; boundary=\"%s\"\r\n", sig->boundary);
+	return 1;
 }
 
-/* RFC 8551 s3.5.3: multipart/signed with the content byte for byte as the
- * first part and the detached SignedData as the second. */
-static int sign_entity(const struct sg_buf *content, const struct sg_x509_key *signer, bool opaque,
-		       struct entity *e, enum sg_crypto_status *status_r, struct sg_error *err)
+/* The body of the multipart/signed entity: the content byte for byte as
+ * the first part, the detached SignedData as the second. */
+static int put_signed_body(struct dest *d, const struct content *c, const struct signature *sig,
+			   struct sg_error *err)
 {
-	struct sg_buf der;
-	char *boundary = NULL;
+	struct sg_buf sigtext;
 	int ret = -1;
 
-	sg_buf_init(&der, SMIME_MAX);
-	if (sg_cms_sign(content->data, content->len, signer, !opaque, &der, status_r, err) < 0)
+	sg_buf_init(&sigtext, SMIME_MAX);
+	if (dest_printf(d, err, "This is a cryptographically signed message in MIME format.\r\n"
+			"\r\n--%s\r\n", sig->boundary) < 0 ||
+	    put_content(d, c, err) < 0 ||
+	    dest_printf(d, err, "\r\n--%s\r\n"
+			"Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n"
+			"Content-Transfer-Encoding: base64\r\n"
+			"Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n",
+			sig->boundary) < 0)
 		goto out;
-	*status_r = SG_CRYPTO_INTERNAL;
-	if (opaque) {
-		ret = pkcs7_entity("signed-data", "smime.p7m", &der, e, err);
-		goto out;
-	}
-	boundary = make_boundary(content->data, content->len);
-	if (!sg_buf_printf(&e->fields,
-			   "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n"
-			   " micalg=sha-256; boundary=\"%s\"\r\n", boundary) ||
-	    !sg_buf_printf(&e->body, "This is a cryptographically signed message in MIME format.\r\n"
-			   "\r\n--%s\r\n", boundary) ||
-	    put(&e->body, content->data, content->len, err) < 0 ||
-	    !sg_buf_printf(&e->body, "\r\n--%s\r\n"
-			   "Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n"
-			   "Content-Transfer-Encoding: base64\r\n"
-			   "Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n", boundary) ||
-	    b64_encode(der.data, der.len, &e->body, err) < 0 ||
-	    !sg_buf_printf(&e->body, "--%s--\r\n", boundary)) {
-		sg_error_set(err, "signed message too large");
+	if (!sg_base64_lines_append(sig->der.data, sig->der.len, &sigtext)) {
+		sg_error_set(err, "signature too large");
 		goto out;
 	}
+	if (dest_put(d, sigtext.data, sigtext.len, err) < 0 ||
+	    dest_printf(d, err, "--%s--\r\n", sig->boundary) < 0)
+		goto out;
 	ret = 1;
 out:
-	free(boundary);
-	sg_buf_free(&der);
+	sg_buf_free(&sigtext);
 	return ret;
 }
 
@@ -239,66 +257,100 @@ static int check_keys(struct sg_x509_key *const *recips, size_t n, const struct 
 	return 1;
 }
 
+/* Encrypt (RFC 8551 s3.3), signed first when sig is set (s3.7): the
+ * entity streams through the CMS writer into out as base64. */
+static int seal_encrypted(const struct content *c, const struct signature *sig,
+			  const struct sg_seal_req *req, struct sg_x509_key *const *recips,
+			  size_t n_recips, struct sg_buf *out,
+			  enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	struct dest d = { .buf = out };
+
+	if (sg_cms_encrypt_begin(recips, n_recips,
+				 req->smime_gcm ? SG_CMS_AES256_GCM : SG_CMS_AES256_CBC, true, out,
+				 &d.w, status_r, err) < 0)
+		return -1;
+	*status_r = SG_CRYPTO_INTERNAL;
+	if (sig != NULL && (dest_put(&d, sig->fields, strlen(sig->fields), err) < 0 ||
+			    dest_put(&d, "\r\n", 2, err) < 0 || put_signed_body(&d, c, sig, err) < 0))
+		goto fail;
+	if (sig == NULL && put_content(&d, c, err) < 0)
+		goto fail;
+	return sg_cms_finish(&d.w, status_r, err);
+fail:
+	sg_cms_writer_free(&d.w);
+	return -1;
+}
+
+/* Sign only: multipart/signed, or opaque signed-data streamed as base64. */
+static int seal_signed(const struct content *c, const struct signature *sig,
+		       const struct sg_x509_key *signer, struct sg_buf *out,
+		       enum sg_crypto_status *status_r, struct sg_error *err)
+{
+	struct dest d = { .buf = out };
+
+	if (sig->boundary != NULL)
+		return put_signed_body(&d, c, sig, err);
+	if (sg_cms_sign_begin(signer, false, true, out, &d.w, status_r, err) < 0)
+		return -1;
+	*status_r = SG_CRYPTO_INTERNAL;
+	if (put_content(&d, c, err) < 0) {
+		sg_cms_writer_free(&d.w);
+		return -1;
+	}
+	return sg_cms_finish(&d.w, status_r, err);
+}
+
 static int seal_view(const struct sg_msg_view *v, const struct sg_seal_req *req,
 		     struct sg_x509_key *const *recips, size_t n_recips,
 		     const struct sg_x509_key *signer, struct sg_buf *out,
 		     enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	struct sg_buf inner, der, subject;
-	struct entity signed_e, enc_e;
-	const struct entity *top;
+	struct content c = { .body = v->data + v->body_off, .body_len = v->len - v->body_off };
+	struct signature sig = { 0 };
+	struct sg_buf subject;
+	const size_t saved = out->len;
 	bool encrypt = n_recips > 0;
+	char *fields = NULL;
 	int ret = -1;
 
-	sg_buf_init(&inner, SMIME_MAX);
-	sg_buf_init(&der, SMIME_MAX);
+	sg_buf_init(&c.hdr, 1024 * 1024);
 	sg_buf_init(&subject, 64 * 1024);
-	entity_init(&signed_e);
-	entity_init(&enc_e);
 	*status_r = SG_CRYPTO_INTERNAL;
 	/* header protection only where the headers get hidden */
-	if (sg_msg_build_inner(v, encrypt, &inner, err) < 0)
+	if (sg_msg_build_inner_header(v, encrypt, &c.hdr, err) < 0)
 		goto out;
-	if (signer != NULL) {
-		if (sign_entity(&inner, signer, req->smime_opaque && !encrypt, &signed_e,
-				status_r, err) < 0)
-			goto out;
-		/* sign-then-encrypt (RFC 8551 s3.7): the signed entity is the payload */
-		sg_buf_reset(&inner);
-		if (entity_bytes(&signed_e, &inner, err) < 0)
-			goto out;
-	}
-	top = &signed_e;
+	if (signer != NULL &&
+	    signature_prepare(&c, signer, req->smime_opaque && !encrypt, &sig, status_r, err) < 0)
+		goto out;
+	*status_r = SG_CRYPTO_INTERNAL;
 	if (encrypt) {
-		if (sg_cms_encrypt(inner.data, inner.len, recips, n_recips,
-				   req->smime_gcm ? SG_CMS_AES256_GCM : SG_CMS_AES256_CBC,
-				   &der, status_r, err) < 0)
-			goto out;
-		/* large messages: keep at most two copies alive at a time */
-		sg_buf_free_secret(&inner);
-		entity_free(&signed_e);
-		entity_init(&signed_e);
-		*status_r = SG_CRYPTO_INTERNAL;
-		if (pkcs7_entity(req->smime_gcm ? "authEnveloped-data" : "enveloped-data",
-				 "smime.p7m", &der, &enc_e, err) < 0 ||
-		    sg_msg_make_subject(req->neutral_subject != NULL ? req->neutral_subject : "...",
+		fields = pkcs7_fields(req->smime_gcm ? "authEnveloped-data" : "enveloped-data");
+		if (sg_msg_make_subject(req->neutral_subject != NULL ? req->neutral_subject : "...",
 					&subject, err) < 0)
 			goto out;
-		sg_buf_free(&der);
-		top = &enc_e;
 	}
+	/* the outer header first, then the body streams in after it */
 	if (sg_msg_build_outer(v, encrypt ? subject.data : NULL, subject.len,
-			       sg_buf_str(&top->fields), true, out, err) < 0 ||
-	    put(out, top->body.data, top->body.len, err) < 0)
+			       encrypt ? fields : sig.fields, true, out, err) < 0)
 		goto out;
-	*status_r = SG_CRYPTO_OK;
-	ret = 1;
+	if (encrypt)
+		ret = seal_encrypted(&c, signer != NULL ? &sig : NULL, req, recips, n_recips, out,
+				     status_r, err);
+	else
+		ret = seal_signed(&c, &sig, signer, out, status_r, err);
+	if (ret > 0)
+		*status_r = SG_CRYPTO_OK;
 out:
-	sg_buf_free_secret(&inner);
-	sg_buf_free(&der);
+	if (ret < 0 && out->len > saved) {
+		sg_memwipe(out->data + saved, out->len - saved);
+		out->len = saved;
+		out->data[saved] = '\0';
+	}
+	free(fields);
+	signature_clear(&sig);
+	sg_buf_free(&c.hdr);
 	sg_buf_free(&subject);
-	entity_free(&signed_e);
-	entity_free(&enc_e);
 	return ret;
 }
 
@@ -388,6 +440,7 @@ struct unseal_ctx {
 	struct sg_x509_key **anchors;
 	size_t n_anchors;
 	time_t now;
+	const struct sg_smime_revocation *rev;
 	struct sg_unseal_result *res;
 };
 
@@ -414,13 +467,19 @@ static void add_warning(struct sg_unseal_result *res, const char *w)
 	res->warning = joined;
 }
 
-static int do_decrypt(struct unseal_ctx *c, const struct sg_buf *der, struct sg_buf *next,
+/* One layer's bytes: the input, a part of a layer, or what a layer
+ * decrypted into a buffer. */
+struct span {
+	const unsigned char *p;
+	size_t len;
+};
+
+static int do_decrypt(struct unseal_ctx *c, struct sg_buf *der, struct sg_buf *next,
 		      enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	struct sg_cms_decrypt_info info;
 
-	if (sg_cms_decrypt(der->data, der->len, c->keys, c->n_keys, c->now, next, &info,
-			   status_r, err) < 0)
+	if (sg_cms_decrypt_buf(der, c->keys, c->n_keys, c->now, next, &info, status_r, err) < 0)
 		return -1;
 	c->res->was_encrypted = true;
 	c->res->authenticated = info.authenticated;
@@ -441,6 +500,11 @@ static int take_verdict(struct unseal_ctx *c, struct sg_cms_verify_info *vi)
 	free(c->res->signer);
 	c->res->signer = vi->signer;
 	vi->signer = NULL;
+	if (vi->detail != NULL && vi->sig != SG_SIG_VALID) {
+		char *w = sg_asprintf("signer certificate: %s", vi->detail);
+		add_warning(c->res, w);
+		free(w);
+	}
 	return vi->sig == SG_SIG_BAD ? 2 : 1;
 }
 
@@ -449,7 +513,7 @@ static int do_verify_opaque(struct unseal_ctx *c, const struct sg_buf *der, stru
 {
 	struct sg_cms_verify_info vi;
 	int r = sg_cms_verify(der->data, der->len, NULL, 0, c->anchors, c->n_anchors, c->now,
-			      next, &vi, status_r, err);
+			      c->rev, next, &vi, status_r, err);
 	if (r > 0)
 		r = take_verdict(c, &vi);
 	sg_cms_verify_info_clear(&vi);
@@ -457,9 +521,10 @@ static int do_verify_opaque(struct unseal_ctx *c, const struct sg_buf *der, stru
 }
 
 /* multipart/signed: part 1 is the content byte for byte, part 2 the
- * detached SignedData (RFC 8551 s3.5.3). */
+ * detached SignedData (RFC 8551 s3.5.3). The next layer is part 1 where
+ * it lies: no copy. */
 static int do_verify_detached(struct unseal_ctx *c, const struct sg_msg_view *v,
-			      const char *boundary, struct sg_buf *next,
+			      const char *boundary, struct span *next,
 			      enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	const unsigned char *body = v->data + v->body_off;
@@ -482,12 +547,11 @@ static int do_verify_detached(struct unseal_ctx *c, const struct sg_msg_view *v,
 	    entity_der(&sv, &der, err) < 0)
 		goto out;
 	if (sg_cms_verify(der.data, der.len, body + parts[0].off, parts[0].len, c->anchors,
-			  c->n_anchors, c->now, NULL, &vi, status_r, err) < 0)
+			  c->n_anchors, c->now, c->rev, NULL, &vi, status_r, err) < 0)
 		goto out;
 	ret = take_verdict(c, &vi);
-	*status_r = SG_CRYPTO_INTERNAL;
-	if (ret == 1 && put(next, body + parts[0].off, parts[0].len, err) < 0)
-		ret = -1;
+	next->p = body + parts[0].off;
+	next->len = parts[0].len;
 out:
 	sg_cms_verify_info_clear(&vi);
 	sg_buf_free(&der);
@@ -500,10 +564,11 @@ static bool is_pkcs7(const struct sg_msg_ctype *ct, const char *sub)
 	return sg_msg_ctype_is(ct, "application", sub);
 }
 
-/* Peel one S/MIME layer off cur into next: 1 done, 0 cur is not S/MIME,
- * 2 a signature is BAD (stop, release nothing). */
-static int peel(struct unseal_ctx *c, const struct sg_buf *cur, struct sg_buf *next,
-		enum sg_crypto_status *status_r, struct sg_error *err)
+/* Peel one S/MIME layer off cur: 1 done (*next_r is the next layer, in
+ * spare or inside cur), 0 cur is not S/MIME, 2 a signature is BAD (stop,
+ * release nothing). */
+static int peel(struct unseal_ctx *c, struct span cur, struct sg_buf *spare,
+		struct span *next_r, enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	struct sg_msg_view v;
 	struct sg_msg_ctype ct = { 0 };
@@ -512,12 +577,12 @@ static int peel(struct unseal_ctx *c, const struct sg_buf *cur, struct sg_buf *n
 
 	sg_buf_init(&der, SMIME_MAX);
 	*status_r = SG_CRYPTO_MALFORMED;
-	if (sg_msg_split(cur->data, cur->len, &v, err) < 0 || sg_msg_get_ctype(&v, &ct, err) < 0)
+	if (sg_msg_split(cur.p, cur.len, &v, err) < 0 || sg_msg_get_ctype(&v, &ct, err) < 0)
 		goto out;
 	if (sg_msg_ctype_is(&ct, "multipart", "signed") && ct.protocol != NULL &&
 	    (strcasecmp(ct.protocol, "application/pkcs7-signature") == 0 ||
 	     strcasecmp(ct.protocol, "application/x-pkcs7-signature") == 0)) {
-		ret = do_verify_detached(c, &v, ct.boundary, next, status_r, err);
+		ret = do_verify_detached(c, &v, ct.boundary, next_r, status_r, err);
 		goto out;
 	}
 	if (!is_pkcs7(&ct, "pkcs7-mime") && !is_pkcs7(&ct, "x-pkcs7-mime")) {
@@ -530,15 +595,17 @@ static int peel(struct unseal_ctx *c, const struct sg_buf *cur, struct sg_buf *n
 	switch (sg_cms_kind(der.data, der.len)) {
 	case SG_CMS_KIND_ENVELOPED:
 	case SG_CMS_KIND_AUTH_ENVELOPED:
-		ret = do_decrypt(c, &der, next, status_r, err);
+		ret = do_decrypt(c, &der, spare, status_r, err);
 		break;
 	case SG_CMS_KIND_SIGNED:
-		ret = do_verify_opaque(c, &der, next, status_r, err);
+		ret = do_verify_opaque(c, &der, spare, status_r, err);
 		break;
 	default:
 		sg_error_set(err, "application/pkcs7-mime body is not a CMS object we read");
 		ret = -1;
 	}
+	next_r->p = spare->data;
+	next_r->len = spare->len;
 out:
 	sg_msg_ctype_clear(&ct);
 	sg_buf_free(&der);
@@ -547,7 +614,7 @@ out:
 
 /* The unsealed message: original outer fields, with the Content-* fields
  * (and a protected Subject) of the innermost entity, then its body. */
-static int rebuild(const struct sg_msg_view *outer, const struct sg_buf *inner, struct sg_buf *out,
+static int rebuild(const struct sg_msg_view *outer, struct span inner, struct sg_buf *out,
 		   struct sg_error *err)
 {
 	struct sg_msg_view iv;
@@ -556,7 +623,7 @@ static int rebuild(const struct sg_msg_view *outer, const struct sg_buf *inner, 
 	int ret = -1, prot;
 
 	sg_buf_init(&content, 64 * 1024);
-	if (sg_msg_split(inner->data, inner->len, &iv, err) < 0 ||
+	if (sg_msg_split(inner.p, inner.len, &iv, err) < 0 ||
 	    (prot = sg_msg_unprotect_inner(&iv, &content, &subj, err)) < 0)
 		goto out;
 	if (sg_msg_build_outer(outer, prot == 1 ? subj.raw : NULL, prot == 1 ? subj.raw_len : 0,
@@ -569,27 +636,35 @@ out:
 	return ret;
 }
 
+/* Peel every layer, alternating two buffers for what decrypting or
+ * opaque verifying produces (a detached signature's content stays where
+ * it is); the one no longer referenced is wiped and freed at once. */
 static int unseal_layers(struct unseal_ctx *c, const struct sg_msg_view *v, struct sg_buf *out,
 			 enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	struct sg_buf cur, next;
-	int layers = 0, ret = -1, r;
+	struct sg_buf bufs[2];
+	struct span cur = { v->data, v->len }, next;
+	const size_t saved = out->len;
+	int layers = 0, holder = -1, ret = -1, r;
 
-	sg_buf_init(&cur, SMIME_MAX);
-	sg_buf_init(&next, SMIME_MAX);
-	*status_r = SG_CRYPTO_INTERNAL;
-	if (put(&cur, v->data, v->len, err) < 0)
-		goto out;
-	while ((r = peel(c, &cur, &next, status_r, err)) == 1) {
+	sg_buf_init(&bufs[0], SMIME_MAX);
+	sg_buf_init(&bufs[1], SMIME_MAX);
+	for (;;) {
+		int spare = holder == 0 ? 1 : 0;
+		sg_buf_free_secret(&bufs[spare]);
+		if ((r = peel(c, cur, &bufs[spare], &next, status_r, err)) != 1)
+			break;
 		if (++layers > MAX_NESTING) {
 			*status_r = SG_CRYPTO_MALFORMED;
 			sg_error_set(err, "more than %d nested S/MIME layers", MAX_NESTING);
 			goto out;
 		}
-		struct sg_buf t = cur;
+		if (next.p == bufs[spare].data && bufs[spare].data != NULL) {
+			if (holder >= 0)
+				sg_buf_free_secret(&bufs[holder]);
+			holder = spare;
+		}
 		cur = next;
-		next = t;
-		sg_buf_reset(&next);
 	}
 	if (r < 0)
 		goto out;
@@ -600,14 +675,19 @@ static int unseal_layers(struct unseal_ctx *c, const struct sg_msg_view *v, stru
 	else if (layers == 0)
 		r = put(out, v->data, v->len, err);
 	else
-		r = rebuild(v, &cur, out, err);
+		r = rebuild(v, cur, out, err);
 	if (r < 0)
 		goto out;
 	*status_r = SG_CRYPTO_OK;
 	ret = 1;
 out:
-	sg_buf_free_secret(&cur);
-	sg_buf_free_secret(&next);
+	if (ret < 0 && out->len > saved) {
+		sg_memwipe(out->data + saved, out->len - saved);
+		out->len = saved;
+		out->data[saved] = '\0';
+	}
+	sg_buf_free_secret(&bufs[0]);
+	sg_buf_free_secret(&bufs[1]);
 	return ret;
 }
 
@@ -615,29 +695,24 @@ int sg_smime_unseal(const unsigned char *msg, size_t len, const struct sg_unseal
 		    struct sg_buf *out, struct sg_unseal_result *res,
 		    enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	struct unseal_ctx c = { .now = time(NULL), .res = res };
-	struct sg_buf crlf, tmp;
+	struct unseal_ctx c = { .now = time(NULL), .rev = req->smime_revocation, .res = res };
+	struct sg_buf crlf;
 	struct sg_msg_view v;
 	int ret = -1;
 
-	memset(res, 0, sizeof(*res));
+	memset(res, 0, sizeof(res[0]));
 	const unsigned char *data;
 	size_t dlen;
 
 	sg_buf_init(&crlf, SMIME_MAX);
-	sg_buf_init(&tmp, out->max);
 	*status_r = SG_CRYPTO_MALFORMED;
 	if (canonical(msg, len, &crlf, &data, &dlen, err) < 0 || sg_msg_split(data, dlen, &v, err) < 0)
 		goto out;
 	c.keys = x509_array(req->keys, req->n_keys, true, &c.n_keys, status_r, err);
 	c.anchors = x509_array(req->verify_keys, req->n_verify_keys, true, &c.n_anchors,
 			       status_r, err);
-	if (unseal_layers(&c, &v, &tmp, status_r, err) < 0)
+	if (unseal_layers(&c, &v, out, status_r, err) < 0)
 		goto out;
-	*status_r = SG_CRYPTO_INTERNAL;
-	if (put(out, tmp.data, tmp.len, err) < 0)
-		goto out;
-	*status_r = SG_CRYPTO_OK;
 	ret = 1;
 out:
 	if (ret < 0)
@@ -645,6 +720,5 @@ out:
 	free(c.keys);
 	free(c.anchors);
 	sg_buf_free_secret(&crlf);
-	sg_buf_free_secret(&tmp);
 	return ret;
 }

@@ -163,6 +163,12 @@ def der_of(msg):
     return base64.b64decode(b"".join(body.split()))
 
 
+def gcm_tag_end(der):
+    """Where the GCM tag of AuthEnvelopedData ends: at the end of DER; before
+    the three end-of-contents pairs of CMS_STREAM's indefinite-length BER."""
+    return len(der) - 6 if der[1] == 0x80 else len(der)
+
+
 def with_der(msg, der):
     """msg with its base64 body replaced by der."""
     head, _ = split_message(msg)
@@ -193,3 +199,40 @@ def gpgsm_home(d, idents_with_secret, trusted):
     for i in trusted:
         sh(["gpgsm", "--batch", "--import", i.crt], env=env)
     return home, env
+
+
+class CrlAuthority:
+    """An `openssl ca` database beside a CA from make_ca(), to revoke
+    certificates and publish CRLs (RFC 5280 s5)."""
+
+    def __init__(self, d, ca):
+        self.ca = ca
+        self.dir = os.path.join(d, "crl-" + os.path.basename(ca.crt))
+        os.makedirs(self.dir, exist_ok=True)
+        open(os.path.join(self.dir, "index.txt"), "w").close()
+        with open(os.path.join(self.dir, "crlnumber"), "w") as f:
+            f.write("01\n")
+        self.cnf = os.path.join(self.dir, "ca.cnf")
+        with open(self.cnf, "w") as f:
+            f.write(f"""[ca]
+default_ca = d
+[d]
+database = {self.dir}/index.txt
+crlnumber = {self.dir}/crlnumber
+default_md = sha256
+default_crl_days = 30
+""")
+
+    def _ca(self, *args):
+        sh(["openssl", "ca", "-batch", "-config", self.cnf, "-keyfile", self.ca.key,
+            "-cert", self.ca.crt, *args])
+
+    def revoke(self, ident):
+        self._ca("-revoke", ident.crt, "-crl_reason", "keyCompromise")
+
+    def crl(self, out, der=False):
+        """Write the current CRL (PEM, or DER) to out."""
+        self._ca("-gencrl", "-out", out)
+        if der:
+            sh(["openssl", "crl", "-in", out, "-outform", "DER", "-out", out])
+        return out

@@ -164,7 +164,7 @@ static int unseal(const struct sg_buf *in, struct sg_key *key, struct sg_key *ve
 {
 	struct sg_key *keys[] = { key };
 	struct sg_key *vkeys[] = { verify };
-	struct sg_unseal_req req = { keys, key != NULL, vkeys, verify != NULL };
+	struct sg_unseal_req req = { .keys = keys, .n_keys = key != NULL, .verify_keys = vkeys, .n_verify_keys = verify != NULL };
 	struct sg_error err = SG_ERROR_INIT;
 
 	sg_buf_init(out, 1 << 24);

@@ -1,6 +1,8 @@
 /* Unit tests for message-level S/MIME (mime/smime-mime.c): round trips per
- * mode, and sealed messages cut short or with flipped bytes never crash,
- * never release output on failure. */
+ * mode, and sealed messages cut short or with flipped bits (in the base64
+ * text and in the DER/BER under it; ours and OpenSSL's DER and streamed
+ * BER) never crash, never release output on failure, never release changed
+ * content where the mode has integrity, and label CBC unauthenticated. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <openssl/cms.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -22,6 +25,10 @@
 #define MAX_OUT (1u << 24)
 
 static struct sg_key *alice, *alice_pub, *bob, *bob_pub;
+static X509 *bob_cert; /* for the CMS that OpenSSL itself writes */
+/* what an unseal that succeeds must give back where integrity holds */
+static const char *expect = NULL;
+static size_t expect_len;
 
 static const char MSG[] =
 	"From: Alice <alice@a.test>\r\n"
@@ -78,21 +85,26 @@ static X509 *make_cert(EVP_PKEY *pk, const char *email)
 	return c;
 }
 
-static void make_pair(const char *alg, const char *email, struct sg_key **sec, struct sg_key **pub)
+static void make_pair(const char *alg, const char *email, struct sg_key **sec, struct sg_key **pub,
+		      X509 **cert_r)
 {
 	EVP_PKEY *pk = strcmp(alg, "RSA") == 0 ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
 					       : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	X509 *c = make_cert(pk, email);
 	*sec = make_key(pk, c, true);
 	*pub = make_key(pk, c, false);
+	if (cert_r != NULL)
+		*cert_r = X509_dup(c);
 	X509_free(c);
 	EVP_PKEY_free(pk);
 }
 
 static int setup(void **state)
 {
-	make_pair("RSA", "alice@a.test", &alice, &alice_pub);
-	make_pair("EC", "bob@b.test", &bob, &bob_pub);
+	make_pair("RSA", "alice@a.test", &alice, &alice_pub, NULL);
+	make_pair("EC", "bob@b.test", &bob, &bob_pub, &bob_cert);
+	expect = MSG;
+	expect_len = sizeof(MSG) - 1;
 	return 0;
 }
 
@@ -102,6 +114,7 @@ static int teardown(void **state)
 	sg_key_free(&alice_pub);
 	sg_key_free(&bob);
 	sg_key_free(&bob_pub);
+	X509_free(bob_cert);
 	return 0;
 }
 
@@ -154,7 +167,7 @@ static int unseal_msg(const unsigned char *msg, size_t len, struct sg_buf *out,
 {
 	struct sg_key *keys[] = { bob };
 	struct sg_key *trust[] = { alice_pub };
-	struct sg_unseal_req req = { keys, 1, trust, 1 };
+	struct sg_unseal_req req = { .keys = keys, .n_keys = 1, .verify_keys = trust, .n_verify_keys = 1 };
 	struct sg_error err = SG_ERROR_INIT;
 	int r = sg_smime_unseal(msg, len, &req, out, res, st, &err);
 	sg_error_clear(&err);
@@ -204,6 +217,118 @@ static size_t body_offset(const struct sg_buf *b)
 	return (size_t)(p - b->data) + 4;
 }
 
+/* One unseal of a changed message: a clean 1 or -1; -1 releases nothing;
+ * with integrity, what comes out is the original or nothing (a flip may
+ * hit bytes nothing depends on: the preamble, the unauthenticated
+ * eContentType OID, a line end); changed content is never labelled
+ * authenticated; decrypted CBC is labelled unauthenticated and warned. */
+static void check_outcome(const char *name, const char *where, size_t pos, int r,
+			  const struct sg_buf *back, const struct sg_unseal_result *res,
+			  bool integrity)
+{
+	bool same = back->len == expect_len && memcmp(back->data, expect, back->len) == 0;
+
+	if (r != 1 && r != -1)
+		fail_msg("%s: %s flip at %zu: returned %d", name, where, pos, r);
+	if (r < 0) {
+		if (back->len != 0)
+			fail_msg("%s: %s flip at %zu: failure released %zu bytes", name, where, pos,
+				 back->len);
+		return;
+	}
+	if (integrity && res->sig != SG_SIG_BAD && !same)
+		fail_msg("%s: %s flip at %zu released changed content", name, where, pos);
+	if (res->authenticated && !same)
+		fail_msg("%s: %s flip at %zu: changed content labelled authenticated", name, where, pos);
+	if (res->was_encrypted && !res->authenticated &&
+	    (res->warning == NULL || strstr(res->warning, "not integrity protected") == NULL))
+		fail_msg("%s: %s flip at %zu: unauthenticated result without the warning", name, where,
+			 pos);
+}
+
+/* The header block of m and its pkcs7-mime body decoded. */
+static void split_sealed(const struct sg_buf *m, struct sg_buf *head, struct sg_buf *der)
+{
+	size_t body = body_offset(m);
+	BIO *b64 = BIO_new(BIO_f_base64());
+	BIO *src = BIO_new_mem_buf(m->data + body, (int)(m->len - body));
+	unsigned char chunk[4096];
+	int n;
+
+	assert_true(sg_buf_append(head, m->data, body));
+	BIO_push(b64, src);
+	while ((n = BIO_read(b64, chunk, sizeof(chunk))) > 0)
+		assert_true(sg_buf_append(der, chunk, (size_t)n));
+	BIO_free_all(b64);
+	assert_true(der->len > 0);
+}
+
+static void join_sealed(const struct sg_buf *head, const unsigned char *der, size_t len,
+			struct sg_buf *out)
+{
+	sg_buf_reset(out);
+	assert_true(sg_buf_append(out, head->data, head->len));
+	assert_true(sg_base64_lines_append(der, len, out));
+}
+
+static void der_flip_at(const char *name, const struct sg_buf *head, struct sg_buf *der,
+			size_t pos, unsigned char flip, bool integrity, struct sg_buf *msg,
+			struct sg_buf *back)
+{
+	struct sg_unseal_result res = { 0 };
+	enum sg_crypto_status st;
+
+	der->data[pos] ^= flip;
+	join_sealed(head, der->data, der->len, msg);
+	der->data[pos] ^= flip;
+	sg_buf_reset(back);
+	int r = unseal_msg(msg->data, msg->len, back, &res, &st);
+	check_outcome(name, "DER", pos, r, back, &res, integrity);
+	clear_res(&res);
+}
+
+/* Flip bits in the DER/BER under the base64: n random ones over the
+ * whole; with sweep also, where a parser rather than the cipher decides,
+ * every bit of the content-encryption AlgorithmIdentifier and what
+ * follows up to the first ciphertext (the aes OID arc 2.16.840.1.101.3.4.1:
+ * a GCM/CBC swap is one bit; IV/nonce; the chunk headers) and of the last
+ * 64 bytes (GCM tag, end-of-contents octets), and the lowest and highest
+ * bit of every other byte before the ciphertext (structure, RecipientInfos). */
+static void der_flips(const char *name, const struct sg_buf *sealed, bool integrity, int n,
+		      uint32_t *seed, bool sweep)
+{
+	static const unsigned char aes_arc[] = { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01 };
+	struct sg_buf head, der, msg, back;
+
+	sg_buf_init(&head, MAX_OUT);
+	sg_buf_init(&der, MAX_OUT);
+	sg_buf_init(&msg, MAX_OUT);
+	sg_buf_init(&back, MAX_OUT);
+	split_sealed(sealed, &head, &der);
+	for (int i = 0; i < n; i++) {
+		*seed = *seed * 1103515245u + 12345u;
+		der_flip_at(name, &head, &der, (*seed >> 8) % der.len,
+			    (unsigned char)(1u << ((*seed >> 4) % 8)), integrity, &msg, &back);
+	}
+	const unsigned char *alg = memmem(der.data, der.len, aes_arc, sizeof(aes_arc));
+	assert_non_null(alg);
+	size_t alg_at = (size_t)(alg - der.data), tail = der.len > 64 ? der.len - 64 : 0;
+	for (size_t pos = 0; sweep && pos < der.len; pos++) {
+		bool all = (pos + 16 >= alg_at && pos < alg_at + 48) || pos >= tail;
+		if (!all && pos >= alg_at + 48) {
+			pos = tail - 1;
+			continue;
+		}
+		for (int bit = 0; bit < 8; bit += all ? 1 : 7)
+			der_flip_at(name, &head, &der, pos, (unsigned char)(1u << bit), integrity, &msg,
+				    &back);
+	}
+	sg_buf_free(&head);
+	sg_buf_free(&der);
+	sg_buf_free(&msg);
+	sg_buf_free(&back);
+}
+
 /* Cut the sealed message short at many points and flip bits in its body:
  * every outcome is a clean 1 or -1, and -1 leaves out empty. Where the mode
  * has integrity, what is released is the original message or nothing (a
@@ -244,20 +369,102 @@ static void test_mutations(void **state)
 			copy.data[pos] ^= flip;
 			sg_buf_reset(&back);
 			int r = unseal_msg(copy.data, copy.len, &back, &res, &st);
-			assert_true(r == 1 || r == -1);
-			if (r < 0) {
-				assert_int_equal(back.len, 0);
-			} else if (m->integrity && res.sig != SG_SIG_BAD &&
-				   (back.len != sizeof(MSG) - 1 || memcmp(back.data, MSG, back.len) != 0)) {
-				fail_msg("%s: flip at %zu (%02x->%02x) released changed content",
-					 m->name, pos, sealed.data[pos], copy.data[pos]);
-			}
+			check_outcome(m->name, "base64", pos, r, &back, &res, m->integrity);
 			clear_res(&res);
 		}
+		/* multipart/signed has no pkcs7-mime body to decode */
+		if (m->opaque || m->encrypt)
+			der_flips(m->name, &sealed, m->integrity, 300, &seed, !m->sign);
 		sg_buf_free(&sealed);
 		sg_buf_free(&back);
 		sg_buf_free(&copy);
 	}
+}
+
+/* Enveloped messages as other software writes them, built with OpenSSL
+ * here: DER (`openssl cms -encrypt`) and indefinite-length BER in 4 KiB
+ * chunks (`openssl cms -encrypt -stream`; gpgsm writes BER too), AES-CBC
+ * and AES-GCM, with a body of several chunks; then flipped like ours. */
+static char *long_message(size_t *len_r)
+{
+	struct sg_buf b;
+
+	sg_buf_init(&b, MAX_OUT);
+	assert_true(sg_buf_append(&b, MSG, sizeof(MSG) - 1));
+	for (int i = 0; i < 200; i++)
+		assert_true(sg_buf_printf(&b, "Line %03d of a body longer than one BER chunk.\r\n", i));
+	return (char *)sg_buf_steal(&b, len_r);
+}
+
+static void foreign_sealed(bool gcm, bool ber, struct sg_buf *out)
+{
+	const char *inner = strstr(expect, "Content-Type:");
+	const size_t head_len = (size_t)(inner - expect);
+	const unsigned flags = CMS_BINARY | (ber ? CMS_STREAM : 0);
+	STACK_OF(X509) *rs = sk_X509_new_null();
+	BIO *in = BIO_new_mem_buf(inner, (int)(expect_len - head_len));
+	BIO *der = BIO_new(BIO_s_mem());
+	char *p;
+
+	assert_int_equal(sk_X509_push(rs, bob_cert), 1);
+	CMS_ContentInfo *cms = CMS_encrypt(rs, in, gcm ? EVP_aes_256_gcm() : EVP_aes_256_cbc(), flags);
+	assert_non_null(cms);
+	assert_int_equal(ber ? i2d_CMS_bio_stream(der, cms, in, flags) : i2d_CMS_bio(der, cms), 1);
+	long n = BIO_get_mem_data(der, &p);
+	assert_int_equal((unsigned char)p[1] == 0x80, ber); /* indefinite length or not */
+	assert_true(sg_buf_append(out, expect, head_len));
+	assert_true(sg_buf_printf(out, "Content-Type: application/pkcs7-mime; smime-type=%s;\r\n"
+				  " name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+				  gcm ? "authEnveloped-data" : "enveloped-data"));
+	assert_true(sg_base64_lines_append(p, (size_t)n, out));
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
+	BIO_free(der);
+	sk_X509_free(rs);
+}
+
+static void test_foreign_flips(void **state)
+{
+	uint32_t seed = 777;
+	char *long_msg = long_message(&expect_len);
+
+	expect = long_msg;
+	for (int v = 0; v < 4; v++) {
+		bool gcm = v & 1, ber = v & 2;
+		char name[32];
+		struct sg_buf sealed, back;
+		struct sg_unseal_result res = { 0 };
+		enum sg_crypto_status st;
+
+		snprintf(name, sizeof(name), "openssl %s %s", gcm ? "gcm" : "cbc", ber ? "BER" : "DER");
+		sg_buf_init(&sealed, MAX_OUT);
+		sg_buf_init(&back, MAX_OUT);
+		foreign_sealed(gcm, ber, &sealed);
+		if (unseal_msg(sealed.data, sealed.len, &back, &res, &st) != 1)
+			fail_msg("%s: unseal failed with %s", name, sg_crypto_status_name(st));
+		if (back.len != expect_len || memcmp(back.data, expect, back.len) != 0)
+			fail_msg("%s: unsealed differs:\n%s", name, sg_buf_str(&back));
+		assert_int_equal(res.authenticated, gcm);
+		clear_res(&res);
+		size_t body = body_offset(&sealed);
+		for (int n = 0; n < 400; n++) {
+			seed = seed * 1103515245u + 12345u;
+			size_t pos = body + (seed >> 8) % (sealed.len - body);
+			unsigned char flip = (unsigned char)(1u << ((seed >> 4) % 7));
+			sealed.data[pos] ^= flip;
+			sg_buf_reset(&back);
+			int r = unseal_msg(sealed.data, sealed.len, &back, &res, &st);
+			sealed.data[pos] ^= flip;
+			check_outcome(name, "base64", pos, r, &back, &res, gcm);
+			clear_res(&res);
+		}
+		der_flips(name, &sealed, gcm, 300, &seed, true);
+		sg_buf_free(&sealed);
+		sg_buf_free(&back);
+	}
+	free(long_msg);
+	expect = MSG;
+	expect_len = sizeof(MSG) - 1;
 }
 
 static void test_not_smime_passes_through(void **state)
@@ -304,6 +511,7 @@ int main(void)
 		cmocka_unit_test(test_not_smime_passes_through),
 		cmocka_unit_test(test_already_encrypted),
 		cmocka_unit_test(test_mutations),
+		cmocka_unit_test(test_foreign_flips),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
