@@ -169,6 +169,7 @@ static char *verify(struct sg_policy *p, const struct sg_envelope *env, const un
 	memset(&req, 0, sizeof(req));
 	req.verify_keys = keys;
 	req.n_verify_keys = n;
+	req.smime_revocation = p->revocation;
 	if (sg_unseal(data, len, &req, &sink, &res, &st, &err) < 0) {
 		result = st == SG_CRYPTO_INTERNAL ? "temperror" : "permerror";
 		comment = sg_strdup(sg_crypto_status_name(st));

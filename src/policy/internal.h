@@ -24,6 +24,7 @@ struct sg_policy {
 	char *authserv_id;
 	struct sg_key **anchors;       /* S/MIME trust anchors */
 	size_t n_anchors;
+	struct sg_smime_revocation *revocation; /* CRLs for inbound S/MIME signers (smime_revocation) */
 	struct sg_submission *submission; /* gateway keys, content filter (submission.c) */
 	struct sg_keycache *keys;      /* recipients' and signers' keys, policy_key_cache_ttl */
 	struct sg_domain *domain;      /* domain keys ([domain]); NULL: domain_names not set */

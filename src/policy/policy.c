@@ -4,6 +4,7 @@
 #include "domain/domain.h"
 #include "keys/keystore.h"
 #include "keys/lookup.h"
+#include "crypto/smime.h"
 #include "keys/secret.h"
 #include "policy/internal.h"
 #include "policy/keycache.h"
@@ -73,6 +74,8 @@ int sg_policy_new(const struct sg_config *cfg, struct sg_store *store,
 	if (cfg->policy_file[0] != '\0' && sg_policy_rules_load(cfg->policy_file, &p->rules, err) < 0)
 		goto fail;
 	if (load_anchors(p, cfg->smime_trust_anchors, err) < 0 ||
+	    sg_smime_revocation_load(cfg->smime_revocation, cfg->smime_crl_files, cfg->smime_crl_dir,
+				     &p->revocation, err) < 0 ||
 	    sg_policy_domain_open(p, cfg, mk, err) < 0)
 		goto fail;
 	if (sg_submission_new(cfg, store, mk, &p->submission, err) < 0)
@@ -94,6 +97,7 @@ void sg_policy_free(struct sg_policy **pp)
 	sg_keycache_free(&p->keys);
 	sg_keys_lookup_free(&p->lookup);
 	sg_domain_free(&p->domain);
+	sg_smime_revocation_free(&p->revocation);
 	for (size_t i = 0; i < p->n_anchors; i++)
 		sg_key_free(&p->anchors[i]);
 	free(p->anchors);
