@@ -3,6 +3,8 @@
 # smtp-source -L (4 sessions) -> sealgate submission_listen (LMTP) ->
 # smtp-sink (relay and the tls-only route), against baselines measured in
 # the same run:
+#   direct     smtp-source -> smtp-sink, no gateway
+#   zeyple     bench/zeyple-style.py: one gpg process per message, then SMTP
 #   relay      the same sealgate, inbound LMTP listener, no policy (plain relay path)
 #   in-process bench/seal-bench.c: sg_seal (encrypt + sign) in a loop, same keys
 # Rows: policy pass, 1 rcpt; e2e + signed (Ed25519/Cv25519), 1 rcpt; 10 rcpts
@@ -73,7 +75,7 @@ TICK=$(getconf CLK_TCK)
 # run NAME PORT RCPTS -> prints a line, sets RATE; fails on smtp-source errors
 run() {
 	c0=$(cpu); t0=$(date +%s.%N)
-	if ! smtp-source -L -d -s 4 -m "$N" -l 10240 -r "$3" -f a@a.test -t "$4" 127.0.0.1:"$2" >"$T/source.log" 2>&1; then
+	if ! smtp-source $PROTO -d -s 4 -m "$N" -l 10240 -r "$3" -f a@a.test -t "$4" 127.0.0.1:"$2" >"$T/source.log" 2>&1; then
 		echo "policy.sh: smtp-source ($1) failed:" >&2; head -20 "$T/source.log" >&2; exit 1
 	fi
 	t1=$(date +%s.%N); c1=$(cpu)
@@ -89,6 +91,8 @@ inproc() { # recipients' .pub files -> in-process seal rate (encrypt + sign)
 	echo "${2%/s}"
 }
 
+PROTO= ; run "direct source -> sink (SMTP)" "$SINK" 1 u@p.test; DIRECT=$RATE
+PROTO=-L
 run "relay (inbound, no policy)" "$IN" 1 u@p.test; RELAY=$RATE
 run "pass, 1 rcpt" "$SUB" 1 u@p.test; PASS=$RATE
 run "e2e+sign, 1 rcpt" "$SUB" 1 r@b.test; E2E=$RATE; E2E_CPU=$CPU
@@ -97,6 +101,13 @@ IP1=$(inproc "$T/r.pub")
 IP5=$(inproc $(for r in $KEYED; do printf '%s ' "$T/$r.pub"; done))
 printf '%-28s %8.1f msg/s  (one thread: %.0f us/msg)\n' "in-process seal, 1 rcpt" "$IP1" "$(echo "1000000 / $IP1" | bc -l)" \
        "in-process seal, 5 rcpts" "$IP5" "$(echo "1000000 / $IP5" | bc -l)"
+# Zeyple-style: one gpg process per message (encrypt + sign), then SMTP.
+gpg --homedir "$T/g" --batch --import "$T/a.sec" 2>/dev/null
+ZN=$(( N < 100 ? N : 100 ))
+ZEY=$(/usr/bin/python3 "$SRC/bench/zeyple-style.py" "$T/g" a@a.test r@b.test "$SINK" "$ZN" 4 10240)
+printf '%-28s %8.1f msg/s  (%d messages)\n' "zeyple-style gpg per msg" "$ZEY" "$ZN"
+printf 'ratios: relay/direct %.2f; e2e/zeyple-style %.1fx\n' "$(echo "$RELAY / $DIRECT" | bc -l)" \
+       "$(echo "$E2E / $ZEY" | bc -l)"
 printf 'ratios: pass/relay %.2f; e2e/in-process %.2f (goal >= 0.7); mixed/in-process(5 rcpts) %.2f\n' \
        "$(echo "$PASS / $RELAY" | bc -l)" "$(echo "$E2E / $IP1" | bc -l)" "$(echo "$MIXED / $IP5" | bc -l)"
 printf 'cpu per e2e message: gateway %.0f us, in-process %.0f us: ratio %.2f\n' "$E2E_CPU" \
