@@ -68,6 +68,9 @@ bench: deps-test build
 	bench/relay.sh $(CURDIR)/$(BUILD)/sealgate
 	bench/seal.sh $(BUILD)
 	bench/keys.sh $(BUILD)
+	bench/lookup.sh $(BUILD)
+	bench/memory.sh $(BUILD)
+	bench/deliver.sh $(CURDIR)/$(BUILD)/sealgate
 	bench/rekey.sh $(BUILD)
 	bench/policy.sh $(BUILD)
 	bench/domain.sh $(BUILD)
