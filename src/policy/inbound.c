@@ -196,9 +196,13 @@ build:
 	field = sg_asprintf("Authentication-Results: %s;\r\n\t%s=%s (%s)%s%s\r\n", p->authserv_id,
 			    method, result, comment != NULL ? comment : "",
 			    from != NULL ? " header.from=" : "", from != NULL ? from : "");
-	sg_log_info("%s: verify: from=<%s>, method=%s, result=%s (%s)",
+	/* Why a signer was not taken (e.g. "signer certificate: unable to get
+	 * certificate CRL" under smime_revocation = require) goes to the log
+	 * only: it can quote the certificate, which the sender chose. */
+	sg_log_info("%s: verify: from=<%s>, method=%s, result=%s (%s)%s%s",
 		    env->queue_id != NULL ? env->queue_id : "-", from != NULL ? from : "", method, result,
-		    comment != NULL ? comment : "");
+		    comment != NULL ? comment : "", res.warning != NULL ? "; " : "",
+		    res.warning != NULL ? res.warning : "");
 	for (size_t i = 0; i < owned; i++)
 		sg_key_free(&keys[i]);
 	free(keys);
