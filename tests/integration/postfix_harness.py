@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from conftest import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("SEALGATE_SOURCE_DIR", os.path.abspath(os.path.join(HERE, "..", "..")))
 ETC = os.path.join(SOURCE_DIR, "etc", "postfix")
@@ -35,13 +37,7 @@ FAST_RETRY = {
 
 
 def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    return [free_port() for _ in range(n)]
 
 
 def wait_for(pred, timeout, what, interval=0.1):
