@@ -84,6 +84,11 @@ struct sink_state {
 	bool base64;
 	size_t npend;                 /* base64: bytes waiting for a full line */
 	unsigned char pend[SG_B64_LINE_BYTES];
+	/* in place: buf also holds the ciphertext at ct_off, which src (a
+	 * memory BIO over it) reads; a byte is written only over ciphertext
+	 * already read, or the bytes before it */
+	BIO *src;
+	size_t ct_off, ct_len;
 };
 
 #define B64_LINES_PER_CHUNK 64
@@ -139,9 +144,27 @@ static int sink_b64(struct sink_state *s, const unsigned char *p, size_t n)
 	return 1;
 }
 
+static int sink_inplace(struct sink_state *s, const unsigned char *p, size_t n)
+{
+	long left = BIO_ctrl_pending(s->src);
+	struct sg_buf *b = s->buf;
+
+	if (left < 0 || (size_t)left > s->ct_len ||
+	    n > s->ct_off + (s->ct_len - (size_t)left) - b->len || b->len + n > b->max) {
+		ERR_raise_data(ERR_LIB_USER, 0, "in-place output overtakes its input");
+		return 0;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 1;
+}
+
 static int sink_write(BIO *b, const char *data, int len)
 {
 	struct sink_state *s = BIO_get_data(b);
+	if (s->src != NULL)
+		return len >= 0 && sink_inplace(s, (const unsigned char *)data, (size_t)len) ? len : -1;
 	int ok = len >= 0 && (s->base64 ? sink_b64(s, (const unsigned char *)data, (size_t)len)
 			      : sg_buf_append(s->buf, data, (size_t)len));
 	if (!ok) {
@@ -946,12 +969,15 @@ static const struct sg_x509_key *find_decrypt_key(CMS_ContentInfo *cms,
 	return NULL;
 }
 
-/* Decrypt a parsed cms (taken: freed here). */
-static int decrypt_cms(CMS_ContentInfo *cms, struct sg_x509_key *const *keys, size_t n_keys,
-		       time_t now, struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
-		       enum sg_crypto_status *status_r, struct sg_error *err)
+/* Decrypt a parsed cms (taken: freed here). dcont, if not NULL, is the
+ * ciphertext of a cms parsed without its encryptedContent (not taken). */
+static int decrypt_cms(CMS_ContentInfo *cms, BIO *dcont, bool inplace,
+		       struct sg_x509_key *const *keys,
+		       size_t n_keys, time_t now, struct sg_buf *out,
+		       struct sg_cms_decrypt_info *info_r, enum sg_crypto_status *status_r,
+		       struct sg_error *err)
 {
-	const size_t saved = out->len;
+	size_t saved = out->len;
 	const struct sg_x509_key *k;
 	BIO *plain = NULL;
 	bool have_secret;
@@ -977,11 +1003,20 @@ static int decrypt_cms(CMS_ContentInfo *cms, struct sg_x509_key *const *keys, si
 		goto out;
 	}
 	plain = sink_bio(out);
+	if (plain != NULL && inplace) {
+		struct sink_state *s = BIO_get_data(plain);
+		const unsigned char *ct = NULL;
+		s->src = dcont;
+		s->ct_len = (size_t)BIO_get_mem_data(dcont, (char **)&ct);
+		s->ct_off = (size_t)(ct - out->data);
+		out->len = 0; /* the DER before the ciphertext: parsed already */
+		saved = 0;
+	}
 	/* With the certificate given, only the RecipientInfo naming it is tried
 	 * and no random-key substitution happens; a failure after that is the
 	 * content (or its GCM tag) not decrypting. The plaintext streams into
 	 * out and is wiped from it again unless the whole of it checked out. */
-	if (plain == NULL || CMS_decrypt(cms, k->pkey, k->cert, NULL, plain, CMS_BINARY) != 1) {
+	if (plain == NULL || CMS_decrypt(cms, k->pkey, k->cert, dcont, plain, CMS_BINARY) != 1) {
 		buf_rollback(out, saved);
 		fail(status_r, SG_CRYPTO_TAMPERED, err,
 		     nid == NID_id_smime_ct_authEnvelopedData
@@ -1008,7 +1043,8 @@ int sg_cms_decrypt(const unsigned char *der, size_t len,
 		   struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
 		   enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	return decrypt_cms(cms_parse(der, len), keys, n_keys, now, out, info_r, status_r, err);
+	return decrypt_cms(cms_parse(der, len), NULL, false, keys, n_keys, now, out, info_r, status_r,
+			   err);
 }
 
 /* ---- BER: chunked encryptedContent made one primitive string ---- */
@@ -1149,16 +1185,92 @@ out:
 	return ret;
 }
 
+/* A flattened (Auth)EnvelopedData (ber_flatten_econtent: the enclosing
+ * lengths indefinite, the encryptedContent one primitive [0]) parsed
+ * without its encryptedContent, from a small copy of the bytes before and
+ * after it: d2i then does not copy the ciphertext, which stays in der
+ * (*ct_r, *ct_len_r) and is handed to CMS_decrypt as detached content.
+ * The element is OPTIONAL (RFC 5652 s6.1, RFC 5083 s2.1) and the
+ * enclosing lengths are indefinite, so the rest parses as it is. NULL for
+ * any other shape or anything the parser rejects. */
+static CMS_ContentInfo *cms_parse_without_econtent(const unsigned char *der, size_t len,
+						   const unsigned char **ct_r, size_t *ct_len_r)
+{
+	const unsigned char *e = find_econtent((unsigned char *)der, len), *p = e, *end = der + len;
+	unsigned char *rest;
+	CMS_ContentInfo *cms;
+	ASN1_OCTET_STRING **pos;
+	size_t pre, post;
+	int tag, cls;
+	bool cons, inf;
+	long clen;
+
+	if (e == NULL || !tlv(&p, end, &tag, &cls, &cons, &inf, &clen) || cons || inf ||
+	    tag != 0 || cls != V_ASN1_CONTEXT_SPECIFIC || clen <= 0 || clen > end - p)
+		return NULL;
+	pre = (size_t)(e - der);
+	post = (size_t)(end - (p + clen));
+	rest = sg_malloc(pre + post);
+	memcpy(rest, der, pre);
+	memcpy(rest + pre, p + clen, post);
+	cms = cms_parse(rest, pre + post);
+	free(rest);
+	/* the parse must not have found a content elsewhere */
+	if (cms != NULL && ((pos = CMS_get0_content(cms)) == NULL || *pos != NULL)) {
+		CMS_ContentInfo_free(cms);
+		cms = NULL;
+	}
+	ERR_clear_error();
+	*ct_r = p;
+	*ct_len_r = (size_t)clen;
+	return cms;
+}
+
 int sg_cms_decrypt_buf(struct sg_buf *der, struct sg_x509_key *const *keys, size_t n_keys,
 		       time_t now, struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
 		       enum sg_crypto_status *status_r, struct sg_error *err)
 {
-	size_t at = ber_flatten_econtent(der);
-	CMS_ContentInfo *cms = cms_parse(der->data + at, der->len - at);
+	size_t at = ber_flatten_econtent(der), ct_len = 0;
+	const unsigned char *ct = NULL;
+	CMS_ContentInfo *cms = NULL;
+	BIO *dcont = NULL;
+	int ret;
 
-	/* the parsed structure holds its own copy of the ciphertext */
+	/* Flattened: the ciphertext is read where it lies, as detached content */
+	if (at > 0 && (cms = cms_parse_without_econtent(der->data + at, der->len - at, &ct,
+							&ct_len)) != NULL &&
+	    (dcont = mem_bio(ct, ct_len)) == NULL) {
+		CMS_ContentInfo_free(cms);
+		cms = NULL;
+	}
+	if (cms == NULL) {
+		cms = cms_parse(der->data + at, der->len - at);
+		/* the parsed structure holds its own copy of the ciphertext */
+		sg_buf_free(der);
+	}
+	if (dcont != NULL && out->len == 0) {
+		/* the plaintext is written over the ciphertext it comes from
+		 * (never ahead of what was read) and der becomes out */
+		size_t max = out->max;
+		if (der->max > max)
+			der->max = max;
+		ret = decrypt_cms(cms, dcont, true, keys, n_keys, now, der, info_r, status_r, err);
+		BIO_free(dcont);
+		if (ret < 0) {
+			sg_buf_free_secret(der);
+			return ret;
+		}
+		sg_buf_free_secret(out);
+		*out = *der;
+		out->max = max;
+		der->data = NULL;
+		der->len = der->cap = 0;
+		return ret;
+	}
+	ret = decrypt_cms(cms, dcont, false, keys, n_keys, now, out, info_r, status_r, err);
+	BIO_free(dcont);
 	sg_buf_free(der);
-	return decrypt_cms(cms, keys, n_keys, now, out, info_r, status_r, err);
+	return ret;
 }
 
 /* ---- CMS: sign / verify ---- */

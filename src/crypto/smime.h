@@ -100,8 +100,11 @@ int sg_cms_decrypt(const unsigned char *der, size_t len,
 		   struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
 		   enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;
 
-/* The same with the DER in der, which is freed as soon as it is parsed
- * (one copy of a large message less while decrypting). */
+/* The same with the DER in der (freed here). For sealgate's BER shape
+ * (chunked encryptedContent) the ciphertext is not copied by the parser:
+ * it is decrypted where it lies in der, and when out is empty the
+ * plaintext is written over it and der's buffer becomes out (out's max
+ * still applies). Otherwise der is freed as soon as it is parsed. */
 int sg_cms_decrypt_buf(struct sg_buf *der, struct sg_x509_key *const *keys, size_t n_keys,
 		       time_t now, struct sg_buf *out, struct sg_cms_decrypt_info *info_r,
 		       enum sg_crypto_status *status_r, struct sg_error *err) SG_WARN_UNUSED;

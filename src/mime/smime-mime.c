@@ -636,6 +636,57 @@ out:
 	return ret;
 }
 
+/* rebuild() in the buffer that holds the innermost entity (inner lies in
+ * it), which then becomes out (empty before): the new header goes where the
+ * entity's header was, the body moves behind it, and no second copy of the
+ * message is made. 0 if it does not fit out's maximum (rebuild() then says
+ * so); the leftover bytes past the new end are wiped. */
+static int rebuild_inplace(const struct sg_msg_view *outer, struct span inner,
+			   struct sg_buf *holder, struct sg_buf *out, struct sg_error *err)
+{
+	struct sg_msg_view iv;
+	struct sg_msg_field subj;
+	struct sg_buf content, hdr;
+	size_t body_off, body_len, end, max;
+	int ret = -1, prot;
+
+	sg_buf_init(&content, 64 * 1024);
+	sg_buf_init(&hdr, SMIME_MAX);
+	if (sg_msg_split(inner.p, inner.len, &iv, err) < 0 ||
+	    (prot = sg_msg_unprotect_inner(&iv, &content, &subj, err)) < 0 ||
+	    sg_msg_build_outer(outer, prot == 1 ? subj.raw : NULL, prot == 1 ? subj.raw_len : 0,
+			       sg_buf_str(&content), true, &hdr, err) < 0)
+		goto out;
+	body_off = (size_t)(iv.data + iv.body_off - holder->data);
+	body_len = iv.len - iv.body_off;
+	if (hdr.len > out->max || body_len > out->max - hdr.len) {
+		ret = 0;
+		goto out;
+	}
+	/* room for the header in front of the body: grow by what it lacks */
+	if (hdr.len > body_off && !sg_buf_append(holder, hdr.data, hdr.len - body_off)) {
+		ret = 0;
+		goto out;
+	}
+	end = holder->len;
+	memmove(holder->data + hdr.len, holder->data + body_off, body_len);
+	memcpy(holder->data, hdr.data, hdr.len);
+	holder->len = hdr.len + body_len;
+	sg_memwipe(holder->data + holder->len, end - holder->len);
+	holder->data[holder->len] = '\0';
+	max = out->max;
+	sg_buf_free_secret(out);
+	*out = *holder;
+	out->max = max;
+	holder->data = NULL;
+	holder->len = holder->cap = 0;
+	ret = 1;
+out:
+	sg_buf_free(&content);
+	sg_buf_free(&hdr);
+	return ret;
+}
+
 /* Peel every layer, alternating two buffers for what decrypting or
  * opaque verifying produces (a detached signature's content stays where
  * it is); the one no longer referenced is wiped and freed at once. */
@@ -674,6 +725,11 @@ static int unseal_layers(struct unseal_ctx *c, const struct sg_msg_view *v, stru
 		r = 1;
 	else if (layers == 0)
 		r = put(out, v->data, v->len, err);
+	else if (out->len == 0 && holder >= 0 && bufs[holder].data != NULL &&
+		 cur.p >= bufs[holder].data && cur.len <= bufs[holder].len &&
+		 (size_t)(cur.p - bufs[holder].data) <= bufs[holder].len - cur.len &&
+		 (r = rebuild_inplace(v, cur, &bufs[holder], out, err)) != 0)
+		;
 	else
 		r = rebuild(v, cur, out, err);
 	if (r < 0)
