@@ -4,7 +4,7 @@
 #include "config/config.h"
 #include "keys/master.h"
 #include "mime/message.h"
-#include "policy/keycache.h"
+#include "keys/keycache.h"
 #include "policy/policy.h"
 #include "store/store.h"
 #include "util/buf.h"

@@ -2,6 +2,7 @@
  * the message to it alone, then route to the mailbox server's LMTP or
  * write the Maildir here (250 only after the fsync). */
 #include "deliver/deliver.h"
+#include "keys/keycache.h"
 #include "deliver/maildir.h"
 #include "keys/lookup.h"
 #include "util/buf.h"
@@ -21,25 +22,14 @@ struct user_format {
 	enum sg_key_kind kind;
 };
 
-/* A key found for an address, reused for deliver_key_cache_ttl: loading and
- * checking a key costs more CPU than sealing a small message. Shared by
- * worker threads: refs counts the users, the last one frees it. */
-struct cached_key {
-	char *addr;                /* lower-cased */
-	enum sg_key_kind pref;
-	struct sg_key *key;
-	time_t until;
-	unsigned refs;             /* the cache's own reference + users */
-};
-
+/* Keys found for an address are reused for deliver_key_cache_ttl
+ * (keys/keycache.h): loading and checking a key costs more CPU than sealing
+ * a small message. */
 #define KEY_CACHE_MAX 256
 
 struct sg_deliver {
 	const struct sg_config *cfg;
-	pthread_mutex_t cache_lock;
-	struct cached_key *cache[KEY_CACHE_MAX];
-	size_t n_cache;
-	unsigned cache_ttl;               /* deliver_key_cache_ttl at creation */
+	struct sg_keycache *keys;         /* deliver_key_cache_ttl; tag: the preferred kind */
 	struct sg_keys_lookup *lk;
 	enum sg_deliver_no_key no_key;
 	enum sg_key_kind format;          /* 0: auto */
@@ -149,71 +139,9 @@ int sg_deliver_seal(const unsigned char *msg, size_t len, struct sg_key *key,
 	return 1;
 }
 
-static void cached_unref(struct cached_key *c)
-{
-	if (--c->refs > 0)
-		return;
-	sg_key_free(&c->key);
-	free(c->addr);
-	free(c);
-}
-
-static time_t now_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
-/* A live cache entry for addr (with a reference for the caller), or NULL. */
-static struct cached_key *cache_get(struct sg_deliver *d, const char *addr, enum sg_key_kind pref)
-{
-	struct cached_key *hit = NULL;
-	time_t now = now_mono();
-
-	pthread_mutex_lock(&d->cache_lock);
-	for (size_t i = 0; i < d->n_cache; i++) {
-		struct cached_key *c = d->cache[i];
-		if (c->until <= now) {
-			cached_unref(c);
-			d->cache[i--] = d->cache[--d->n_cache];
-			continue;
-		}
-		if (hit == NULL && c->pref == pref && strcmp(c->addr, addr) == 0)
-			hit = c;
-	}
-	if (hit != NULL)
-		hit->refs++;
-	pthread_mutex_unlock(&d->cache_lock);
-	return hit;
-}
-
-/* Take key into the cache; returns the entry with a reference for the caller. */
-static struct cached_key *cache_put(struct sg_deliver *d, const char *addr, enum sg_key_kind pref,
-				    struct sg_key *key)
-{
-	struct cached_key *c = sg_calloc(1, sizeof(*c));
-	c->addr = sg_strdup(addr);
-	c->pref = pref;
-	c->key = key;
-	c->refs = 1;
-	if (d->cache_ttl == 0)
-		return c;
-	c->until = now_mono() + (time_t)d->cache_ttl;
-	pthread_mutex_lock(&d->cache_lock);
-	if (d->n_cache == KEY_CACHE_MAX) {
-		cached_unref(d->cache[0]);
-		d->cache[0] = d->cache[--d->n_cache];
-	}
-	c->refs++;
-	d->cache[d->n_cache++] = c;
-	pthread_mutex_unlock(&d->cache_lock);
-	return c;
-}
-
 /* The key for addr: from the cache, else the store. 1 with *c_r (release
- * with cached_unref), 0 none (status, err), -1 store error. */
-static int find_key(struct sg_deliver *d, const char *addr, struct cached_key **c_r,
+ * with sg_keycache_release), 0 none (status, err), -1 store error. */
+static int find_key(struct sg_deliver *d, const char *addr, struct sg_keycache_entry **c_r,
 		    enum sg_crypto_status *status_r, struct sg_error *err)
 {
 	enum sg_key_kind pref = sg_deliver_pref(d, addr);
@@ -223,14 +151,14 @@ static int find_key(struct sg_deliver *d, const char *addr, struct cached_key **
 
 	for (char *p = lower; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
-	*c_r = cache_get(d, lower, pref);
+	*c_r = sg_keycache_get(d->keys, lower, (int)pref);
 	if (*c_r != NULL) {
 		free(lower);
 		return 1;
 	}
 	r = sg_keys_find_encrypt(d->lk, addr, pref, time(NULL), &key, status_r, err);
 	if (r == 1)
-		*c_r = cache_put(d, lower, pref, key);
+		*c_r = sg_keycache_put(d->keys, lower, (int)pref, key);
 	free(lower);
 	return r;
 }
@@ -286,7 +214,7 @@ static int plan_rcpt(struct sg_deliver *d, const struct sg_envelope *env, size_t
 		     struct sg_transform_out *out, struct sg_error *err)
 {
 	const char *addr = env->rcpts[i].addr;
-	struct cached_key *ck = NULL;
+	struct sg_keycache_entry *ck = NULL;
 	struct sg_key *key = NULL;
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 	enum sg_seal_outcome outcome = SG_SEAL_SEALED;
@@ -295,7 +223,7 @@ static int plan_rcpt(struct sg_deliver *d, const struct sg_envelope *env, size_t
 
 	int r = find_key(d, addr, &ck, &st, &kerr);
 	if (r == 1)
-		key = ck->key;
+		key = sg_keycache_key(ck);
 	if (r < 0) {
 		sg_error_set(err, "key look-up for %s: %s", addr, sg_error_msg(&kerr));
 		goto out;
@@ -330,11 +258,7 @@ static int plan_rcpt(struct sg_deliver *d, const struct sg_envelope *env, size_t
 	}
 	ret = 1;
 out:
-	if (ck != NULL) {
-		pthread_mutex_lock(&d->cache_lock);
-		cached_unref(ck);
-		pthread_mutex_unlock(&d->cache_lock);
-	}
+	sg_keycache_release(&ck);
 	sg_error_clear(&kerr);
 	return ret;
 }
@@ -416,8 +340,7 @@ struct sg_deliver *sg_deliver_new(const struct sg_config *cfg, struct sg_keys_lo
 
 	d->cfg = cfg;
 	d->lk = lk;
-	pthread_mutex_init(&d->cache_lock, NULL);
-	d->cache_ttl = cfg->deliver_key_cache_ttl;
+	d->keys = sg_keycache_new(cfg->deliver_key_cache_ttl, KEY_CACHE_MAX);
 	for (size_t i = 0; i < sizeof(no_key_policies) / sizeof(no_key_policies[0]); i++)
 		if (strcmp(no_key_policies[i].name, cfg->deliver_no_key) == 0)
 			d->no_key = no_key_policies[i].policy;
@@ -463,9 +386,7 @@ void sg_deliver_free(struct sg_deliver **dp)
 	struct sg_deliver *d = *dp;
 	if (d == NULL)
 		return;
-	for (size_t i = 0; i < d->n_cache; i++)
-		cached_unref(d->cache[i]);
-	pthread_mutex_destroy(&d->cache_lock);
+	sg_keycache_free(&d->keys);
 	for (size_t i = 0; i < d->n_users; i++)
 		free(d->users[i].addr);
 	free(d->users);

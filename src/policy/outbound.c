@@ -3,7 +3,7 @@
  * policy says to protect ever leaves in the clear. */
 #include "mime/seal.h"
 #include "policy/internal.h"
-#include "policy/keycache.h"
+#include "keys/keycache.h"
 #include "policy/policy.h"
 #include "policy/submission.h"
 #include "util/log.h"

@@ -7,7 +7,7 @@
 #include "crypto/smime.h"
 #include "keys/secret.h"
 #include "policy/internal.h"
-#include "policy/keycache.h"
+#include "keys/keycache.h"
 #include "policy/submission.h"
 #include "store/store.h"
 #include "util/log.h"

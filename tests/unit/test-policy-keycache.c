@@ -1,4 +1,4 @@
-/* Unit tests for policy/keycache.c: hits by (address, tag), ttl 0 keeps
+/* Unit tests for keys/keycache.c: hits by (address, tag), ttl 0 keeps
  * nothing, the oldest entry goes at the cap, entries outlive the cache
  * while users hold them (ASan sees any use after free or leak). */
 #include <stdarg.h>
@@ -7,7 +7,7 @@
 #include <cmocka.h>
 #include <stdlib.h>
 
-#include "policy/keycache.h"
+#include "keys/keycache.h"
 
 /* The cache never looks inside a key: any pointer sg_key_free accepts. A
  * NULL key keeps the tests free of key material. */

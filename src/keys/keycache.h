@@ -1,8 +1,8 @@
-/* Keys found for addresses, reused for a short time by the policy engine:
- * loading and checking an OpenPGP key (its self-signatures) costs more CPU
+/* Keys found for addresses, reused for a short time by the policy engine and
+ * delivery: loading and checking an OpenPGP key (its self-signatures) costs more CPU
  * than sealing a small message. Entries are shared by worker threads. */
-#ifndef SG_POLICY_KEYCACHE_H
-#define SG_POLICY_KEYCACHE_H
+#ifndef SG_KEYS_KEYCACHE_H
+#define SG_KEYS_KEYCACHE_H
 
 #include <stddef.h>
 

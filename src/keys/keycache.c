@@ -1,6 +1,6 @@
 /* A small time-bounded table of key handles with reference counts: the
  * table holds one reference, each user one more; the last one frees. */
-#include "policy/keycache.h"
+#include "keys/keycache.h"
 #include "util/mem.h"
 
 #include <pthread.h>
