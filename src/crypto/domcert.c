@@ -12,6 +12,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/cms.h>
 #include <openssl/conf.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -440,5 +441,72 @@ int sg_domcert_der_to_pem(const unsigned char *der, size_t len, struct sg_buf *o
 	ERR_clear_error();
 	BIO_free(b);
 	X509_free(x);
+	return ret;
+}
+
+/* ---- signing ---- */
+
+struct sg_domcert_signer {
+	X509 *cert;
+	EVP_PKEY *pkey;
+};
+
+int sg_domcert_signer_load(const void *cert_pem, size_t cert_len, const void *key_pem,
+			   size_t key_len, const char *pass, struct sg_domcert_signer **s_r,
+			   struct sg_error *err)
+{
+	struct sg_domcert_signer *s = sg_calloc(1, sizeof(*s));
+	BIO *b = key_len <= INT_MAX ? BIO_new_mem_buf(key_pem, (int)key_len) : NULL;
+
+	*s_r = NULL;
+	s->cert = parse_cert(cert_pem, cert_len);
+	s->pkey = b != NULL ? PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)pass) : NULL;
+	BIO_free(b);
+	if (s->cert == NULL || s->pkey == NULL || X509_check_private_key(s->cert, s->pkey) != 1) {
+		ossl_fail(err, "domain signing key: cannot load the certificate and its key");
+		sg_domcert_signer_free(&s);
+		return -1;
+	}
+	*s_r = s;
+	return 1;
+}
+
+void sg_domcert_signer_free(struct sg_domcert_signer **sp)
+{
+	struct sg_domcert_signer *s = *sp;
+	if (s == NULL)
+		return;
+	X509_free(s->cert);
+	EVP_PKEY_free(s->pkey); /* the EC scalar is cleared when freed */
+	free(s);
+	*sp = NULL;
+}
+
+int sg_domcert_sign(const struct sg_domcert_signer *s, const unsigned char *data, size_t len,
+		    struct sg_buf *der_out, struct sg_error *err)
+{
+	BIO *in = len <= INT_MAX ? BIO_new_mem_buf(data, (int)len) : NULL;
+	CMS_ContentInfo *cms = NULL;
+	unsigned char *der = NULL;
+	int n = 0, ret = -1;
+
+	/* CMS_BINARY: the content is MIME already, signed byte for byte */
+	if (in != NULL)
+		cms = CMS_sign(s->cert, s->pkey, NULL, in, CMS_BINARY | CMS_NOCERTS | CMS_NOSMIMECAP);
+	if (cms == NULL || (n = i2d_CMS_ContentInfo(cms, &der)) <= 0) {
+		ossl_fail(err, "domain sign");
+		goto out;
+	}
+	if (!sg_buf_append(der_out, der, (size_t)n)) {
+		sg_error_set(err, "domain sign: signed data too large");
+		goto out;
+	}
+	ret = 1;
+out:
+	ERR_clear_error();
+	if (der != NULL)
+		OPENSSL_clear_free(der, (size_t)n); /* it holds the plaintext */
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
 	return ret;
 }

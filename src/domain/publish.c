@@ -335,7 +335,7 @@ void sg_domain_drop_peers(struct sg_domain *d)
 	for (size_t i = 0; i < d->n_peers; i++) {
 		free(d->peers[i].domain);
 		free(d->peers[i].der);
-		sg_key_free(&d->peers[i].signer);
+		sg_domain_keyset_unref(d, &d->peers[i].signer);
 	}
 	free(d->peers);
 	d->peers = NULL;
@@ -412,22 +412,31 @@ int sg_domain_peer_key(struct sg_domain *d, const char *domain, time_t now,
 static int lookup_signer(struct sg_domain *d, const char *domain, time_t now,
 			 struct sg_key **key_r, struct sg_error *err);
 
-const struct sg_key *sg_domain_peer_signer_cached(struct sg_domain *d, const char *domain,
-						  time_t now, int *r_r, struct sg_error *err)
+struct sg_domain_keyset *sg_domain_peer_signer_ref(struct sg_domain *d, const char *domain,
+						   time_t now, int *r_r, struct sg_error *err)
 {
-	struct sg_domain_peer_cached *p = peer_cached(d, domain);
+	struct sg_domain_peer_cached *p;
+	struct sg_domain_keyset *ks = NULL;
+	struct sg_key *k = NULL;
 
+	sg_domain_lock(d);
+	p = peer_cached(d, domain);
+	if (p == NULL || p->signer == NULL) {
+		*r_r = lookup_signer(d, domain, now, &k, err);
+		if (*r_r > 0) {
+			struct sg_key **one = sg_calloc(1, sizeof(*one));
+			one[0] = k;
+			p = peer_entry(d, domain);
+			p->signer = sg_domain_keyset_new(one, 1);
+		}
+	}
 	if (p != NULL && p->signer != NULL) {
 		*r_r = 1;
-		return p->signer;
+		p->signer->refs++;
+		ks = p->signer;
 	}
-	struct sg_key *k = NULL;
-	*r_r = lookup_signer(d, domain, now, &k, err);
-	if (*r_r <= 0)
-		return NULL;
-	p = peer_entry(d, domain);
-	p->signer = k;
-	return k;
+	sg_domain_unlock(d);
+	return ks;
 }
 
 int sg_domain_peer_signer(struct sg_domain *d, const char *domain, time_t now,

@@ -232,8 +232,8 @@ static void test_destruction(void **state)
 	struct sg_error err = SG_ERROR_INIT;
 	struct sg_domain_rotation r;
 	struct sg_buf pem, st;
-	struct sg_key **keys = NULL;
-	size_t n = 0;
+	struct sg_domain_keyset *ks = NULL;
+	struct sg_key *const *keys = NULL;
 	(void)state;
 
 	inst_open(&a, "des-a", "a.test");
@@ -246,19 +246,18 @@ static void test_destruction(void **state)
 	sg_buf_init(&pem, 64 * 1024);
 	assert_int_equal(sg_domain_key_pem(a.d, fpr, &pem, &err), 1);
 	assert_non_null(strstr((char *)pem.data, "ENCRYPTED PRIVATE KEY"));
-	sg_domain_lock(a.d);
-	assert_int_equal(sg_domain_decrypt_keys(a.d, &keys, &n, &err), 1);
-	sg_domain_unlock(a.d);
-	assert_int_equal(n, 7);
+	assert_int_equal(sg_domain_keys_get(a.d, T0, false, &ks, &err), 1);
+	assert_int_equal(sg_domain_keyset_keys(ks, &keys), 7);
+	sg_domain_keyset_release(a.d, &ks);
 	assert_int_equal(sg_domain_rotate(a.d, T0 + 6 * DAY, &r, &err), 1);
 	assert_int_equal(r.destroyed, 1);
 	sg_buf_reset(&pem);
 	assert_int_equal(sg_domain_key_pem(a.d, fpr, &pem, &err), 0);
 	assert_non_null(strstr(sg_error_msg(&err), "destroyed"));
-	sg_domain_lock(a.d);
-	assert_int_equal(sg_domain_decrypt_keys(a.d, &keys, &n, &err), 1);
-	sg_domain_unlock(a.d);
-	assert_int_equal(n, 7 + 6 - 1);
+	assert_int_equal(sg_domain_keys_get(a.d, T0 + 6 * DAY, false, &ks, &err), 1);
+	assert_int_equal(sg_domain_keyset_keys(ks, &keys), 7 + 6 - 1);
+	sg_domain_keyset_release(a.d, &ks);
+	assert_null(ks);
 	free(fpr);
 	sg_buf_free(&pem);
 	sg_buf_free(&st);
