@@ -490,9 +490,16 @@ int sg_domcert_sign(const struct sg_domcert_signer *s, const unsigned char *data
 	unsigned char *der = NULL;
 	int n = 0, ret = -1;
 
-	/* CMS_BINARY: the content is MIME already, signed byte for byte */
-	if (in != NULL)
-		cms = CMS_sign(s->cert, s->pkey, NULL, in, CMS_BINARY | CMS_NOCERTS | CMS_NOSMIMECAP);
+	/* CMS_BINARY: the content is MIME already, signed byte for byte. The
+	 * digest named (OpenSSL 3.0 looks the default up per call) and the
+	 * signer identified by its subjectKeyIdentifier (no issuer name copy). */
+	const unsigned int flags = CMS_BINARY | CMS_NOCERTS | CMS_NOSMIMECAP | CMS_USE_KEYID | CMS_PARTIAL;
+	if (in != NULL && (cms = CMS_sign(NULL, NULL, NULL, NULL, flags)) != NULL &&
+	    (CMS_add1_signer(cms, s->cert, s->pkey, EVP_sha256(), flags) == NULL ||
+	     CMS_final(cms, in, NULL, flags) != 1)) {
+		CMS_ContentInfo_free(cms);
+		cms = NULL;
+	}
 	if (cms == NULL || (n = i2d_CMS_ContentInfo(cms, &der)) <= 0) {
 		ossl_fail(err, "domain sign");
 		goto out;
