@@ -60,8 +60,20 @@ struct sg_domain_rotation {
  * at a time (store lock). Cached private keys are dropped. 1 or -1. */
 int sg_domain_rotate(struct sg_domain *d, time_t now, struct sg_domain_rotation *r,
 		     struct sg_error *err) SG_WARN_UNUSED;
+/* domain_names against the domains the signing certificate names: 1 the
+ * same (or no signing key yet), 0 different (err names `domain rekey`), -1. */
+int sg_domain_check_names(struct sg_domain *d, struct sg_error *err) SG_WARN_UNUSED;
+/* A new long-term signing key naming domain_names (after they changed):
+ * the old one is destroyed, its short-lived keys stay for decryption until
+ * their window + grace ends but are no longer published, and keys for the
+ * windows ahead are issued by the new one. Peers must pin the new key
+ * (its fingerprint in their domain_peers replaces their pin). 1 or -1. */
+int sg_domain_rekey(struct sg_domain *d, time_t now, struct sg_domain_rotation *r,
+		    struct sg_error *err) SG_WARN_UNUSED;
 /* Human-readable status: signing key, each published key with its window
- * and whether its private part still exists. */
+ * and whether its private part still exists, then the peer domains whose
+ * signing keys we trust (fingerprint, configured or pinned on first use,
+ * since when). */
 int sg_domain_status(struct sg_domain *d, time_t now, struct sg_buf *out,
 		     struct sg_error *err) SG_WARN_UNUSED;
 /* Certificate and decrypted private key of one short-lived key (PEM), for

@@ -56,6 +56,8 @@ struct sg_domain_keyset *sg_domain_peer_signer_ref(struct sg_domain *d, const ch
  * until sg_domain_free). Lock held. 1, 0 none (init), -1. */
 int sg_domain_signer(struct sg_domain *d, const struct sg_domcert_signer **s_r,
 		     struct sg_error *err) SG_WARN_UNUSED;
+/* The "peer ..." lines of sg_domain_status. Lock held. 1 or -1. */
+int sg_domain_status_peers(struct sg_domain *d, struct sg_buf *out, struct sg_error *err);
 /* Forget the cached peer keys (users keep theirs). Lock held. */
 void sg_domain_drop_peers(struct sg_domain *d);
 /* A keyset of n keys (taken), one reference. */

@@ -16,6 +16,7 @@
 
 #define KIND_SIGNING "signing"
 #define KIND_ENCRYPTION "encryption"
+#define KIND_RETIRED "retired" /* issued by a replaced signing key: kept to decrypt, not published */
 #define SIGNING_LIFETIME (10 * 365 * 86400L) /* the long-term key: pinned by peers */
 #define EPOCH_KEY_LEN 32
 #define KEYSET_TTL 60 /* seconds a snapshot of our private keys is used before the store is read again */
@@ -209,11 +210,30 @@ static int need_mk(const struct sg_domain *d, struct sg_error *err)
 	return -1;
 }
 
+/* A new long-term signing key naming domain_names. Transaction open. */
+static int create_signing(struct sg_domain *d, time_t now, struct sg_error *err)
+{
+	char *cert = NULL, *key = NULL;
+	size_t cert_len = 0, key_len = 0;
+	struct sg_domcert_req req = {
+		.domains = (const char *const *)d->domains, .n_domains = d->n_domains,
+		.not_before = now - 86400, .not_after = now + SIGNING_LIFETIME, .signing = true,
+	};
+	int r = sg_domcert_issue(&req, &cert, &cert_len, &key, &key_len, err);
+
+	if (r > 0)
+		r = store_new_key(d, KIND_SIGNING, cert, cert_len, key, key_len, NULL, err);
+	free(cert);
+	if (key != NULL)
+		sg_secret_free(&key, key_len + 1);
+	if (r > 0)
+		sg_log_info("domain: created the signing key for %s", d->cfg->domain_names);
+	return r < 0 ? -1 : 1;
+}
+
 int sg_domain_init(struct sg_domain *d, time_t now, struct sg_error *err)
 {
 	struct sg_store_domain_key row;
-	char *cert = NULL, *key = NULL;
-	size_t cert_len = 0, key_len = 0;
 	int ret = -1, r;
 
 	if (need_mk(d, err) < 0)
@@ -229,26 +249,134 @@ int sg_domain_init(struct sg_domain *d, time_t now, struct sg_error *err)
 		ret = 0;
 		goto out;
 	}
-	struct sg_domcert_req req = {
-		.domains = (const char *const *)d->domains, .n_domains = d->n_domains,
-		.not_before = now - 86400, .not_after = now + SIGNING_LIFETIME, .signing = true,
-	};
-	if (sg_domcert_issue(&req, &cert, &cert_len, &key, &key_len, err) < 0 ||
-	    store_new_key(d, KIND_SIGNING, cert, cert_len, key, key_len, NULL, err) < 0)
+	if (create_signing(d, now, err) < 0)
 		goto rollback;
-	if (sg_store_commit(d->store, err) < 0)
-		goto out;
-	sg_log_info("domain: created the signing key for %s", d->cfg->domain_names);
-	ret = 1;
+	ret = sg_store_commit(d->store, err) < 0 ? -1 : 1;
 	goto out;
 rollback:
 	sg_store_rollback(d->store);
 out:
 	sg_domain_unlock(d);
-	free(cert);
-	if (key != NULL)
-		sg_secret_free(&key, key_len + 1);
 	return ret;
+}
+
+/* ---- domain_names against the signing certificate ---- */
+
+static bool short_lived(const char *kind)
+{
+	return strcmp(kind, KIND_ENCRYPTION) == 0 || strcmp(kind, KIND_RETIRED) == 0;
+}
+
+static bool same_names(const struct sg_domain *d, const struct sg_domcert_info *info)
+{
+	for (size_t i = 0; i < d->n_domains; i++)
+		if (!sg_domcert_names(info, d->domains[i]))
+			return false;
+	for (size_t i = 0; i < info->n_domains; i++)
+		if (!sg_domain_is_ours(d, info->domains[i]))
+			return false;
+	return true;
+}
+
+/* The signing certificate names the domains peers pin it for: a changed
+ * domain_names is a new domain identity, never a silent re-issue. Lock
+ * held. 1 same (or no key yet), 0 differs (err), -1. */
+static int check_names_locked(struct sg_domain *d, struct sg_error *err)
+{
+	struct sg_store_domain_key row;
+	struct sg_domcert_info info;
+	int r = find_signing_row(d, &row, err);
+
+	if (r <= 0)
+		return r < 0 ? -1 : 1;
+	if (sg_domcert_info(row.cert, row.len, &info, err) < 0) {
+		row_clear(&row);
+		return -1;
+	}
+	r = same_names(d, &info);
+	if (!r) {
+		char *have = sg_strdup("");
+		for (size_t i = 0; i < info.n_domains; i++) {
+			char *t = sg_asprintf("%s%s%s", have, i > 0 ? " " : "", info.domains[i]);
+			free(have);
+			have = t;
+		}
+		sg_error_set(err, "domain_names (%s) differs from the domains the signing key %.16s names "
+			     "(%s): peers pinned that key for those domains. Restore domain_names, or run "
+			     "`sealgate domain rekey` for a new signing key naming the new set (peers must "
+			     "pin it again)", d->cfg->domain_names, row.fingerprint, have);
+		free(have);
+	}
+	sg_domcert_info_clear(&info);
+	row_clear(&row);
+	return r;
+}
+
+int sg_domain_check_names(struct sg_domain *d, struct sg_error *err)
+{
+	sg_domain_lock(d);
+	int r = check_names_locked(d, err);
+	sg_domain_unlock(d);
+	return r;
+}
+
+/* Replace the signing key: the old one's rows go, its short-lived keys
+ * stay (readable until their window + grace) but are no longer published
+ * (their issuer is gone). Transaction open. */
+static int rekey_locked(struct sg_domain *d, time_t now, struct sg_error *err)
+{
+	struct sg_store_domain_key *rows = NULL;
+	size_t n = 0;
+	int r = sg_store_domain_key_list(d->store, &rows, &n, err) < 0 ? -1 : 1;
+
+	for (size_t i = 0; i < n && r > 0; i++) {
+		struct sg_store_domain_key *k = &rows[i];
+		if (strcmp(k->kind, KIND_SIGNING) == 0) {
+			r = sg_store_secret_delete(d->store, SG_DOMAIN_OWNER, k->fingerprint, SG_DOMAIN_P_SIGN,
+						   err) < 0 ? -1 : 1;
+		} else if (strcmp(k->kind, KIND_ENCRYPTION) == 0) {
+			struct sg_store_domain_key retired = *k;
+			retired.kind = (char *)KIND_RETIRED;
+			if (sg_store_domain_key_delete(d->store, k->fingerprint, err) < 0 ||
+			    sg_store_domain_key_put(d->store, &retired, err) < 0)
+				r = -1;
+			continue;
+		} else {
+			continue;
+		}
+		if (r > 0 && sg_store_domain_key_delete(d->store, k->fingerprint, err) < 0)
+			r = -1;
+	}
+	sg_store_domain_keys_free(&rows, n);
+	return r > 0 ? create_signing(d, now, err) : -1;
+}
+
+int sg_domain_rekey(struct sg_domain *d, time_t now, struct sg_domain_rotation *rot,
+		    struct sg_error *err)
+{
+	int ret = -1;
+
+	if (need_mk(d, err) < 0)
+		return -1;
+	sg_domain_lock(d);
+	if (sg_store_begin(d->store, err) < 0)
+		goto out;
+	if (sg_store_xact_lock(d->store, err) < 0 || rekey_locked(d, now, err) < 0) {
+		sg_store_rollback(d->store);
+		goto out;
+	}
+	if (sg_store_commit(d->store, err) < 0 || sg_store_scrub(d->store, err) < 0)
+		goto out;
+	sg_domcert_signer_free(&d->signer); /* the next seal loads the new one */
+	ret = 1;
+out:
+	sg_domain_unlock(d);
+	if (ret < 0) {
+		sg_error_prefix(err, "domain rekey");
+		return -1;
+	}
+	/* short-lived keys for the windows ahead, issued by the new key */
+	return sg_domain_rotate(d, now, rot, err);
 }
 
 /* Cert PEM + private PEM into one sg_key. */
@@ -394,6 +522,8 @@ static int rotate_locked(struct sg_domain *d, time_t now, struct sg_domain_rotat
 	int ret = -1;
 
 	sg_buf_init(&issuer, 64 * 1024);
+	if (check_names_locked(d, err) <= 0)
+		goto out;
 	if (sg_store_domain_key_list(d->store, &rows, &n, err) < 0 || signing_pem(d, &issuer, err) < 0)
 		goto out;
 	for (unsigned k = 0; k < d->cfg->domain_keys_ahead; k++) {
@@ -405,8 +535,7 @@ static int rotate_locked(struct sg_domain *d, time_t now, struct sg_domain_rotat
 		r->generated++;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(rows[i].kind, KIND_ENCRYPTION) != 0 ||
-		    rows[i].not_after + (time_t)d->cfg->domain_key_grace > now)
+		if (!short_lived(rows[i].kind) || rows[i].not_after + (time_t)d->cfg->domain_key_grace > now)
 			continue;
 		if (destroy_one(d, rows[i].fingerprint, err) < 0)
 			goto out;
@@ -581,7 +710,7 @@ static int load_keyset(struct sg_domain *d, time_t now, struct sg_domain_keyset 
 	dead = sg_calloc(n + 1, sizeof(*dead));
 	for (size_t i = 0; i < n; i++) {
 		time_t end = (time_t)rows[i].not_after + (time_t)d->cfg->domain_key_grace;
-		if (strcmp(rows[i].kind, KIND_ENCRYPTION) != 0 || end <= now)
+		if (!short_lived(rows[i].kind) || end <= now)
 			continue;
 		if (load_short_lived(d, &rows[i], &keys[m], err) < 0)
 			goto out;
@@ -655,7 +784,7 @@ int sg_domain_key_pem(struct sg_domain *d, const char *fpr, struct sg_buf *out, 
 		goto out;
 	ret = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (strcasecmp(rows[i].fingerprint, fpr) != 0 || strcmp(rows[i].kind, KIND_ENCRYPTION) != 0)
+		if (strcasecmp(rows[i].fingerprint, fpr) != 0 || !short_lived(rows[i].kind))
 			continue;
 		ret = sg_store_secret_get(d->store, SG_DOMAIN_OWNER, rows[i].fingerprint,
 					  SG_DOMAIN_P_DECRYPT, &sec, err);
@@ -710,7 +839,8 @@ static int status_rows(struct sg_domain *d, time_t now, struct sg_buf *out, stru
 		}
 		fmt_time((time_t)rows[i].not_before, nb, sizeof(nb));
 		fmt_time((time_t)rows[i].not_after, na, sizeof(na));
-		const char *state = rows[i].not_before > now ? "ahead"
+		const char *state = strcmp(rows[i].kind, KIND_RETIRED) == 0 ? "unpublished"
+				    : rows[i].not_before > now ? "ahead"
 				    : rows[i].not_after > now ? "current" : "grace";
 		ok = sg_buf_printf(out, "%-10s %s %s .. %s %-7s private=%s\n", rows[i].kind,
 				   rows[i].fingerprint, nb, na,
@@ -734,8 +864,14 @@ int sg_domain_status(struct sg_domain *d, time_t now, struct sg_buf *out, struct
 			    d->cfg->domain_names, t, d->cfg->domain_key_lifetime,
 			    d->cfg->domain_keys_ahead, d->cfg->domain_key_grace,
 			    d->cfg->domain_peer_trust) ? 1 : -1;
+	if (ret > 0 && (ret = check_names_locked(d, err)) == 0) {
+		ret = sg_buf_printf(out, "WARNING: %s\n", sg_error_msg(err)) ? 1 : -1;
+		sg_error_clear(err);
+	}
 	if (ret > 0)
 		ret = status_rows(d, now, out, err);
+	if (ret > 0)
+		ret = sg_domain_status_peers(d, out, err);
 	sg_domain_unlock(d);
 	return ret;
 }

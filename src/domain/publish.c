@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BUNDLE_MAX SG_KEYS_MAX_RESPONSE
@@ -34,7 +35,8 @@ int sg_domain_bundle_build(struct sg_store *store, time_t now, struct sg_buf *ou
 	for (int pass = 0; pass < 2 && ret >= 0; pass++) {
 		for (size_t i = 0; i < n; i++) {
 			bool signing = strcmp(rows[i].kind, "signing") == 0;
-			if (signing != (pass == 0) || (!signing && rows[i].not_after <= now))
+			bool enc = strcmp(rows[i].kind, "encryption") == 0; /* not "retired" */
+			if ((pass == 0 ? !signing : !enc) || (enc && rows[i].not_after <= now))
 				continue;
 			if (!sg_buf_append(out, rows[i].cert, rows[i].len)) {
 				sg_error_set(err, "bundle larger than %zu bytes", out->max);
@@ -223,6 +225,67 @@ static char *configured_fpr(const struct sg_domain *d, const char *domain)
 	}
 	free(copy);
 	return found;
+}
+
+static void fmt_time(int64_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	gmtime_r(&tt, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* domain_peers as "DOMAIN FPR" pairs not yet in rows (never seen). */
+static int status_unseen(struct sg_domain *d, const struct sg_store_domain_peer *rows, size_t n,
+			 struct sg_buf *out)
+{
+	char *copy = sg_strdup(d->cfg->domain_peers), *save = NULL;
+	int ok = 1;
+
+	for (char *t = strtok_r(copy, " \t,", &save); t != NULL && ok; t = strtok_r(NULL, " \t,", &save)) {
+		char *eq = strchr(t, '=');
+		bool seen = false;
+		if (eq == NULL)
+			continue;
+		*eq = '\0';
+		for (size_t i = 0; i < n && !seen; i++)
+			seen = strcasecmp(rows[i].domain, t) == 0;
+		if (!seen)
+			ok = sg_buf_printf(out, "peer       %s %s trust=configured since=- (not contacted yet)\n",
+					   t, eq + 1);
+	}
+	free(copy);
+	return ok;
+}
+
+int sg_domain_status_peers(struct sg_domain *d, struct sg_buf *out, struct sg_error *err)
+{
+	struct sg_store_domain_peer *rows = NULL;
+	size_t n = 0;
+	int ok = 1;
+
+	if (sg_store_domain_peer_list(d->store, &rows, &n, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n && ok; i++) {
+		char since[32], *want = configured_fpr(d, rows[i].domain);
+		fmt_time(rows[i].pinned_at, since, sizeof(since));
+		/* trust says how it was stored; a configured fingerprint that
+		 * differs means the next message from that domain is refused */
+		ok = sg_buf_printf(out, "peer       %s %s trust=%s since=%s%s%s\n", rows[i].domain,
+				   rows[i].fingerprint,
+				   strcmp(rows[i].trust, "pinned") == 0 ? "pinned-on-first-use" : rows[i].trust,
+				   since, want != NULL && strcasecmp(want, rows[i].fingerprint) != 0
+						  ? " MISMATCH: domain_peers says " : "",
+				   want != NULL && strcasecmp(want, rows[i].fingerprint) != 0 ? want : "");
+		free(want);
+	}
+	ok = ok && status_unseen(d, rows, n, out);
+	for (size_t i = 0; i < n; i++)
+		sg_store_domain_peer_clear(&rows[i]);
+	free(rows);
+	if (!ok)
+		sg_error_set(err, "status too large");
+	return ok ? 1 : -1;
 }
 
 /* Is the bundle's signing certificate the one we trust for domain? Pins

@@ -33,7 +33,9 @@ int sg_policy_domain_open(struct sg_policy *p, const struct sg_config *cfg,
 {
 	if (!sg_domain_configured(cfg))
 		return 0;
-	if (sg_domain_new(cfg, mk, &p->domain, err) < 0) {
+	/* a changed domain_names stops serve until `domain rekey` (or the old
+	 * value): never sign as, or open for, a set peers did not pin */
+	if (sg_domain_new(cfg, mk, &p->domain, err) < 0 || sg_domain_check_names(p->domain, err) <= 0) {
 		sg_error_prefix(err, "domain");
 		return -1;
 	}
