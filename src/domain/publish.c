@@ -338,10 +338,11 @@ out:
 	return ret;
 }
 
-/* The bundle of domain: from the cache while fresh and still holding a key
- * valid at now, else fetched over HTTPS and cached. 1, -1 (err). */
-static int get_bundle(struct sg_domain *d, const char *domain, time_t now,
-		      struct sg_domain_bundle *b, struct sg_error *err)
+/* The bundle of domain: from the cache (use_cache) while fresh and still
+ * holding a key valid at now, else fetched over HTTPS and cached. 1, -1
+ * (err); *cached_r says where it came from. */
+static int get_bundle(struct sg_domain *d, const char *domain, time_t now, bool use_cache,
+		      bool *cached_r, struct sg_domain_bundle *b, struct sg_error *err)
 {
 	struct sg_store_cache *rows = NULL;
 	size_t n = 0;
@@ -350,7 +351,8 @@ static int get_bundle(struct sg_domain *d, const char *domain, time_t now,
 	int ret = -1;
 
 	sg_buf_init(&body, BUNDLE_MAX);
-	if (sg_store_cache_get(d->store, addr, &rows, &n, err) < 0)
+	*cached_r = use_cache;
+	if (use_cache && sg_store_cache_get(d->store, addr, &rows, &n, err) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(rows[i].source, CACHE_SOURCE) != 0 || rows[i].negative ||
@@ -364,6 +366,7 @@ static int get_bundle(struct sg_domain *d, const char *domain, time_t now,
 			sg_domain_bundle_clear(b);
 		}
 	}
+	*cached_r = false;
 	int r = sg_keys_https_get(d->cfg->wkd_allow_hosts, domain, SG_DOMAIN_BUNDLE_PATH,
 				  FETCH_BUDGET_MS, &body, err);
 	if (r == 0)
@@ -383,6 +386,37 @@ out:
 	sg_store_cache_free(&rows, n);
 	sg_buf_free(&body);
 	free(addr);
+	return ret;
+}
+
+/* The bundle of domain with its signing key trusted: 1 with *b, 0 not
+ * trusted (err), -1. A cached bundle whose key is not the one domain_peers
+ * configures is fetched again once: the peer may have made a new key
+ * (`domain rekey`) that the administrator has configured already. */
+static int trusted_bundle(struct sg_domain *d, const char *domain, time_t now,
+			  struct sg_domain_bundle *b, struct sg_error *err)
+{
+	bool cached = false;
+	int ret;
+
+	memset(b, 0, sizeof(*b)); /* cleared below whatever failed */
+	ret = get_bundle(d, domain, now, true, &cached, b, err);
+	if (ret > 0)
+		ret = trust_signing(d, domain, &b->signing, now, err);
+	if (ret == 0 && cached) {
+		char *want = configured_fpr(d, domain);
+		bool refetch = want != NULL && strcasecmp(want, b->signing.fpr) != 0;
+		free(want);
+		if (refetch) {
+			sg_domain_bundle_clear(b);
+			sg_error_clear(err);
+			ret = get_bundle(d, domain, now, false, &cached, b, err);
+			if (ret > 0)
+				ret = trust_signing(d, domain, &b->signing, now, err);
+		}
+	}
+	if (ret <= 0)
+		sg_domain_bundle_clear(b);
 	return ret;
 }
 
@@ -454,11 +488,10 @@ int sg_domain_peer_key(struct sg_domain *d, const char *domain, time_t now,
 		sg_domain_unlock(d);
 		return ret;
 	}
-	ret = get_bundle(d, domain, now, &b, err);
+	ret = trusted_bundle(d, domain, now, &b, err);
 	if (ret > 0) {
-		ret = trust_signing(d, domain, &b.signing, now, err);
-		long i = ret > 0 ? sg_domain_bundle_pick(&b, now) : -1;
-		if (ret > 0 && i < 0) {
+		long i = sg_domain_bundle_pick(&b, now);
+		if (i < 0) {
 			sg_error_set(err, "%s publishes no encryption key valid now", domain);
 			ret = 0;
 		}
@@ -520,25 +553,24 @@ static int lookup_signer(struct sg_domain *d, const char *domain, time_t now,
 	ret = sg_store_domain_peer_get(d->store, domain, &pin, err);
 	if (ret > 0) {
 		char *want = configured_fpr(d, domain);
-		if (want != NULL && strcasecmp(want, pin.fingerprint) != 0) {
-			sg_error_set(err, "stored key %s of %s is not the configured %s", pin.fingerprint,
-				     domain, want);
-			ret = 0;
-		}
-		free(want);
-		if (ret > 0)
+		bool stale = want != NULL && strcasecmp(want, pin.fingerprint) != 0;
+		if (!stale)
 			ret = key_from_der(pin.cert, pin.len, key_r, err);
+		free(want);
 		sg_store_domain_peer_clear(&pin);
-		return ret;
+		if (!stale)
+			return ret;
+		/* domain_peers names another key than the one stored (the peer
+		 * made a new one, `domain rekey`): the configured one wins, from
+		 * the peer's bundle, replacing the pin in trust_signing */
 	}
 	if (ret < 0)
 		return -1;
 	/* first contact: the sender's published bundle says which key it signs with */
-	if (get_bundle(d, domain, now, &b, err) < 0)
-		return -1;
-	ret = trust_signing(d, domain, &b.signing, now, err);
-	if (ret > 0)
+	ret = trusted_bundle(d, domain, now, &b, err);
+	if (ret > 0) {
 		ret = key_from_der(b.signing.der, b.signing.der_len, key_r, err);
-	sg_domain_bundle_clear(&b);
+		sg_domain_bundle_clear(&b);
+	}
 	return ret;
 }
