@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +266,87 @@ static void test_destruction(void **state)
 	inst_close(&a);
 }
 
+struct rotation_thread {
+	struct sg_domain *d;
+	time_t now;
+	struct sg_domain_rotation r;
+	int ret;
+	int done; /* atomic */
+};
+
+static void *rotate_thread(void *arg)
+{
+	struct rotation_thread *t = arg;
+	struct sg_error err = SG_ERROR_INIT;
+	t->ret = sg_domain_rotate(t->d, t->now, &t->r, &err);
+	__atomic_store_n(&t->done, 1, __ATOMIC_SEQ_CST);
+	sg_error_clear(&err);
+	return NULL;
+}
+
+/* A key destroyed while a message is being opened: the opener holds a
+ * snapshot with the key; the rotation deletes the rows (the store says
+ * "destroyed" as soon as it waits), but it does not return until the
+ * snapshot is given back, and the snapshot is then freed (wiped). */
+static void test_destruction_waits_for_openers(void **state)
+{
+	struct inst a;
+	struct sg_error err = SG_ERROR_INIT;
+	struct sg_domain_keyset *held = NULL, *after = NULL;
+	struct sg_key *const *keys = NULL;
+	struct sg_buf st, pem;
+	struct rotation_thread t;
+	pthread_t th;
+	(void)state;
+
+	inst_open(&a, "wait-a", "a.test");
+	init_rotate(&a, T0);
+	sg_buf_init(&st, 1024 * 1024);
+	assert_int_equal(sg_domain_status(a.d, T0, &st, &err), 1);
+	char *line = strstr((char *)st.data, "encryption ");
+	assert_non_null(line);
+	char *fpr = sg_strndup(line + 11, 64); /* the first window: destroyed at T0 + 6 days */
+	assert_int_equal(sg_domain_keys_get(a.d, T0 + 5 * DAY, false, &held, &err), 1);
+	size_t n = sg_domain_keyset_keys(held, &keys);
+	bool has = false;
+	for (size_t i = 0; i < n; i++)
+		has = has || strcmp(sg_key_fingerprint(keys[i]), fpr) == 0;
+	assert_true(has);
+
+	memset(&t, 0, sizeof(t));
+	t.d = a.d;
+	t.now = T0 + 6 * DAY;
+	assert_int_equal(pthread_create(&th, NULL, rotate_thread, &t), 0);
+	/* key_pem takes the domain lock, which the rotation gives up only in
+	 * its wait for holders: once it answers "destroyed", the rows are gone */
+	sg_buf_init(&pem, 64 * 1024);
+	int r;
+	while ((r = sg_domain_key_pem(a.d, fpr, &pem, &err)) == 1) {
+		sg_buf_reset(&pem);
+		usleep(1000);
+	}
+	assert_int_equal(r, 0);
+	usleep(100 * 1000); /* a rotation that did not wait would be done by now */
+	assert_int_equal(__atomic_load_n(&t.done, __ATOMIC_SEQ_CST), 0);
+	/* the opener is still using the key; then gives it back */
+	assert_true(sg_key_has_secret(keys[0]));
+	sg_domain_keyset_release(a.d, &held);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(t.ret, 1);
+	assert_int_equal(t.r.destroyed, 1);
+	/* a new snapshot no longer has it */
+	assert_int_equal(sg_domain_keys_get(a.d, T0 + 6 * DAY, false, &after, &err), 1);
+	n = sg_domain_keyset_keys(after, &keys);
+	for (size_t i = 0; i < n; i++)
+		assert_string_not_equal(sg_key_fingerprint(keys[i]), fpr);
+	sg_domain_keyset_release(a.d, &after);
+	free(fpr);
+	sg_buf_free(&pem);
+	sg_buf_free(&st);
+	sg_error_clear(&err);
+	inst_close(&a);
+}
+
 /* In process: a seals for b (keys taken from b's bundle), b opens; the
  * verdicts for a wrong recipient domain and an unpinned signer. */
 static void test_seal_open(void **state)
@@ -349,6 +431,7 @@ int main(void)
 		cmocka_unit_test(test_bundle_parse),   cmocka_unit_test(test_window_choice),
 		cmocka_unit_test(test_rotation_clock), cmocka_unit_test(test_grace_refused),
 		cmocka_unit_test(test_destruction),    cmocka_unit_test(test_seal_open),
+		cmocka_unit_test(test_destruction_waits_for_openers),
 	};
 	if (mkdtemp(dir) == NULL)
 		return 1;
