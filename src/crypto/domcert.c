@@ -517,3 +517,107 @@ out:
 	BIO_free(in);
 	return ret;
 }
+
+/* ---- verifying ---- */
+
+struct sg_domcert_cert {
+	X509 *cert;
+};
+
+int sg_domcert_cert_load(const unsigned char *der, size_t len, struct sg_domcert_cert **c_r,
+			 struct sg_error *err)
+{
+	X509 *x = parse_cert(der, len);
+
+	*c_r = NULL;
+	if (x == NULL) {
+		sg_error_set(err, "not a readable X.509 certificate");
+		ERR_clear_error();
+		return -1;
+	}
+	*c_r = sg_calloc(1, sizeof(**c_r));
+	(*c_r)->cert = x;
+	return 1;
+}
+
+void sg_domcert_cert_free(struct sg_domcert_cert **cp)
+{
+	if (*cp == NULL)
+		return;
+	X509_free((*cp)->cert);
+	free(*cp);
+	*cp = NULL;
+}
+
+static bool valid_at(X509 *x, time_t now)
+{
+	return X509_cmp_time(X509_get0_notBefore(x), &now) < 0 &&
+	       X509_cmp_time(X509_get0_notAfter(x), &now) > 0;
+}
+
+int sg_domcert_verify(const struct sg_domcert_cert *trusted, const unsigned char *der, size_t len,
+		      time_t now, struct sg_buf *content_out, enum sg_domcert_sig *sig_r,
+		      struct sg_error *err)
+{
+	const unsigned char *p = der;
+	CMS_ContentInfo *cms = len > 0 && len <= LONG_MAX ? d2i_CMS_ContentInfo(NULL, &p, (long)len) : NULL;
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	BIO *out = BIO_new(BIO_s_mem());
+	int ret = -1;
+
+	*sig_r = SG_DOMCERT_SIG_BAD;
+	if (cms == NULL || p != der + len || OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed ||
+	    CMS_is_detached(cms) == 1 || sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)) != 1) {
+		sg_error_set(err, "domain verify: not an opaque SignedData with one signer");
+		goto out;
+	}
+	ret = 1;
+	if (certs == NULL || out == NULL || sk_X509_push(certs, trusted->cert) <= 0) {
+		ossl_fail(err, "domain verify");
+		ret = -1;
+		goto out;
+	}
+	/* CMS_NOINTERN: the signer is looked for only among certs, never among
+	 * certificates an attacker put in the message; the trusted certificate
+	 * was checked (self-signed domain signing certificate) when pinned */
+	if (CMS_verify(cms, certs, NULL, NULL, out, CMS_BINARY | CMS_NOINTERN | CMS_NO_SIGNER_CERT_VERIFY) != 1) {
+		unsigned long e = ERR_peek_last_error();
+		*sig_r = ERR_GET_REASON(e) == CMS_R_SIGNER_CERTIFICATE_NOT_FOUND ? SG_DOMCERT_SIG_OTHER_SIGNER
+										 : SG_DOMCERT_SIG_BAD;
+		ossl_fail(err, "domain verify");
+		goto out;
+	}
+	STACK_OF(X509) *signers = CMS_get0_signers(cms);
+	bool same = sk_X509_num(signers) == 1 && X509_cmp(sk_X509_value(signers, 0), trusted->cert) == 0;
+	sk_X509_free(signers);
+	if (!same) { /* cannot happen with CMS_NOINTERN: checked all the same */
+		*sig_r = SG_DOMCERT_SIG_OTHER_SIGNER;
+		sg_error_set(err, "domain verify: signed by another certificate");
+		goto out;
+	}
+	if (!valid_at(trusted->cert, now)) {
+		*sig_r = SG_DOMCERT_SIG_EXPIRED;
+		sg_error_set(err, "domain verify: the signing certificate is not valid at this time");
+		goto out;
+	}
+	char *data = NULL;
+	long n = BIO_get_mem_data(out, &data);
+	if (n < 0 || !sg_buf_append(content_out, data, (size_t)n)) {
+		sg_error_set(err, "domain verify: content too large");
+		ret = -1;
+		goto out;
+	}
+	*sig_r = SG_DOMCERT_SIG_VALID;
+out:
+	ERR_clear_error();
+	if (out != NULL) {
+		char *plain = NULL;
+		long plain_len = BIO_get_mem_data(out, &plain);
+		if (plain_len > 0)
+			OPENSSL_cleanse(plain, (size_t)plain_len); /* the content */
+	}
+	BIO_free(out);
+	sk_X509_free(certs);
+	CMS_ContentInfo_free(cms);
+	return ret;
+}

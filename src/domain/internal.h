@@ -17,6 +17,7 @@ struct sg_domain_keyset {
 	struct sg_x509_key **x509;   /* the same keys, for sg_cms_* */
 	time_t *dead;                /* per key: never used from then on (window + grace) */
 	time_t loaded;               /* CLOCK_MONOTONIC seconds when read from the store */
+	struct sg_domcert_cert *anchor; /* a peer's signing certificate (n 1), or NULL */
 	bool tracked;                /* our private keys: in sg_domain.live until freed */
 	bool retired;                /* a rotation waits for it to be freed */
 };

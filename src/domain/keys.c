@@ -674,6 +674,7 @@ void sg_domain_keyset_unref(struct sg_domain *d, struct sg_domain_keyset **ksp)
 	free(ks->keys);
 	free(ks->x509);
 	free(ks->dead);
+	sg_domcert_cert_free(&ks->anchor);
 	free(ks);
 }
 

@@ -506,26 +506,47 @@ int sg_domain_peer_key(struct sg_domain *d, const char *domain, time_t now,
 }
 
 static int lookup_signer(struct sg_domain *d, const char *domain, time_t now,
-			 struct sg_key **key_r, struct sg_error *err);
+			 unsigned char **der_r, size_t *len_r, struct sg_error *err);
+
+/* A keyset of the one signing key, with the certificate parsed for
+ * sg_domcert_verify: made once per peer until the next rotation. */
+static int signer_keyset(const unsigned char *der, size_t len, struct sg_domain_keyset **ks_r,
+			 struct sg_error *err)
+{
+	struct sg_key *k = NULL;
+	struct sg_domcert_cert *anchor = NULL;
+
+	*ks_r = NULL;
+	if (key_from_der(der, len, &k, err) < 0 || sg_domcert_cert_load(der, len, &anchor, err) < 0) {
+		sg_key_free(&k);
+		return -1;
+	}
+	struct sg_key **one = sg_calloc(1, sizeof(*one));
+	one[0] = k;
+	*ks_r = sg_domain_keyset_new(one, 1);
+	(*ks_r)->anchor = anchor;
+	return 1;
+}
 
 struct sg_domain_keyset *sg_domain_peer_signer_ref(struct sg_domain *d, const char *domain,
 						   time_t now, int *r_r, struct sg_error *err)
 {
 	struct sg_domain_peer_cached *p;
 	struct sg_domain_keyset *ks = NULL;
-	struct sg_key *k = NULL;
+	unsigned char *der = NULL;
+	size_t len = 0;
 
 	sg_domain_lock(d);
 	p = peer_cached(d, domain);
 	if (p == NULL || p->signer == NULL) {
-		*r_r = lookup_signer(d, domain, now, &k, err);
-		if (*r_r > 0) {
-			struct sg_key **one = sg_calloc(1, sizeof(*one));
-			one[0] = k;
+		*r_r = lookup_signer(d, domain, now, &der, &len, err);
+		if (*r_r > 0 && (*r_r = signer_keyset(der, len, &ks, err)) > 0) {
 			p = peer_entry(d, domain);
-			p->signer = sg_domain_keyset_new(one, 1);
+			p->signer = ks;
 		}
+		free(der);
 	}
+	ks = NULL;
 	if (p != NULL && p->signer != NULL) {
 		*r_r = 1;
 		p->signer->refs++;
@@ -538,28 +559,47 @@ struct sg_domain_keyset *sg_domain_peer_signer_ref(struct sg_domain *d, const ch
 int sg_domain_peer_signer(struct sg_domain *d, const char *domain, time_t now,
 			  struct sg_key **key_r, struct sg_error *err)
 {
-	return lookup_signer(d, domain, now, key_r, err);
+	unsigned char *der = NULL;
+	size_t len = 0;
+
+	*key_r = NULL;
+	sg_domain_lock(d);
+	int r = lookup_signer(d, domain, now, &der, &len, err);
+	sg_domain_unlock(d);
+	if (r > 0)
+		r = key_from_der(der, len, key_r, err);
+	free(der);
+	return r;
 }
 
+static unsigned char *dup_der(const unsigned char *der, size_t len)
+{
+	unsigned char *p = sg_malloc(len);
+	memcpy(p, der, len);
+	return p;
+}
+
+/* The trusted signing certificate (DER, owned) of domain. Lock held. */
 static int lookup_signer(struct sg_domain *d, const char *domain, time_t now,
-			 struct sg_key **key_r, struct sg_error *err)
+			 unsigned char **der_r, size_t *len_r, struct sg_error *err)
 {
 	struct sg_store_domain_peer pin;
 	struct sg_domain_bundle b;
 	int ret;
 
-	*key_r = NULL;
-	/* caller holds the lock */
+	*der_r = NULL;
 	ret = sg_store_domain_peer_get(d->store, domain, &pin, err);
 	if (ret > 0) {
 		char *want = configured_fpr(d, domain);
 		bool stale = want != NULL && strcasecmp(want, pin.fingerprint) != 0;
-		if (!stale)
-			ret = key_from_der(pin.cert, pin.len, key_r, err);
+		if (!stale) {
+			*der_r = dup_der(pin.cert, pin.len);
+			*len_r = pin.len;
+		}
 		free(want);
 		sg_store_domain_peer_clear(&pin);
 		if (!stale)
-			return ret;
+			return 1;
 		/* domain_peers names another key than the one stored (the peer
 		 * made a new one, `domain rekey`): the configured one wins, from
 		 * the peer's bundle, replacing the pin in trust_signing */
@@ -569,7 +609,8 @@ static int lookup_signer(struct sg_domain *d, const char *domain, time_t now,
 	/* first contact: the sender's published bundle says which key it signs with */
 	ret = trusted_bundle(d, domain, now, &b, err);
 	if (ret > 0) {
-		ret = key_from_der(b.signing.der, b.signing.der_len, key_r, err);
+		*der_r = dup_der(b.signing.der, b.signing.der_len);
+		*len_r = b.signing.der_len;
 		sg_domain_bundle_clear(&b);
 	}
 	return ret;

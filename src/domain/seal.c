@@ -292,11 +292,8 @@ static int verify_step(struct opening *o, const struct sg_buf *entity, struct sg
 	struct sg_msg_view v;
 	struct sg_buf der;
 	struct sg_domain_keyset *signer = NULL;
-	struct sg_cms_verify_info info;
-	enum sg_crypto_status st = SG_CRYPTO_OK;
 	int ret;
 
-	memset(&info, 0, sizeof(info));
 	sg_buf_init(&der, SEAL_MAX);
 	if (sg_msg_split(entity->data, entity->len, &v, NULL) < 0) {
 		ret = verdict(o, SG_DOMAIN_TAMPERED, "decrypted entity does not parse");
@@ -310,25 +307,25 @@ static int verify_step(struct opening *o, const struct sg_buf *entity, struct sg
 		ret = 0;
 		goto out;
 	}
-	/* The signer is pinned (or configured): no CRLs apply. Our SignedData
-	 * carries no certificate; the pinned one is the only candidate. */
-	if (sg_cms_verify(der.data, der.len, NULL, 0, signer->x509, 1, o->now, NULL, content, &info, &st,
-			  o->err) < 0) {
+	/* The signer is pinned (or configured): no CRLs apply, and no chain is
+	 * built per message; certificates in the message are ignored. */
+	enum sg_domcert_sig sig;
+	if (sg_domcert_verify(signer->anchor, der.data, der.len, o->now, content, &sig, o->err) < 0) {
 		ret = verdict(o, SG_DOMAIN_TAMPERED, "%s", sg_error_msg(o->err));
 		goto out;
 	}
 	o->res->signer_fpr = sg_strdup(sg_key_fingerprint(signer->keys[0]));
-	if (info.sig == SG_SIG_BAD)
+	if (sig == SG_DOMCERT_SIG_BAD)
 		ret = verdict(o, SG_DOMAIN_BAD_SIGNATURE, "domain signature of %s does not verify",
 			      o->marker_from);
-	else if (info.sig != SG_SIG_VALID)
+	else if (sig != SG_DOMCERT_SIG_VALID)
 		ret = verdict(o, SG_DOMAIN_UNKNOWN_SIGNER,
-			      "not signed by the trusted domain signing key of %s", o->marker_from);
+			      "not signed by the trusted domain signing key of %s%s", o->marker_from,
+			      sig == SG_DOMCERT_SIG_EXPIRED ? " (that key is not valid now)" : "");
 	else
 		ret = 1;
 out:
 	sg_domain_keyset_release(o->d, &signer);
-	sg_cms_verify_info_clear(&info);
 	sg_buf_free(&der);
 	return ret;
 }

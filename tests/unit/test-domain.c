@@ -11,10 +11,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crypto/smime.h"
 #include "domain/domain.h"
 #include "keys/master.h"
 #include "store/store.h"
 #include "util/mem.h"
+#include "util/secret.h"
+
+#include <glib.h>
 
 #define DAY 86400
 #define T0 ((time_t)1900000000 / DAY * DAY + 3600)
@@ -347,6 +351,61 @@ static void test_destruction_waits_for_openers(void **state)
 	inst_close(&a);
 }
 
+/* A message signed by another key that claims a.test and carries its own
+ * certificate (as S/MIME signers do), encrypted to b's current key: the
+ * certificate in the message must not be taken as the signer's. */
+static void sealed_by_outsider(const struct sg_key *peer, struct sg_buf *out)
+{
+	struct sg_error err = SG_ERROR_INIT;
+	const char *names[] = { "a.test" };
+	struct sg_domcert_req req = {
+		.domains = names, .n_domains = 1, .not_before = T0 - DAY, .not_after = T0 + 300 * DAY,
+		.signing = true,
+	};
+	char *cert = NULL, *key = NULL;
+	size_t cert_len = 0, key_len = 0;
+	struct sg_key *signer = NULL;
+	struct sg_buf pem, payload, der, entity, env;
+	enum sg_crypto_status st;
+	static const char inner[] = "Content-Type: message/rfc822\r\n"
+				    "Sealgate-Domain-Binding: v=1; from=a.test; to=b.test\r\n\r\n"
+				    "From: x@a.test\r\nSubject: forged\r\n\r\nforged body\r\n";
+
+	assert_int_equal(sg_domcert_issue(&req, &cert, &cert_len, &key, &key_len, &err), 1);
+	sg_buf_init(&pem, 64 * 1024);
+	assert_true(sg_buf_append(&pem, cert, cert_len) && sg_buf_append(&pem, key, key_len));
+	assert_int_equal(sg_key_load_mem(pem.data, pem.len, NULL, &signer, &st, &err), 1);
+	sg_buf_init(&payload, 1 << 20);
+	sg_buf_init(&der, 1 << 20);
+	sg_buf_init(&entity, 1 << 20);
+	sg_buf_init(&env, 1 << 20);
+	assert_true(sg_buf_append_str(&payload, inner));
+	assert_int_equal(sg_cms_sign(payload.data, payload.len, sg_key_x509(signer), false, &der, &st, &err), 1);
+	gchar *b64 = g_base64_encode(der.data, der.len);
+	assert_true(sg_buf_append_str(&entity, "Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n"
+					       "Content-Transfer-Encoding: base64\r\n\r\n") &&
+		    sg_buf_append_str(&entity, b64) && sg_buf_append_str(&entity, "\r\n"));
+	g_free(b64);
+	struct sg_x509_key *recips[1] = { sg_key_x509(peer) };
+	assert_int_equal(sg_cms_encrypt(entity.data, entity.len, recips, 1, SG_CMS_AES256_GCM, &env, &st, &err), 1);
+	b64 = g_base64_encode(env.data, env.len);
+	assert_true(sg_buf_append_str(out, "From: x@a.test\r\nSubject: ...\r\n"
+					   "Sealgate-Domain: v=1; from=a.test; to=b.test\r\nMIME-Version: 1.0\r\n"
+					   "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\n"
+					   "Content-Transfer-Encoding: base64\r\n\r\n") &&
+		    sg_buf_append_str(out, b64) && sg_buf_append_str(out, "\r\n"));
+	g_free(b64);
+	sg_key_free(&signer);
+	free(cert);
+	sg_secret_free(&key, key_len + 1);
+	sg_buf_free(&pem);
+	sg_buf_free(&payload);
+	sg_buf_free(&der);
+	sg_buf_free(&entity);
+	sg_buf_free(&env);
+	sg_error_clear(&err);
+}
+
 /* In process: a seals for b (keys taken from b's bundle), b opens; the
  * verdicts for a wrong recipient domain and an unpinned signer. */
 static void test_seal_open(void **state)
@@ -393,13 +452,19 @@ static void test_seal_open(void **state)
 		{ &a, "b.test", "c.test", SG_DOMAIN_WRONG_DOMAIN },
 		{ &a, "c.test", "c.test", SG_DOMAIN_OK },
 		{ &evil, "b.test", "b.test", SG_DOMAIN_UNKNOWN_SIGNER },
+		{ NULL, "b.test", "b.test", SG_DOMAIN_UNKNOWN_SIGNER }, /* sealed_by_outsider */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		sg_buf_init(&sealed, 1024 * 1024);
 		sg_buf_init(&opened, 1024 * 1024);
-		assert_int_equal(sg_domain_seal(cases[i].sealer->d, (const unsigned char *)msg, sizeof(msg) - 1,
-						"a.test", cases[i].to, peer, &sealed, &cs, &err), 1);
-		assert_null(memmem(sealed.data, sealed.len, "body text", 9));
+		if (cases[i].sealer == NULL) {
+			sealed_by_outsider(peer, &sealed);
+		} else {
+			assert_int_equal(sg_domain_seal(cases[i].sealer->d, (const unsigned char *)msg,
+							sizeof(msg) - 1, "a.test", cases[i].to, peer, &sealed,
+							&cs, &err), 1);
+			assert_null(memmem(sealed.data, sealed.len, "body text", 9));
+		}
 		assert_int_equal(sg_domain_open(b.d, sealed.data, sealed.len, cases[i].rcpt, T0, &opened,
 						&res, &err), 1);
 		if (res.verdict != cases[i].v)
