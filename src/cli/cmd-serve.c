@@ -194,7 +194,7 @@ static void limits(struct sg_config *cfg)
 	/* No core dumps: they would hold message plaintext and keys. */
 	setrlimit(RLIMIT_CORE, &rl);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	sg_heap_tune(); /* per-message buffers stay mapped (util/heap.h) */
+	sg_heap_tune_server(); /* per-message buffers stay mapped (util/heap.h) */
 	/* Each session needs its socket and maybe a next-hop socket and a
 	 * spool file: raise the descriptor limit, or lower the session cap. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
