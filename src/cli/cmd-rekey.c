@@ -39,7 +39,7 @@ struct rekey_opts {
 	size_t n_drop;
 	const char *passphrase_file;
 	const char *maildir;
-	const char *config, *state_dir, *store;
+	struct sg_cli_where where;
 	const char *master_key, *master_pass_file;
 	const char *resync_cmd;
 	bool from_store, store_new, keep_old;
@@ -100,8 +100,7 @@ static int rekey_parse(int argc, char **argv, struct rekey_opts *o, int nargs)
 		{ "store-new", no_argument, NULL, 'N' },
 		{ "drop-key", required_argument, NULL, 'D' },
 		{ "keep-old", no_argument, NULL, 'K' },
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "store", required_argument, NULL, 'S' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "master-key", required_argument, NULL, 'M' },
 		{ "master-passphrase-file", required_argument, NULL, 'P' },
 		{ "resync-cmd", required_argument, NULL, 'r' },
@@ -111,10 +110,9 @@ static int rekey_parse(int argc, char **argv, struct rekey_opts *o, int nargs)
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		if (sg_cli_where_opt(&o->where, c, optarg))
+			continue;
 		switch (c) {
-		case 'c': o->config = optarg; break;
-		case 'd': o->state_dir = optarg; break;
-		case 'S': o->store = optarg; break;
 		case 'M': o->master_key = optarg; break;
 		case 'P': o->master_pass_file = optarg; break;
 		case 'r': o->resync_cmd = optarg; break;
@@ -294,12 +292,10 @@ static int open_config(const struct rekey_opts *o, struct store_ctx *sc)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	int ret = -1;
-	sg_config_defaults(&sc->cfg);
-	if ((o->config != NULL && sg_config_load(&sc->cfg, o->config, &err) < 0) ||
-	    (o->state_dir != NULL && sg_config_set(&sc->cfg, "state_dir", o->state_dir, &err) < 0))
+	if (sg_cli_where_config(&o->where, &sc->cfg, &err) < 0)
 		goto out;
 	if ((o->from_store || o->store_new) &&
-	    sg_store_open_config(&sc->cfg, o->store, &sc->store, &err) < 0)
+	    sg_store_open_config(&sc->cfg, NULL, &sc->store, &err) < 0)
 		goto out;
 	ret = 1;
 out:
