@@ -1,4 +1,4 @@
-/* sealgate domain init|rotate|status|export|key: the gateway's domain keys
+/* sealgate domain init|rotate|rekey|status|export|key: the gateway's domain keys
  * for gateway-to-gateway sealing with forward secrecy (doc/domain.md). */
 #include "cli/cli.h"
 #include "config/config.h"
@@ -19,7 +19,12 @@ static const char usage_text[] =
 	"  rotate       generate short-lived keys ahead (domain_keys_ahead windows of\n"
 	"               domain_key_lifetime) and destroy the private keys whose window\n"
 	"               ended more than domain_key_grace ago (crypto-erasure)\n"
-	"  status       published keys, their windows, which private keys still exist\n"
+	"  rekey        after domain_names changed: a new long-term signing key naming\n"
+	"               the new set (the old one is destroyed; its short-lived keys stay\n"
+	"               readable until window + grace, unpublished); peers must pin the\n"
+	"               new key (its fingerprint in their domain_peers)\n"
+	"  status       published keys, their windows, which private keys still exist,\n"
+	"               and the peer domains' trusted signing keys\n"
 	"  export DIR   write DIR/.well-known/sealgate/domain-keys (the PEM bundle peers fetch)\n"
 	"  key FPR      print one short-lived certificate, its epoch key and its\n"
 	"               encrypted private key (interoperability checks with openssl)\n"
@@ -38,20 +43,18 @@ struct domain_ctx {
 static int parse(int argc, char **argv, struct domain_ctx *c, int *cmd_idx)
 {
 	static const struct option longopts[] = {
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "store", required_argument, NULL, 'S' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config = NULL, *state_dir = NULL, *store = NULL;
+	struct sg_cli_where where = { 0 };
 	int ch;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+		if (sg_cli_where_opt(&where, ch, optarg))
+			continue;
 		switch (ch) {
-		case 'c': config = optarg; break;
-		case 'd': state_dir = optarg; break;
-		case 'S': store = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: return -SG_EXIT_USAGE;
 		}
@@ -59,10 +62,7 @@ static int parse(int argc, char **argv, struct domain_ctx *c, int *cmd_idx)
 	if (optind >= argc)
 		return -SG_EXIT_USAGE;
 	*cmd_idx = optind;
-	sg_config_defaults(&c->cfg);
-	if ((config != NULL && sg_config_load(&c->cfg, config, &c->err) < 0) ||
-	    (state_dir != NULL && sg_config_set(&c->cfg, "state_dir", state_dir, &c->err) < 0) ||
-	    (store != NULL && sg_config_set(&c->cfg, "store", store, &c->err) < 0))
+	if (sg_cli_where_config(&where, &c->cfg, &c->err) < 0)
 		return -SG_EXIT_CONFIG;
 	if (!sg_domain_configured(&c->cfg)) {
 		sg_error_set(&c->err, "domain_names is not set");
@@ -87,6 +87,16 @@ static int do_rotate(struct domain_ctx *c, time_t now)
 	if (sg_domain_rotate(c->d, now, &r, &c->err) < 0)
 		return SG_EXIT_FAIL;
 	printf("rotated: %u generated, %u destroyed\n", r.generated, r.destroyed);
+	return SG_EXIT_OK;
+}
+
+static int do_rekey(struct domain_ctx *c, time_t now)
+{
+	struct sg_domain_rotation r;
+	if (sg_domain_rekey(c->d, now, &r, &c->err) < 0)
+		return SG_EXIT_FAIL;
+	printf("new signing key for %s; rotated: %u generated, %u destroyed\n", c->cfg.domain_names,
+	       r.generated, r.destroyed);
 	return SG_EXIT_OK;
 }
 
@@ -117,6 +127,8 @@ static int run(struct domain_ctx *c, int argc, char **argv)
 		ret = do_rotate(c, now);
 	} else if (strcmp(cmd, "rotate") == 0 && argc == 1) {
 		ret = do_rotate(c, now);
+	} else if (strcmp(cmd, "rekey") == 0 && argc == 1) {
+		ret = do_rekey(c, now);
 	} else if (strcmp(cmd, "status") == 0 && argc == 1) {
 		ret = do_print(c, sg_domain_status(c->d, now, &b, &c->err), &b);
 	} else if (strcmp(cmd, "export") == 0 && argc == 2) {

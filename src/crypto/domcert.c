@@ -12,6 +12,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/cms.h>
 #include <openssl/conf.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -440,5 +441,183 @@ int sg_domcert_der_to_pem(const unsigned char *der, size_t len, struct sg_buf *o
 	ERR_clear_error();
 	BIO_free(b);
 	X509_free(x);
+	return ret;
+}
+
+/* ---- signing ---- */
+
+struct sg_domcert_signer {
+	X509 *cert;
+	EVP_PKEY *pkey;
+};
+
+int sg_domcert_signer_load(const void *cert_pem, size_t cert_len, const void *key_pem,
+			   size_t key_len, const char *pass, struct sg_domcert_signer **s_r,
+			   struct sg_error *err)
+{
+	struct sg_domcert_signer *s = sg_calloc(1, sizeof(*s));
+	BIO *b = key_len <= INT_MAX ? BIO_new_mem_buf(key_pem, (int)key_len) : NULL;
+
+	*s_r = NULL;
+	s->cert = parse_cert(cert_pem, cert_len);
+	s->pkey = b != NULL ? PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)pass) : NULL;
+	BIO_free(b);
+	if (s->cert == NULL || s->pkey == NULL || X509_check_private_key(s->cert, s->pkey) != 1) {
+		ossl_fail(err, "domain signing key: cannot load the certificate and its key");
+		sg_domcert_signer_free(&s);
+		return -1;
+	}
+	*s_r = s;
+	return 1;
+}
+
+void sg_domcert_signer_free(struct sg_domcert_signer **sp)
+{
+	struct sg_domcert_signer *s = *sp;
+	if (s == NULL)
+		return;
+	X509_free(s->cert);
+	EVP_PKEY_free(s->pkey); /* the EC scalar is cleared when freed */
+	free(s);
+	*sp = NULL;
+}
+
+int sg_domcert_sign(const struct sg_domcert_signer *s, const unsigned char *data, size_t len,
+		    struct sg_buf *der_out, struct sg_error *err)
+{
+	BIO *in = len <= INT_MAX ? BIO_new_mem_buf(data, (int)len) : NULL;
+	CMS_ContentInfo *cms = NULL;
+	unsigned char *der = NULL;
+	int n = 0, ret = -1;
+
+	/* CMS_BINARY: the content is MIME already, signed byte for byte. The
+	 * digest named (OpenSSL 3.0 looks the default up per call) and the
+	 * signer identified by its subjectKeyIdentifier (no issuer name copy). */
+	const unsigned int flags = CMS_BINARY | CMS_NOCERTS | CMS_NOSMIMECAP | CMS_USE_KEYID | CMS_PARTIAL;
+	if (in != NULL && (cms = CMS_sign(NULL, NULL, NULL, NULL, flags)) != NULL &&
+	    (CMS_add1_signer(cms, s->cert, s->pkey, EVP_sha256(), flags) == NULL ||
+	     CMS_final(cms, in, NULL, flags) != 1)) {
+		CMS_ContentInfo_free(cms);
+		cms = NULL;
+	}
+	if (cms == NULL || (n = i2d_CMS_ContentInfo(cms, &der)) <= 0) {
+		ossl_fail(err, "domain sign");
+		goto out;
+	}
+	if (!sg_buf_append(der_out, der, (size_t)n)) {
+		sg_error_set(err, "domain sign: signed data too large");
+		goto out;
+	}
+	ret = 1;
+out:
+	ERR_clear_error();
+	if (der != NULL)
+		OPENSSL_clear_free(der, (size_t)n); /* it holds the plaintext */
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
+	return ret;
+}
+
+/* ---- verifying ---- */
+
+struct sg_domcert_cert {
+	X509 *cert;
+};
+
+int sg_domcert_cert_load(const unsigned char *der, size_t len, struct sg_domcert_cert **c_r,
+			 struct sg_error *err)
+{
+	X509 *x = parse_cert(der, len);
+
+	*c_r = NULL;
+	if (x == NULL) {
+		sg_error_set(err, "not a readable X.509 certificate");
+		ERR_clear_error();
+		return -1;
+	}
+	*c_r = sg_calloc(1, sizeof(**c_r));
+	(*c_r)->cert = x;
+	return 1;
+}
+
+void sg_domcert_cert_free(struct sg_domcert_cert **cp)
+{
+	if (*cp == NULL)
+		return;
+	X509_free((*cp)->cert);
+	free(*cp);
+	*cp = NULL;
+}
+
+static bool valid_at(X509 *x, time_t now)
+{
+	return X509_cmp_time(X509_get0_notBefore(x), &now) < 0 &&
+	       X509_cmp_time(X509_get0_notAfter(x), &now) > 0;
+}
+
+int sg_domcert_verify(const struct sg_domcert_cert *trusted, const unsigned char *der, size_t len,
+		      time_t now, struct sg_buf *content_out, enum sg_domcert_sig *sig_r,
+		      struct sg_error *err)
+{
+	const unsigned char *p = der;
+	CMS_ContentInfo *cms = len > 0 && len <= LONG_MAX ? d2i_CMS_ContentInfo(NULL, &p, (long)len) : NULL;
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	BIO *out = BIO_new(BIO_s_mem());
+	int ret = -1;
+
+	*sig_r = SG_DOMCERT_SIG_BAD;
+	if (cms == NULL || p != der + len || OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed ||
+	    CMS_is_detached(cms) == 1 || sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)) != 1) {
+		sg_error_set(err, "domain verify: not an opaque SignedData with one signer");
+		goto out;
+	}
+	ret = 1;
+	if (certs == NULL || out == NULL || sk_X509_push(certs, trusted->cert) <= 0) {
+		ossl_fail(err, "domain verify");
+		ret = -1;
+		goto out;
+	}
+	/* CMS_NOINTERN: the signer is looked for only among certs, never among
+	 * certificates an attacker put in the message; the trusted certificate
+	 * was checked (self-signed domain signing certificate) when pinned */
+	if (CMS_verify(cms, certs, NULL, NULL, out, CMS_BINARY | CMS_NOINTERN | CMS_NO_SIGNER_CERT_VERIFY) != 1) {
+		unsigned long e = ERR_peek_last_error();
+		*sig_r = ERR_GET_REASON(e) == CMS_R_SIGNER_CERTIFICATE_NOT_FOUND ? SG_DOMCERT_SIG_OTHER_SIGNER
+										 : SG_DOMCERT_SIG_BAD;
+		ossl_fail(err, "domain verify");
+		goto out;
+	}
+	STACK_OF(X509) *signers = CMS_get0_signers(cms);
+	bool same = sk_X509_num(signers) == 1 && X509_cmp(sk_X509_value(signers, 0), trusted->cert) == 0;
+	sk_X509_free(signers);
+	if (!same) { /* cannot happen with CMS_NOINTERN: checked all the same */
+		*sig_r = SG_DOMCERT_SIG_OTHER_SIGNER;
+		sg_error_set(err, "domain verify: signed by another certificate");
+		goto out;
+	}
+	if (!valid_at(trusted->cert, now)) {
+		*sig_r = SG_DOMCERT_SIG_EXPIRED;
+		sg_error_set(err, "domain verify: the signing certificate is not valid at this time");
+		goto out;
+	}
+	char *data = NULL;
+	long n = BIO_get_mem_data(out, &data);
+	if (n < 0 || !sg_buf_append(content_out, data, (size_t)n)) {
+		sg_error_set(err, "domain verify: content too large");
+		ret = -1;
+		goto out;
+	}
+	*sig_r = SG_DOMCERT_SIG_VALID;
+out:
+	ERR_clear_error();
+	if (out != NULL) {
+		char *plain = NULL;
+		long plain_len = BIO_get_mem_data(out, &plain);
+		if (plain_len > 0)
+			OPENSSL_cleanse(plain, (size_t)plain_len); /* the content */
+	}
+	BIO_free(out);
+	sk_X509_free(certs);
+	CMS_ContentInfo_free(cms);
 	return ret;
 }

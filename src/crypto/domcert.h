@@ -68,6 +68,41 @@ struct sg_domcert_der {
 int sg_domcert_split_pem(const void *pem, size_t len, size_t max, struct sg_domcert_der **ders_r,
 			 size_t *n_r, struct sg_error *err) SG_WARN_UNUSED;
 void sg_domcert_ders_free(struct sg_domcert_der **ders, size_t n);
+/* The long-term signing key for sealing: its certificate and private key
+ * loaded once. The SignedData it makes carries no certificates (the
+ * receiver has the sender domain's signing certificate pinned, or takes
+ * it from the sender's bundle), so the receiver never parses one per
+ * message (doc/domain.md). */
+struct sg_domcert_signer;
+/* cert_pem then key_pem (PKCS#8, pass may be NULL). 1 or -1. */
+int sg_domcert_signer_load(const void *cert_pem, size_t cert_len, const void *key_pem,
+			   size_t key_len, const char *pass, struct sg_domcert_signer **s_r,
+			   struct sg_error *err) SG_WARN_UNUSED;
+void sg_domcert_signer_free(struct sg_domcert_signer **s);
+/* Opaque CMS SignedData (RFC 5652 s5) over data, SHA-256, without
+ * certificates or S/MIME capabilities, as DER appended to der_out. 1 or -1. */
+int sg_domcert_sign(const struct sg_domcert_signer *s, const unsigned char *data, size_t len,
+		    struct sg_buf *der_out, struct sg_error *err) SG_WARN_UNUSED;
+
+/* A peer domain's trusted signing certificate, parsed once. */
+struct sg_domcert_cert;
+int sg_domcert_cert_load(const unsigned char *der, size_t len, struct sg_domcert_cert **c_r,
+			 struct sg_error *err) SG_WARN_UNUSED;
+void sg_domcert_cert_free(struct sg_domcert_cert **c);
+enum sg_domcert_sig {
+	SG_DOMCERT_SIG_VALID = 0,
+	SG_DOMCERT_SIG_BAD,          /* the signed content or attributes changed */
+	SG_DOMCERT_SIG_OTHER_SIGNER, /* not signed by the trusted certificate */
+	SG_DOMCERT_SIG_EXPIRED,      /* the trusted certificate is not valid at now */
+};
+/* Verify an opaque SignedData against the one trusted certificate (its
+ * signer must be that certificate: certificates the message carries are
+ * ignored, so no chain is built per message). 1 with *sig_r (the content
+ * appended to content_out only when VALID), -1 not a SignedData (err). */
+int sg_domcert_verify(const struct sg_domcert_cert *trusted, const unsigned char *der, size_t len,
+		      time_t now, struct sg_buf *content_out, enum sg_domcert_sig *sig_r,
+		      struct sg_error *err) SG_WARN_UNUSED;
+
 /* DER certificate to PEM, appended to out. 1 or -1. */
 int sg_domcert_der_to_pem(const unsigned char *der, size_t len, struct sg_buf *out,
 			  struct sg_error *err) SG_WARN_UNUSED;

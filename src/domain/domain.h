@@ -60,22 +60,39 @@ struct sg_domain_rotation {
  * at a time (store lock). Cached private keys are dropped. 1 or -1. */
 int sg_domain_rotate(struct sg_domain *d, time_t now, struct sg_domain_rotation *r,
 		     struct sg_error *err) SG_WARN_UNUSED;
+/* domain_names against the domains the signing certificate names: 1 the
+ * same (or no signing key yet), 0 different (err names `domain rekey`), -1. */
+int sg_domain_check_names(struct sg_domain *d, struct sg_error *err) SG_WARN_UNUSED;
+/* A new long-term signing key naming domain_names (after they changed):
+ * the old one is destroyed, its short-lived keys stay for decryption until
+ * their window + grace ends but are no longer published, and keys for the
+ * windows ahead are issued by the new one. Peers must pin the new key
+ * (its fingerprint in their domain_peers replaces their pin). 1 or -1. */
+int sg_domain_rekey(struct sg_domain *d, time_t now, struct sg_domain_rotation *r,
+		    struct sg_error *err) SG_WARN_UNUSED;
 /* Human-readable status: signing key, each published key with its window
- * and whether its private part still exists. */
+ * and whether its private part still exists, then the peer domains whose
+ * signing keys we trust (fingerprint, configured or pinned on first use,
+ * since when). */
 int sg_domain_status(struct sg_domain *d, time_t now, struct sg_buf *out,
 		     struct sg_error *err) SG_WARN_UNUSED;
 /* Certificate and decrypted private key of one short-lived key (PEM), for
  * interoperability checks with `openssl cms`. 1, 0 destroyed/unknown, -1. */
 int sg_domain_key_pem(struct sg_domain *d, const char *fpr, struct sg_buf *out,
 		      struct sg_error *err) SG_WARN_UNUSED;
-/* The long-term signing key with its private part (cached; borrowed). 1, 0 none (init), -1. */
-int sg_domain_signer(struct sg_domain *d, const struct sg_key **key_r,
-		     struct sg_error *err) SG_WARN_UNUSED;
-/* Short-lived keys whose private part still exists, for decryption.
- * The array and keys stay valid until the next call (under the caller's
- * use of sg_domain_lock/unlock). 1 or -1. */
-int sg_domain_decrypt_keys(struct sg_domain *d, struct sg_key ***keys_r, size_t *n_r,
-			   struct sg_error *err) SG_WARN_UNUSED;
+/* Our short-lived keys whose private part still exists and whose window
+ * + grace has not ended at now, for decryption: a referenced snapshot,
+ * used without the lock, given back with sg_domain_keyset_release. It is
+ * read from the store again after a minute, at a rotation, or when
+ * refresh is set (a message names a key the snapshot lacks). A rotation
+ * that destroys keys waits until every snapshot holding them is given
+ * back and wiped before it returns. 1 or -1. */
+struct sg_domain_keyset;
+int sg_domain_keys_get(struct sg_domain *d, time_t now, bool refresh,
+		       struct sg_domain_keyset **ks_r, struct sg_error *err) SG_WARN_UNUSED;
+/* The keys of a snapshot (borrowed while it is held). */
+size_t sg_domain_keyset_keys(const struct sg_domain_keyset *ks, struct sg_key *const **keys_r);
+void sg_domain_keyset_release(struct sg_domain *d, struct sg_domain_keyset **ks);
 void sg_domain_lock(struct sg_domain *d);
 void sg_domain_unlock(struct sg_domain *d);
 

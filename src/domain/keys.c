@@ -12,11 +12,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <time.h>
 
 #define KIND_SIGNING "signing"
 #define KIND_ENCRYPTION "encryption"
+#define KIND_RETIRED "retired" /* issued by a replaced signing key: kept to decrypt, not published */
 #define SIGNING_LIFETIME (10 * 365 * 86400L) /* the long-term key: pinned by peers */
 #define EPOCH_KEY_LEN 32
+#define KEYSET_TTL 60 /* seconds a snapshot of our private keys is used before the store is read again */
 
 time_t sg_domain_now(void)
 {
@@ -82,6 +85,7 @@ int sg_domain_new(const struct sg_config *cfg, const struct sg_master_key *mk,
 	d->cfg = cfg;
 	d->mk = mk;
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->released, NULL);
 	if (sg_config_check_domain(cfg, err) < 0 || parse_domains(d, err) < 0)
 		goto fail;
 	if (sg_store_open_config(cfg, NULL, &d->store, err) < 0) {
@@ -95,31 +99,20 @@ fail:
 	return -1;
 }
 
-void sg_domain_drop_cache(struct sg_domain *d)
-{
-	for (size_t i = 0; i < d->n_keys; i++) {
-		free(d->keys[i].fpr);
-		sg_key_free(&d->keys[i].key);
-	}
-	free(d->keys);
-	free(d->key_array);
-	d->keys = NULL;
-	d->key_array = NULL;
-	d->n_keys = 0;
-}
-
 void sg_domain_free(struct sg_domain **dp)
 {
 	struct sg_domain *d = *dp;
 	if (d == NULL)
 		return;
-	sg_domain_drop_cache(d);
+	sg_domain_keyset_unref(d, &d->keyset);
+	free(d->live); /* empty: every holder has given its snapshot back */
 	sg_domain_drop_peers(d);
-	sg_key_free(&d->signer);
+	sg_domcert_signer_free(&d->signer);
 	for (size_t i = 0; i < d->n_domains; i++)
 		free(d->domains[i]);
 	free(d->domains);
 	sg_store_close(&d->store);
+	pthread_cond_destroy(&d->released);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 	*dp = NULL;
@@ -217,11 +210,30 @@ static int need_mk(const struct sg_domain *d, struct sg_error *err)
 	return -1;
 }
 
+/* A new long-term signing key naming domain_names. Transaction open. */
+static int create_signing(struct sg_domain *d, time_t now, struct sg_error *err)
+{
+	char *cert = NULL, *key = NULL;
+	size_t cert_len = 0, key_len = 0;
+	struct sg_domcert_req req = {
+		.domains = (const char *const *)d->domains, .n_domains = d->n_domains,
+		.not_before = now - 86400, .not_after = now + SIGNING_LIFETIME, .signing = true,
+	};
+	int r = sg_domcert_issue(&req, &cert, &cert_len, &key, &key_len, err);
+
+	if (r > 0)
+		r = store_new_key(d, KIND_SIGNING, cert, cert_len, key, key_len, NULL, err);
+	free(cert);
+	if (key != NULL)
+		sg_secret_free(&key, key_len + 1);
+	if (r > 0)
+		sg_log_info("domain: created the signing key for %s", d->cfg->domain_names);
+	return r < 0 ? -1 : 1;
+}
+
 int sg_domain_init(struct sg_domain *d, time_t now, struct sg_error *err)
 {
 	struct sg_store_domain_key row;
-	char *cert = NULL, *key = NULL;
-	size_t cert_len = 0, key_len = 0;
 	int ret = -1, r;
 
 	if (need_mk(d, err) < 0)
@@ -237,26 +249,134 @@ int sg_domain_init(struct sg_domain *d, time_t now, struct sg_error *err)
 		ret = 0;
 		goto out;
 	}
-	struct sg_domcert_req req = {
-		.domains = (const char *const *)d->domains, .n_domains = d->n_domains,
-		.not_before = now - 86400, .not_after = now + SIGNING_LIFETIME, .signing = true,
-	};
-	if (sg_domcert_issue(&req, &cert, &cert_len, &key, &key_len, err) < 0 ||
-	    store_new_key(d, KIND_SIGNING, cert, cert_len, key, key_len, NULL, err) < 0)
+	if (create_signing(d, now, err) < 0)
 		goto rollback;
-	if (sg_store_commit(d->store, err) < 0)
-		goto out;
-	sg_log_info("domain: created the signing key for %s", d->cfg->domain_names);
-	ret = 1;
+	ret = sg_store_commit(d->store, err) < 0 ? -1 : 1;
 	goto out;
 rollback:
 	sg_store_rollback(d->store);
 out:
 	sg_domain_unlock(d);
-	free(cert);
-	if (key != NULL)
-		sg_secret_free(&key, key_len + 1);
 	return ret;
+}
+
+/* ---- domain_names against the signing certificate ---- */
+
+static bool short_lived(const char *kind)
+{
+	return strcmp(kind, KIND_ENCRYPTION) == 0 || strcmp(kind, KIND_RETIRED) == 0;
+}
+
+static bool same_names(const struct sg_domain *d, const struct sg_domcert_info *info)
+{
+	for (size_t i = 0; i < d->n_domains; i++)
+		if (!sg_domcert_names(info, d->domains[i]))
+			return false;
+	for (size_t i = 0; i < info->n_domains; i++)
+		if (!sg_domain_is_ours(d, info->domains[i]))
+			return false;
+	return true;
+}
+
+/* The signing certificate names the domains peers pin it for: a changed
+ * domain_names is a new domain identity, never a silent re-issue. Lock
+ * held. 1 same (or no key yet), 0 differs (err), -1. */
+static int check_names_locked(struct sg_domain *d, struct sg_error *err)
+{
+	struct sg_store_domain_key row;
+	struct sg_domcert_info info;
+	int r = find_signing_row(d, &row, err);
+
+	if (r <= 0)
+		return r < 0 ? -1 : 1;
+	if (sg_domcert_info(row.cert, row.len, &info, err) < 0) {
+		row_clear(&row);
+		return -1;
+	}
+	r = same_names(d, &info);
+	if (!r) {
+		char *have = sg_strdup("");
+		for (size_t i = 0; i < info.n_domains; i++) {
+			char *t = sg_asprintf("%s%s%s", have, i > 0 ? " " : "", info.domains[i]);
+			free(have);
+			have = t;
+		}
+		sg_error_set(err, "domain_names (%s) differs from the domains the signing key %.16s names "
+			     "(%s): peers pinned that key for those domains. Restore domain_names, or run "
+			     "`sealgate domain rekey` for a new signing key naming the new set (peers must "
+			     "pin it again)", d->cfg->domain_names, row.fingerprint, have);
+		free(have);
+	}
+	sg_domcert_info_clear(&info);
+	row_clear(&row);
+	return r;
+}
+
+int sg_domain_check_names(struct sg_domain *d, struct sg_error *err)
+{
+	sg_domain_lock(d);
+	int r = check_names_locked(d, err);
+	sg_domain_unlock(d);
+	return r;
+}
+
+/* Replace the signing key: the old one's rows go, its short-lived keys
+ * stay (readable until their window + grace) but are no longer published
+ * (their issuer is gone). Transaction open. */
+static int rekey_locked(struct sg_domain *d, time_t now, struct sg_error *err)
+{
+	struct sg_store_domain_key *rows = NULL;
+	size_t n = 0;
+	int r = sg_store_domain_key_list(d->store, &rows, &n, err) < 0 ? -1 : 1;
+
+	for (size_t i = 0; i < n && r > 0; i++) {
+		struct sg_store_domain_key *k = &rows[i];
+		if (strcmp(k->kind, KIND_SIGNING) == 0) {
+			r = sg_store_secret_delete(d->store, SG_DOMAIN_OWNER, k->fingerprint, SG_DOMAIN_P_SIGN,
+						   err) < 0 ? -1 : 1;
+		} else if (strcmp(k->kind, KIND_ENCRYPTION) == 0) {
+			struct sg_store_domain_key retired = *k;
+			retired.kind = (char *)KIND_RETIRED;
+			if (sg_store_domain_key_delete(d->store, k->fingerprint, err) < 0 ||
+			    sg_store_domain_key_put(d->store, &retired, err) < 0)
+				r = -1;
+			continue;
+		} else {
+			continue;
+		}
+		if (r > 0 && sg_store_domain_key_delete(d->store, k->fingerprint, err) < 0)
+			r = -1;
+	}
+	sg_store_domain_keys_free(&rows, n);
+	return r > 0 ? create_signing(d, now, err) : -1;
+}
+
+int sg_domain_rekey(struct sg_domain *d, time_t now, struct sg_domain_rotation *rot,
+		    struct sg_error *err)
+{
+	int ret = -1;
+
+	if (need_mk(d, err) < 0)
+		return -1;
+	sg_domain_lock(d);
+	if (sg_store_begin(d->store, err) < 0)
+		goto out;
+	if (sg_store_xact_lock(d->store, err) < 0 || rekey_locked(d, now, err) < 0) {
+		sg_store_rollback(d->store);
+		goto out;
+	}
+	if (sg_store_commit(d->store, err) < 0 || sg_store_scrub(d->store, err) < 0)
+		goto out;
+	sg_domcert_signer_free(&d->signer); /* the next seal loads the new one */
+	ret = 1;
+out:
+	sg_domain_unlock(d);
+	if (ret < 0) {
+		sg_error_prefix(err, "domain rekey");
+		return -1;
+	}
+	/* short-lived keys for the windows ahead, issued by the new key */
+	return sg_domain_rotate(d, now, rot, err);
 }
 
 /* Cert PEM + private PEM into one sg_key. */
@@ -276,16 +396,17 @@ static int load_pair(const unsigned char *cert, size_t cert_len, const unsigned 
 	return r < 0 ? -1 : 1;
 }
 
-int sg_domain_signer(struct sg_domain *d, const struct sg_key **key_r, struct sg_error *err)
+int sg_domain_signer(struct sg_domain *d, const struct sg_domcert_signer **s_r,
+		     struct sg_error *err)
 {
 	struct sg_store_domain_key row;
 	unsigned char *key = NULL;
 	size_t key_len = 0;
 	int r;
 
-	*key_r = NULL;
+	*s_r = NULL;
 	if (d->signer != NULL) {
-		*key_r = d->signer;
+		*s_r = d->signer;
 		return 1;
 	}
 	if (need_mk(d, err) < 0 || (r = find_signing_row(d, &row, err)) < 0)
@@ -298,12 +419,12 @@ int sg_domain_signer(struct sg_domain *d, const struct sg_key **key_r, struct sg
 				&key, &key_len, err);
 	if (r == 0)
 		sg_error_set(err, "the private part of signing key %s is missing", row.fingerprint);
-	if (r > 0 && load_pair(row.cert, row.len, key, key_len, NULL, &d->signer, err) < 0)
+	if (r > 0 && sg_domcert_signer_load(row.cert, row.len, key, key_len, NULL, &d->signer, err) < 0)
 		r = -1;
 	if (key != NULL)
 		sg_secret_free(&key, key_len + 1);
 	row_clear(&row);
-	*key_r = d->signer;
+	*s_r = d->signer;
 	return r;
 }
 
@@ -401,6 +522,8 @@ static int rotate_locked(struct sg_domain *d, time_t now, struct sg_domain_rotat
 	int ret = -1;
 
 	sg_buf_init(&issuer, 64 * 1024);
+	if (check_names_locked(d, err) <= 0)
+		goto out;
 	if (sg_store_domain_key_list(d->store, &rows, &n, err) < 0 || signing_pem(d, &issuer, err) < 0)
 		goto out;
 	for (unsigned k = 0; k < d->cfg->domain_keys_ahead; k++) {
@@ -412,8 +535,7 @@ static int rotate_locked(struct sg_domain *d, time_t now, struct sg_domain_rotat
 		r->generated++;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(rows[i].kind, KIND_ENCRYPTION) != 0 ||
-		    rows[i].not_after + (time_t)d->cfg->domain_key_grace > now)
+		if (!short_lived(rows[i].kind) || rows[i].not_after + (time_t)d->cfg->domain_key_grace > now)
 			continue;
 		if (destroy_one(d, rows[i].fingerprint, err) < 0)
 			goto out;
@@ -428,6 +550,29 @@ out:
 	return ret;
 }
 
+/* Take our private keys out of the cache and wait until no opener holds
+ * them any more, then wipe them: after a rotation returns, a destroyed
+ * key is in no one's hands. Openers give snapshots back under the lock,
+ * which the wait releases; new openers meanwhile read the store again,
+ * where the destroyed rows are gone already. Lock held. */
+static bool any_retired(const struct sg_domain *d)
+{
+	for (size_t i = 0; i < d->n_live; i++)
+		if (d->live[i]->retired)
+			return true;
+	return false;
+}
+
+static void retire_keysets(struct sg_domain *d)
+{
+	/* older snapshots replaced after KEYSET_TTL may still be held too */
+	for (size_t i = 0; i < d->n_live; i++)
+		d->live[i]->retired = true;
+	sg_domain_keyset_unref(d, &d->keyset);
+	while (any_retired(d))
+		pthread_cond_wait(&d->released, &d->lock);
+}
+
 int sg_domain_rotate(struct sg_domain *d, time_t now, struct sg_domain_rotation *r,
 		     struct sg_error *err)
 {
@@ -437,8 +582,7 @@ int sg_domain_rotate(struct sg_domain *d, time_t now, struct sg_domain_rotation 
 	if (need_mk(d, err) < 0)
 		return -1;
 	sg_domain_lock(d);
-	/* every instance drops what it holds; keys still alive load again */
-	sg_domain_drop_cache(d);
+	/* every instance drops what it holds (peers' keys load again) */
 	sg_domain_drop_peers(d);
 	if (sg_store_begin(d->store, err) < 0)
 		goto out;
@@ -454,6 +598,7 @@ int sg_domain_rotate(struct sg_domain *d, time_t now, struct sg_domain_rotation 
 	}
 	ret = 1;
 out:
+	retire_keysets(d);
 	sg_domain_unlock(d);
 	if (ret < 0)
 		sg_error_prefix(err, "domain rotation");
@@ -484,64 +629,143 @@ static int load_short_lived(struct sg_domain *d, const struct sg_store_domain_ke
 	return r;
 }
 
-static struct sg_key *cached(struct sg_domain *d, const char *fpr)
+/* ---- snapshots of keys ---- */
+
+static time_t now_mono(void)
 {
-	for (size_t i = 0; i < d->n_keys; i++)
-		if (strcmp(d->keys[i].fpr, fpr) == 0)
-			return d->keys[i].key;
-	return NULL;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
 }
 
-int sg_domain_decrypt_keys(struct sg_domain *d, struct sg_key ***keys_r, size_t *n_r,
-			   struct sg_error *err)
+struct sg_domain_keyset *sg_domain_keyset_new(struct sg_key **keys, size_t n)
+{
+	struct sg_domain_keyset *ks = sg_calloc(1, sizeof(*ks));
+
+	ks->refs = 1;
+	ks->n = n;
+	ks->keys = keys;
+	ks->x509 = sg_calloc(n + 1, sizeof(*ks->x509));
+	ks->dead = sg_calloc(n + 1, sizeof(*ks->dead));
+	for (size_t i = 0; i < n; i++)
+		ks->x509[i] = sg_key_x509(keys[i]);
+	ks->loaded = now_mono();
+	return ks;
+}
+
+void sg_domain_keyset_unref(struct sg_domain *d, struct sg_domain_keyset **ksp)
+{
+	struct sg_domain_keyset *ks = *ksp;
+
+	*ksp = NULL;
+	if (ks == NULL)
+		return;
+	pthread_cond_broadcast(&d->released);
+	if (--ks->refs > 0)
+		return;
+	for (size_t i = 0; ks->tracked && i < d->n_live; i++) {
+		if (d->live[i] == ks) {
+			d->live[i] = d->live[--d->n_live];
+			break;
+		}
+	}
+	for (size_t i = 0; i < ks->n; i++)
+		sg_key_free(&ks->keys[i]); /* OpenSSL clears the EC scalar as it frees it */
+	free(ks->keys);
+	free(ks->x509);
+	free(ks->dead);
+	sg_domcert_cert_free(&ks->anchor);
+	free(ks);
+}
+
+void sg_domain_keyset_release(struct sg_domain *d, struct sg_domain_keyset **ks)
+{
+	if (*ks == NULL)
+		return;
+	sg_domain_lock(d);
+	sg_domain_keyset_unref(d, ks);
+	sg_domain_unlock(d);
+}
+
+size_t sg_domain_keyset_keys(const struct sg_domain_keyset *ks, struct sg_key *const **keys_r)
+{
+	*keys_r = ks->keys;
+	return ks->n;
+}
+
+/* The store is the truth: a key another instance destroyed is gone from
+ * the new snapshot, one it generated is in it. Keys whose window + grace
+ * has ended are left out even before a rotation destroys them. */
+static int load_keyset(struct sg_domain *d, time_t now, struct sg_domain_keyset **ks_r,
+		       struct sg_error *err)
 {
 	struct sg_store_domain_key *rows = NULL;
-	struct sg_domain_cached *fresh = NULL;
+	struct sg_key **keys = NULL;
+	time_t *dead = NULL;
 	size_t n = 0, m = 0;
 	int ret = -1;
 
-	*keys_r = NULL;
-	*n_r = 0;
 	if (need_mk(d, err) < 0 || sg_store_domain_key_list(d->store, &rows, &n, err) < 0)
 		return -1;
-	/* the store is the truth: a key another instance destroyed is
-	 * dropped here, a cached one is reused without unsealing again */
-	fresh = sg_calloc(n + 1, sizeof(*fresh));
+	keys = sg_calloc(n + 1, sizeof(*keys));
+	dead = sg_calloc(n + 1, sizeof(*dead));
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(rows[i].kind, KIND_ENCRYPTION) != 0)
+		time_t end = (time_t)rows[i].not_after + (time_t)d->cfg->domain_key_grace;
+		if (!short_lived(rows[i].kind) || end <= now)
 			continue;
-		struct sg_key *k = cached(d, rows[i].fingerprint);
-		if (k != NULL) {
-			for (size_t j = 0; j < d->n_keys; j++)
-				if (d->keys[j].key == k)
-					d->keys[j].key = NULL;
-		} else if (load_short_lived(d, &rows[i], &k, err) < 0) {
+		if (load_short_lived(d, &rows[i], &keys[m], err) < 0)
 			goto out;
-		}
-		if (k == NULL)
-			continue;
-		fresh[m].fpr = sg_strdup(rows[i].fingerprint);
-		fresh[m++].key = k;
+		if (keys[m] != NULL)
+			dead[m++] = end;
 	}
-	sg_domain_drop_cache(d);
-	d->keys = fresh;
-	d->n_keys = m;
-	fresh = NULL;
-	d->key_array = sg_calloc(m + 1, sizeof(*d->key_array));
-	for (size_t i = 0; i < m; i++)
-		d->key_array[i] = d->keys[i].key;
-	*keys_r = d->key_array;
-	*n_r = m;
+	*ks_r = sg_domain_keyset_new(keys, m);
+	memcpy((*ks_r)->dead, dead, m * sizeof(*dead));
+	(*ks_r)->tracked = true;
+	d->live = sg_reallocarray(d->live, d->n_live + 1, sizeof(*d->live));
+	d->live[d->n_live++] = *ks_r;
+	keys = NULL;
 	ret = 1;
 out:
-	if (fresh != NULL) {
-		for (size_t i = 0; i < m; i++) {
-			free(fresh[i].fpr);
-			sg_key_free(&fresh[i].key);
-		}
-		free(fresh);
+	if (keys != NULL) {
+		for (size_t i = 0; i < m; i++)
+			sg_key_free(&keys[i]);
+		free(keys);
 	}
+	free(dead);
 	sg_store_domain_keys_free(&rows, n);
+	return ret;
+}
+
+static bool keyset_fresh(const struct sg_domain_keyset *ks, time_t now)
+{
+	if (ks == NULL || now_mono() - ks->loaded >= KEYSET_TTL)
+		return false;
+	for (size_t i = 0; i < ks->n; i++)
+		if (ks->dead[i] <= now)
+			return false;
+	return true;
+}
+
+int sg_domain_keys_get(struct sg_domain *d, time_t now, bool refresh,
+		       struct sg_domain_keyset **ks_r, struct sg_error *err)
+{
+	struct sg_domain_keyset *fresh = NULL;
+	int ret = 1;
+
+	*ks_r = NULL;
+	sg_domain_lock(d);
+	if (refresh || !keyset_fresh(d->keyset, now)) {
+		ret = load_keyset(d, now, &fresh, err);
+		if (ret > 0) {
+			sg_domain_keyset_unref(d, &d->keyset); /* holders keep theirs */
+			d->keyset = fresh;
+		}
+	}
+	if (ret > 0) {
+		d->keyset->refs++;
+		*ks_r = d->keyset;
+	}
+	sg_domain_unlock(d);
 	return ret;
 }
 
@@ -561,7 +785,7 @@ int sg_domain_key_pem(struct sg_domain *d, const char *fpr, struct sg_buf *out, 
 		goto out;
 	ret = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (strcasecmp(rows[i].fingerprint, fpr) != 0 || strcmp(rows[i].kind, KIND_ENCRYPTION) != 0)
+		if (strcasecmp(rows[i].fingerprint, fpr) != 0 || !short_lived(rows[i].kind))
 			continue;
 		ret = sg_store_secret_get(d->store, SG_DOMAIN_OWNER, rows[i].fingerprint,
 					  SG_DOMAIN_P_DECRYPT, &sec, err);
@@ -616,7 +840,8 @@ static int status_rows(struct sg_domain *d, time_t now, struct sg_buf *out, stru
 		}
 		fmt_time((time_t)rows[i].not_before, nb, sizeof(nb));
 		fmt_time((time_t)rows[i].not_after, na, sizeof(na));
-		const char *state = rows[i].not_before > now ? "ahead"
+		const char *state = strcmp(rows[i].kind, KIND_RETIRED) == 0 ? "unpublished"
+				    : rows[i].not_before > now ? "ahead"
 				    : rows[i].not_after > now ? "current" : "grace";
 		ok = sg_buf_printf(out, "%-10s %s %s .. %s %-7s private=%s\n", rows[i].kind,
 				   rows[i].fingerprint, nb, na,
@@ -640,8 +865,14 @@ int sg_domain_status(struct sg_domain *d, time_t now, struct sg_buf *out, struct
 			    d->cfg->domain_names, t, d->cfg->domain_key_lifetime,
 			    d->cfg->domain_keys_ahead, d->cfg->domain_key_grace,
 			    d->cfg->domain_peer_trust) ? 1 : -1;
+	if (ret > 0 && (ret = check_names_locked(d, err)) == 0) {
+		ret = sg_buf_printf(out, "WARNING: %s\n", sg_error_msg(err)) ? 1 : -1;
+		sg_error_clear(err);
+	}
 	if (ret > 0)
 		ret = status_rows(d, now, out, err);
+	if (ret > 0)
+		ret = sg_domain_status_peers(d, out, err);
 	sg_domain_unlock(d);
 	return ret;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BUNDLE_MAX SG_KEYS_MAX_RESPONSE
@@ -34,7 +35,8 @@ int sg_domain_bundle_build(struct sg_store *store, time_t now, struct sg_buf *ou
 	for (int pass = 0; pass < 2 && ret >= 0; pass++) {
 		for (size_t i = 0; i < n; i++) {
 			bool signing = strcmp(rows[i].kind, "signing") == 0;
-			if (signing != (pass == 0) || (!signing && rows[i].not_after <= now))
+			bool enc = strcmp(rows[i].kind, "encryption") == 0; /* not "retired" */
+			if ((pass == 0 ? !signing : !enc) || (enc && rows[i].not_after <= now))
 				continue;
 			if (!sg_buf_append(out, rows[i].cert, rows[i].len)) {
 				sg_error_set(err, "bundle larger than %zu bytes", out->max);
@@ -225,6 +227,67 @@ static char *configured_fpr(const struct sg_domain *d, const char *domain)
 	return found;
 }
 
+static void fmt_time(int64_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	gmtime_r(&tt, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* domain_peers as "DOMAIN FPR" pairs not yet in rows (never seen). */
+static int status_unseen(struct sg_domain *d, const struct sg_store_domain_peer *rows, size_t n,
+			 struct sg_buf *out)
+{
+	char *copy = sg_strdup(d->cfg->domain_peers), *save = NULL;
+	int ok = 1;
+
+	for (char *t = strtok_r(copy, " \t,", &save); t != NULL && ok; t = strtok_r(NULL, " \t,", &save)) {
+		char *eq = strchr(t, '=');
+		bool seen = false;
+		if (eq == NULL)
+			continue;
+		*eq = '\0';
+		for (size_t i = 0; i < n && !seen; i++)
+			seen = strcasecmp(rows[i].domain, t) == 0;
+		if (!seen)
+			ok = sg_buf_printf(out, "peer       %s %s trust=configured since=- (not contacted yet)\n",
+					   t, eq + 1);
+	}
+	free(copy);
+	return ok;
+}
+
+int sg_domain_status_peers(struct sg_domain *d, struct sg_buf *out, struct sg_error *err)
+{
+	struct sg_store_domain_peer *rows = NULL;
+	size_t n = 0;
+	int ok = 1;
+
+	if (sg_store_domain_peer_list(d->store, &rows, &n, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n && ok; i++) {
+		char since[32], *want = configured_fpr(d, rows[i].domain);
+		fmt_time(rows[i].pinned_at, since, sizeof(since));
+		/* trust says how it was stored; a configured fingerprint that
+		 * differs means the next message from that domain is refused */
+		ok = sg_buf_printf(out, "peer       %s %s trust=%s since=%s%s%s\n", rows[i].domain,
+				   rows[i].fingerprint,
+				   strcmp(rows[i].trust, "pinned") == 0 ? "pinned-on-first-use" : rows[i].trust,
+				   since, want != NULL && strcasecmp(want, rows[i].fingerprint) != 0
+						  ? " MISMATCH: domain_peers says " : "",
+				   want != NULL && strcasecmp(want, rows[i].fingerprint) != 0 ? want : "");
+		free(want);
+	}
+	ok = ok && status_unseen(d, rows, n, out);
+	for (size_t i = 0; i < n; i++)
+		sg_store_domain_peer_clear(&rows[i]);
+	free(rows);
+	if (!ok)
+		sg_error_set(err, "status too large");
+	return ok ? 1 : -1;
+}
+
 /* Is the bundle's signing certificate the one we trust for domain? Pins
  * it on first use when the configuration allows. 1 yes, 0 no (err), -1. */
 static int trust_signing(struct sg_domain *d, const char *domain, const struct sg_domcert_info *sc,
@@ -275,10 +338,11 @@ out:
 	return ret;
 }
 
-/* The bundle of domain: from the cache while fresh and still holding a key
- * valid at now, else fetched over HTTPS and cached. 1, -1 (err). */
-static int get_bundle(struct sg_domain *d, const char *domain, time_t now,
-		      struct sg_domain_bundle *b, struct sg_error *err)
+/* The bundle of domain: from the cache (use_cache) while fresh and still
+ * holding a key valid at now, else fetched over HTTPS and cached. 1, -1
+ * (err); *cached_r says where it came from. */
+static int get_bundle(struct sg_domain *d, const char *domain, time_t now, bool use_cache,
+		      bool *cached_r, struct sg_domain_bundle *b, struct sg_error *err)
 {
 	struct sg_store_cache *rows = NULL;
 	size_t n = 0;
@@ -287,7 +351,8 @@ static int get_bundle(struct sg_domain *d, const char *domain, time_t now,
 	int ret = -1;
 
 	sg_buf_init(&body, BUNDLE_MAX);
-	if (sg_store_cache_get(d->store, addr, &rows, &n, err) < 0)
+	*cached_r = use_cache;
+	if (use_cache && sg_store_cache_get(d->store, addr, &rows, &n, err) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(rows[i].source, CACHE_SOURCE) != 0 || rows[i].negative ||
@@ -301,6 +366,7 @@ static int get_bundle(struct sg_domain *d, const char *domain, time_t now,
 			sg_domain_bundle_clear(b);
 		}
 	}
+	*cached_r = false;
 	int r = sg_keys_https_get(d->cfg->wkd_allow_hosts, domain, SG_DOMAIN_BUNDLE_PATH,
 				  FETCH_BUDGET_MS, &body, err);
 	if (r == 0)
@@ -323,6 +389,37 @@ out:
 	return ret;
 }
 
+/* The bundle of domain with its signing key trusted: 1 with *b, 0 not
+ * trusted (err), -1. A cached bundle whose key is not the one domain_peers
+ * configures is fetched again once: the peer may have made a new key
+ * (`domain rekey`) that the administrator has configured already. */
+static int trusted_bundle(struct sg_domain *d, const char *domain, time_t now,
+			  struct sg_domain_bundle *b, struct sg_error *err)
+{
+	bool cached = false;
+	int ret;
+
+	memset(b, 0, sizeof(*b)); /* cleared below whatever failed */
+	ret = get_bundle(d, domain, now, true, &cached, b, err);
+	if (ret > 0)
+		ret = trust_signing(d, domain, &b->signing, now, err);
+	if (ret == 0 && cached) {
+		char *want = configured_fpr(d, domain);
+		bool refetch = want != NULL && strcasecmp(want, b->signing.fpr) != 0;
+		free(want);
+		if (refetch) {
+			sg_domain_bundle_clear(b);
+			sg_error_clear(err);
+			ret = get_bundle(d, domain, now, false, &cached, b, err);
+			if (ret > 0)
+				ret = trust_signing(d, domain, &b->signing, now, err);
+		}
+	}
+	if (ret <= 0)
+		sg_domain_bundle_clear(b);
+	return ret;
+}
+
 static int key_from_der(const unsigned char *der, size_t len, struct sg_key **key_r,
 			struct sg_error *err)
 {
@@ -335,7 +432,7 @@ void sg_domain_drop_peers(struct sg_domain *d)
 	for (size_t i = 0; i < d->n_peers; i++) {
 		free(d->peers[i].domain);
 		free(d->peers[i].der);
-		sg_key_free(&d->peers[i].signer);
+		sg_domain_keyset_unref(d, &d->peers[i].signer);
 	}
 	free(d->peers);
 	d->peers = NULL;
@@ -391,11 +488,10 @@ int sg_domain_peer_key(struct sg_domain *d, const char *domain, time_t now,
 		sg_domain_unlock(d);
 		return ret;
 	}
-	ret = get_bundle(d, domain, now, &b, err);
+	ret = trusted_bundle(d, domain, now, &b, err);
 	if (ret > 0) {
-		ret = trust_signing(d, domain, &b.signing, now, err);
-		long i = ret > 0 ? sg_domain_bundle_pick(&b, now) : -1;
-		if (ret > 0 && i < 0) {
+		long i = sg_domain_bundle_pick(&b, now);
+		if (i < 0) {
 			sg_error_set(err, "%s publishes no encryption key valid now", domain);
 			ret = 0;
 		}
@@ -410,63 +506,112 @@ int sg_domain_peer_key(struct sg_domain *d, const char *domain, time_t now,
 }
 
 static int lookup_signer(struct sg_domain *d, const char *domain, time_t now,
-			 struct sg_key **key_r, struct sg_error *err);
+			 unsigned char **der_r, size_t *len_r, struct sg_error *err);
 
-const struct sg_key *sg_domain_peer_signer_cached(struct sg_domain *d, const char *domain,
-						  time_t now, int *r_r, struct sg_error *err)
+/* A keyset of the one signing key, with the certificate parsed for
+ * sg_domcert_verify: made once per peer until the next rotation. */
+static int signer_keyset(const unsigned char *der, size_t len, struct sg_domain_keyset **ks_r,
+			 struct sg_error *err)
 {
-	struct sg_domain_peer_cached *p = peer_cached(d, domain);
+	struct sg_key *k = NULL;
+	struct sg_domcert_cert *anchor = NULL;
 
+	*ks_r = NULL;
+	if (key_from_der(der, len, &k, err) < 0 || sg_domcert_cert_load(der, len, &anchor, err) < 0) {
+		sg_key_free(&k);
+		return -1;
+	}
+	struct sg_key **one = sg_calloc(1, sizeof(*one));
+	one[0] = k;
+	*ks_r = sg_domain_keyset_new(one, 1);
+	(*ks_r)->anchor = anchor;
+	return 1;
+}
+
+struct sg_domain_keyset *sg_domain_peer_signer_ref(struct sg_domain *d, const char *domain,
+						   time_t now, int *r_r, struct sg_error *err)
+{
+	struct sg_domain_peer_cached *p;
+	struct sg_domain_keyset *ks = NULL;
+	unsigned char *der = NULL;
+	size_t len = 0;
+
+	sg_domain_lock(d);
+	p = peer_cached(d, domain);
+	if (p == NULL || p->signer == NULL) {
+		*r_r = lookup_signer(d, domain, now, &der, &len, err);
+		if (*r_r > 0 && (*r_r = signer_keyset(der, len, &ks, err)) > 0) {
+			p = peer_entry(d, domain);
+			p->signer = ks;
+		}
+		free(der);
+	}
+	ks = NULL;
 	if (p != NULL && p->signer != NULL) {
 		*r_r = 1;
-		return p->signer;
+		p->signer->refs++;
+		ks = p->signer;
 	}
-	struct sg_key *k = NULL;
-	*r_r = lookup_signer(d, domain, now, &k, err);
-	if (*r_r <= 0)
-		return NULL;
-	p = peer_entry(d, domain);
-	p->signer = k;
-	return k;
+	sg_domain_unlock(d);
+	return ks;
 }
 
 int sg_domain_peer_signer(struct sg_domain *d, const char *domain, time_t now,
 			  struct sg_key **key_r, struct sg_error *err)
 {
-	return lookup_signer(d, domain, now, key_r, err);
+	unsigned char *der = NULL;
+	size_t len = 0;
+
+	*key_r = NULL;
+	sg_domain_lock(d);
+	int r = lookup_signer(d, domain, now, &der, &len, err);
+	sg_domain_unlock(d);
+	if (r > 0)
+		r = key_from_der(der, len, key_r, err);
+	free(der);
+	return r;
 }
 
+static unsigned char *dup_der(const unsigned char *der, size_t len)
+{
+	unsigned char *p = sg_malloc(len);
+	memcpy(p, der, len);
+	return p;
+}
+
+/* The trusted signing certificate (DER, owned) of domain. Lock held. */
 static int lookup_signer(struct sg_domain *d, const char *domain, time_t now,
-			 struct sg_key **key_r, struct sg_error *err)
+			 unsigned char **der_r, size_t *len_r, struct sg_error *err)
 {
 	struct sg_store_domain_peer pin;
 	struct sg_domain_bundle b;
 	int ret;
 
-	*key_r = NULL;
-	/* caller holds the lock */
+	*der_r = NULL;
 	ret = sg_store_domain_peer_get(d->store, domain, &pin, err);
 	if (ret > 0) {
 		char *want = configured_fpr(d, domain);
-		if (want != NULL && strcasecmp(want, pin.fingerprint) != 0) {
-			sg_error_set(err, "stored key %s of %s is not the configured %s", pin.fingerprint,
-				     domain, want);
-			ret = 0;
+		bool stale = want != NULL && strcasecmp(want, pin.fingerprint) != 0;
+		if (!stale) {
+			*der_r = dup_der(pin.cert, pin.len);
+			*len_r = pin.len;
 		}
 		free(want);
-		if (ret > 0)
-			ret = key_from_der(pin.cert, pin.len, key_r, err);
 		sg_store_domain_peer_clear(&pin);
-		return ret;
+		if (!stale)
+			return 1;
+		/* domain_peers names another key than the one stored (the peer
+		 * made a new one, `domain rekey`): the configured one wins, from
+		 * the peer's bundle, replacing the pin in trust_signing */
 	}
 	if (ret < 0)
 		return -1;
 	/* first contact: the sender's published bundle says which key it signs with */
-	if (get_bundle(d, domain, now, &b, err) < 0)
-		return -1;
-	ret = trust_signing(d, domain, &b.signing, now, err);
-	if (ret > 0)
-		ret = key_from_der(b.signing.der, b.signing.der_len, key_r, err);
-	sg_domain_bundle_clear(&b);
+	ret = trusted_bundle(d, domain, now, &b, err);
+	if (ret > 0) {
+		*der_r = dup_der(b.signing.der, b.signing.der_len);
+		*len_r = b.signing.der_len;
+		sg_domain_bundle_clear(&b);
+	}
 	return ret;
 }

@@ -109,7 +109,7 @@ static int binding_entity(const unsigned char *msg, size_t len, const char *from
 }
 
 static int seal_view(const struct sg_msg_view *v, const char *from, const char *to,
-		     const struct sg_key *signer, const struct sg_key *peer_key, struct sg_buf *out,
+		     const struct sg_domcert_signer *signer, const struct sg_key *peer_key, struct sg_buf *out,
 		     enum sg_crypto_status *st, struct sg_error *err)
 {
 	struct sg_buf payload, der, entity, outer_fields, subject;
@@ -129,7 +129,7 @@ static int seal_view(const struct sg_msg_view *v, const char *from, const char *
 	}
 	/* sign-then-encrypt (RFC 8551 s3.7), as DomSEC (RFC 3183 s3) */
 	if (binding_entity(v->data, v->len, from, to, &payload, err) < 0 ||
-	    sg_cms_sign(payload.data, payload.len, sg_key_x509(signer), false, &der, st, err) < 0)
+	    sg_domcert_sign(signer, payload.data, payload.len, &der, err) < 0)
 		goto out;
 	sg_buf_free_secret(&payload);
 	if (put(&entity, P7M_FIELDS("signed-data") "\r\n", strlen(P7M_FIELDS("signed-data")) + 2, err) < 0 ||
@@ -177,7 +177,7 @@ int sg_domain_seal(struct sg_domain *d, const unsigned char *msg, size_t len,
 	}
 	/* the signing key stays loaded until sg_domain_free: the crypto runs
 	 * outside the lock, workers in parallel */
-	const struct sg_key *signer = NULL;
+	const struct sg_domcert_signer *signer = NULL;
 	sg_domain_lock(d);
 	int r = sg_domain_signer(d, &signer, err);
 	sg_domain_unlock(d);
@@ -232,28 +232,43 @@ static int p7m_der(struct opening *o, const struct sg_msg_view *v, const char *s
 	return 1;
 }
 
+/* Decrypt with a snapshot of our keys, taken under the lock and used
+ * without it; a key the snapshot lacks (made by another instance since)
+ * sends us to the store once more. */
+static int decrypt_with(struct opening *o, const struct sg_buf *der, bool refresh,
+			struct sg_buf *plain, struct sg_cms_decrypt_info *info,
+			enum sg_crypto_status *st, char **fpr_r)
+{
+	struct sg_domain_keyset *ks = NULL;
+	int r;
+
+	*st = SG_CRYPTO_INTERNAL;
+	if (sg_domain_keys_get(o->d, o->now, refresh, &ks, o->err) < 0)
+		return -1;
+	r = sg_cms_decrypt(der->data, der->len, ks->x509, ks->n, o->now, plain, info, st, o->err);
+	if (r > 0) /* info->key points into the snapshot */
+		*fpr_r = sg_strdup(sg_x509_key_fingerprint(info->key));
+	sg_domain_keyset_release(o->d, &ks);
+	return r;
+}
+
 static int decrypt_step(struct opening *o, const struct sg_msg_view *v, struct sg_buf *plain)
 {
 	struct sg_buf der;
-	struct sg_key **keys = NULL;
-	struct sg_x509_key **xs = NULL;
 	struct sg_cms_decrypt_info info;
 	enum sg_crypto_status st = SG_CRYPTO_OK;
-	size_t n = 0;
-	int ret;
+	char *fpr = NULL;
+	int ret, r;
 
 	sg_buf_init(&der, SEAL_MAX);
 	if ((ret = p7m_der(o, v, "authEnveloped-data", &der)) <= 0)
 		goto out;
-	if (sg_domain_decrypt_keys(o->d, &keys, &n, o->err) < 0) {
-		o->res->verdict = SG_DOMAIN_TEMPFAIL;
-		ret = 0;
-		goto out;
+	r = decrypt_with(o, &der, false, plain, &info, &st, &fpr);
+	if (r < 0 && (st == SG_CRYPTO_WRONG_KEY || st == SG_CRYPTO_NO_KEY)) {
+		sg_error_clear(o->err);
+		r = decrypt_with(o, &der, true, plain, &info, &st, &fpr);
 	}
-	xs = sg_calloc(n + 1, sizeof(*xs));
-	for (size_t i = 0; i < n; i++)
-		xs[i] = sg_key_x509(keys[i]);
-	if (sg_cms_decrypt(der.data, der.len, xs, n, o->now, plain, &info, &st, o->err) < 0) {
+	if (r < 0) {
 		ret = verdict(o, st == SG_CRYPTO_WRONG_KEY || st == SG_CRYPTO_NO_KEY ? SG_DOMAIN_NO_KEY
 			      : st == SG_CRYPTO_INTERNAL ? SG_DOMAIN_TEMPFAIL : SG_DOMAIN_TAMPERED,
 			      "%s", sg_error_msg(o->err));
@@ -263,10 +278,11 @@ static int decrypt_step(struct opening *o, const struct sg_msg_view *v, struct s
 		ret = verdict(o, SG_DOMAIN_TAMPERED, "not AuthEnvelopedData");
 		goto out;
 	}
-	o->res->key_fpr = sg_strdup(sg_x509_key_fingerprint(info.key));
+	o->res->key_fpr = fpr;
+	fpr = NULL;
 	ret = 1;
 out:
-	free(xs);
+	free(fpr);
 	sg_buf_free(&der);
 	return ret;
 }
@@ -275,12 +291,9 @@ static int verify_step(struct opening *o, const struct sg_buf *entity, struct sg
 {
 	struct sg_msg_view v;
 	struct sg_buf der;
-	const struct sg_key *signer = NULL;
-	struct sg_cms_verify_info info;
-	enum sg_crypto_status st = SG_CRYPTO_OK;
+	struct sg_domain_keyset *signer = NULL;
 	int ret;
 
-	memset(&info, 0, sizeof(info));
 	sg_buf_init(&der, SEAL_MAX);
 	if (sg_msg_split(entity->data, entity->len, &v, NULL) < 0) {
 		ret = verdict(o, SG_DOMAIN_TAMPERED, "decrypted entity does not parse");
@@ -288,30 +301,31 @@ static int verify_step(struct opening *o, const struct sg_buf *entity, struct sg
 	}
 	if ((ret = p7m_der(o, &v, "signed-data", &der)) <= 0)
 		goto out;
-	signer = sg_domain_peer_signer_cached(o->d, o->marker_from, o->now, &ret, o->err);
+	signer = sg_domain_peer_signer_ref(o->d, o->marker_from, o->now, &ret, o->err);
 	if (ret <= 0) {
 		o->res->verdict = ret < 0 ? SG_DOMAIN_TEMPFAIL : SG_DOMAIN_UNKNOWN_SIGNER;
 		ret = 0;
 		goto out;
 	}
-	struct sg_x509_key *anchors[1] = { sg_key_x509(signer) };
-	/* The signer is pinned (or configured): no CRLs apply. */
-	if (sg_cms_verify(der.data, der.len, NULL, 0, anchors, 1, o->now, NULL, content, &info, &st,
-			  o->err) < 0) {
+	/* The signer is pinned (or configured): no CRLs apply, and no chain is
+	 * built per message; certificates in the message are ignored. */
+	enum sg_domcert_sig sig;
+	if (sg_domcert_verify(signer->anchor, der.data, der.len, o->now, content, &sig, o->err) < 0) {
 		ret = verdict(o, SG_DOMAIN_TAMPERED, "%s", sg_error_msg(o->err));
 		goto out;
 	}
-	o->res->signer_fpr = sg_strdup(sg_key_fingerprint(signer));
-	if (info.sig == SG_SIG_BAD)
+	o->res->signer_fpr = sg_strdup(sg_key_fingerprint(signer->keys[0]));
+	if (sig == SG_DOMCERT_SIG_BAD)
 		ret = verdict(o, SG_DOMAIN_BAD_SIGNATURE, "domain signature of %s does not verify",
 			      o->marker_from);
-	else if (info.sig != SG_SIG_VALID)
+	else if (sig != SG_DOMCERT_SIG_VALID)
 		ret = verdict(o, SG_DOMAIN_UNKNOWN_SIGNER,
-			      "not signed by the trusted domain signing key of %s", o->marker_from);
+			      "not signed by the trusted domain signing key of %s%s", o->marker_from,
+			      sig == SG_DOMCERT_SIG_EXPIRED ? " (that key is not valid now)" : "");
 	else
 		ret = 1;
 out:
-	sg_cms_verify_info_clear(&info);
+	sg_domain_keyset_release(o->d, &signer);
 	sg_buf_free(&der);
 	return ret;
 }
@@ -387,7 +401,8 @@ int sg_domain_open(struct sg_domain *d, const unsigned char *msg, size_t len,
 		goto out;
 	}
 	o.marker_from = from;
-	sg_domain_lock(d);
+	/* no lock here: each step takes it only to borrow keys (workers open
+	 * in parallel) */
 	if (decrypt_step(&o, &v, &entity) > 0 && verify_step(&o, &entity, &content) > 0 &&
 	    binding_step(&o, &content, &inner) > 0) {
 		if (rebuild(&v, &inner, out, err) < 0)
@@ -395,7 +410,6 @@ int sg_domain_open(struct sg_domain *d, const unsigned char *msg, size_t len,
 		else
 			res->verdict = SG_DOMAIN_OK;
 	}
-	sg_domain_unlock(d);
 out:
 	free(from);
 	free(to);

@@ -2,6 +2,7 @@
  * outbound, one sealed copy per recipient domain; inbound, opening
  * domain-sealed mail for our domains, with Authentication-Results. */
 #include "domain/domain.h"
+#include "keys/keycache.h"
 #include "mime/message.h"
 #include "policy/internal.h"
 #include "policy/policy.h"
@@ -14,6 +15,7 @@
 #include <strings.h>
 
 #define DOMAIN_OUT_MAX (1024u * 1024 * 1024)
+#define PEER_KEY_TAG (-8) /* keycache tag of peer domains' keys ("domain:DOMAIN") */
 
 static const char *domain_of(const char *addr)
 {
@@ -31,10 +33,32 @@ int sg_policy_domain_open(struct sg_policy *p, const struct sg_config *cfg,
 {
 	if (!sg_domain_configured(cfg))
 		return 0;
-	if (sg_domain_new(cfg, mk, &p->domain, err) < 0) {
+	/* a changed domain_names stops serve until `domain rekey` (or the old
+	 * value): never sign as, or open for, a set peers did not pin */
+	if (sg_domain_new(cfg, mk, &p->domain, err) < 0 || sg_domain_check_names(p->domain, err) <= 0) {
 		sg_error_prefix(err, "domain");
 		return -1;
 	}
+	return 1;
+}
+
+/* The peer's key from the policy key cache (policy_key_cache_ttl): loading
+ * a certificate costs more than a P-256 seal under OpenSSL 3.0. A cached
+ * key whose window has ended meanwhile is not used. 1 hit, 0 miss. */
+static int cached_peer_key(struct sg_policy *p, const char *addr, time_t now,
+			   struct sg_policy_decision *d)
+{
+	struct sg_keycache_entry *e = sg_keycache_get(p->keys, addr, PEER_KEY_TAG);
+	enum sg_crypto_status st;
+
+	if (e == NULL)
+		return 0;
+	if (sg_key_usable_for_encrypt(sg_keycache_key(e), now, &st, NULL) != 1) {
+		sg_keycache_release(&e);
+		return 0;
+	}
+	d->key_ref = e;
+	d->key = sg_keycache_key(e);
 	return 1;
 }
 
@@ -42,20 +66,33 @@ int sg_policy_domain_decide(struct sg_policy *p, const char *rcpt, struct sg_pol
 {
 	struct sg_error why = SG_ERROR_INIT;
 	const char *dom = domain_of(rcpt);
+	time_t now = sg_domain_now();
+	/* the treatment domain asked by a rule; for missing=domain policy.c
+	 * caches the key under the user's address and needs it owned */
+	bool share = d->asked == SG_TREAT_DOMAIN;
+	char *addr = NULL;
 	int r;
 
 	if (p->domain == NULL) {
 		d->note = sg_asprintf("domain keys not available (domain %s): domain_names not set", dom);
 		return 0;
 	}
-	r = sg_domain_peer_key(p->domain, dom, sg_domain_now(), &d->key, &why);
+	addr = sg_asprintf("domain:%s", dom);
+	if (share && cached_peer_key(p, addr, now, d) > 0) {
+		free(addr);
+		return 1;
+	}
+	r = sg_domain_peer_key(p->domain, dom, now, &d->key, &why);
 	if (r <= 0)
 		d->note = sg_asprintf("domain keys of %s: %s", dom, sg_error_msg(&why));
 	if (r < 0) { /* fetch or store failure: try again later, never in clear */
 		d->code = 451;
 		d->reply = sg_asprintf("4.7.0 Domain key look-up failed: %s", d->note);
 	}
+	if (r > 0 && share)
+		d->key_ref = sg_keycache_put(p->keys, addr, PEER_KEY_TAG, d->key);
 	sg_error_clear(&why);
+	free(addr);
 	return r;
 }
 

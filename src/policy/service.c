@@ -5,7 +5,6 @@
 #include "policy/internal.h"
 #include "policy/policy.h"
 #include "store/store.h"
-#include "util/heap.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -26,9 +25,6 @@ int sg_policy_service_open(const struct sg_config *cfg, struct sg_policy_service
 	int ret = -1;
 
 	*s_r = NULL;
-	/* serve opens this once, before the gateway starts its workers: the
-	 * sealing workers' buffers are reused, not trimmed per message. */
-	sg_heap_tune_server();
 	if (sg_store_open_config(cfg, NULL, &s->store, err) < 0) {
 		sg_error_prefix(err, "key store");
 		goto out;

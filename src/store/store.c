@@ -622,6 +622,17 @@ int sg_store_domain_peer_put(struct sg_store *st, const struct sg_store_domain_p
 		   p, NPARAMS(p), err) < 0 ? -1 : 1;
 }
 
+#define PEER_COLUMNS "SELECT domain, fingerprint, trust, pinned_at, cert FROM domain_peers"
+
+static void read_peer(struct sg_store *st, struct sg_store_result *res, struct sg_store_domain_peer *d)
+{
+	d->domain = dup_col(st, res, 0);
+	d->fingerprint = dup_col(st, res, 1);
+	d->trust = dup_col(st, res, 2);
+	d->pinned_at = st->drv->col_int(res, 3);
+	d->cert = dup_blob(st, res, 4, &d->len);
+}
+
 int sg_store_domain_peer_get(struct sg_store *st, const char *domain,
 			     struct sg_store_domain_peer *d, struct sg_error *err)
 {
@@ -629,19 +640,41 @@ int sg_store_domain_peer_get(struct sg_store *st, const char *domain,
 	struct sg_store_result *res = NULL;
 
 	memset(d, 0, sizeof(*d));
-	if (query(st, "SELECT domain, fingerprint, trust, pinned_at, cert FROM domain_peers"
-		      " WHERE domain = $1", p, NPARAMS(p), &res, err) < 0)
+	if (query(st, PEER_COLUMNS " WHERE domain = $1", p, NPARAMS(p), &res, err) < 0)
 		return -1;
 	int r = st->drv->next(res, err);
-	if (r > 0) {
-		d->domain = dup_col(st, res, 0);
-		d->fingerprint = dup_col(st, res, 1);
-		d->trust = dup_col(st, res, 2);
-		d->pinned_at = st->drv->col_int(res, 3);
-		d->cert = dup_blob(st, res, 4, &d->len);
-	}
+	if (r > 0)
+		read_peer(st, res, d);
 	st->drv->result_free(res);
 	return r;
+}
+
+int sg_store_domain_peer_list(struct sg_store *st, struct sg_store_domain_peer **peers_r, size_t *n_r,
+			      struct sg_error *err)
+{
+	struct sg_store_result *res = NULL;
+	struct sg_store_domain_peer *peers = NULL;
+	size_t n = 0;
+	int r;
+
+	*peers_r = NULL;
+	*n_r = 0;
+	if (query(st, PEER_COLUMNS " ORDER BY domain", NULL, 0, &res, err) < 0)
+		return -1;
+	while ((r = st->drv->next(res, err)) > 0) {
+		peers = sg_reallocarray(peers, n + 1, sizeof(*peers));
+		read_peer(st, res, &peers[n++]);
+	}
+	st->drv->result_free(res);
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++)
+			sg_store_domain_peer_clear(&peers[i]);
+		free(peers);
+		return -1;
+	}
+	*peers_r = peers;
+	*n_r = n;
+	return 1;
 }
 
 void sg_store_domain_peer_clear(struct sg_store_domain_peer *d)

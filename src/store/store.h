@@ -214,6 +214,9 @@ int sg_store_domain_peer_put(struct sg_store *store, const struct sg_store_domai
 /* 1 found, 0 not. */
 int sg_store_domain_peer_get(struct sg_store *store, const char *domain,
 			     struct sg_store_domain_peer *p_r, struct sg_error *err) SG_WARN_UNUSED;
+/* Every row, ordered by domain: owned array (clear each, then free it). */
+int sg_store_domain_peer_list(struct sg_store *store, struct sg_store_domain_peer **peers_r,
+			      size_t *n_r, struct sg_error *err) SG_WARN_UNUSED;
 void sg_store_domain_peer_clear(struct sg_store_domain_peer *p);
 
 #endif

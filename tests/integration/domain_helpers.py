@@ -46,12 +46,14 @@ class Instance:
         self.gw = None
         self.http = None
         self.now = None
+        self.conf_extra = ""  # more settings, for serve and the CLI alike
         self.write_conf()
 
     def extra(self):
         return (f"submission_listen = 127.0.0.1:{self.sub_port}\npolicy_file = {self.rules}\n"
                 f"master_key_file = {self.mk}\ndomain_names = {self.domains}\n"
-                f"authserv_id = {self.domains.split()[0]}\nwkd_allow_hosts = {self.allow}\n")
+                f"authserv_id = {self.domains.split()[0]}\nwkd_allow_hosts = {self.allow}\n"
+                + self.conf_extra)
 
     def write_conf(self):
         # the same settings for the CLI as for serve (Gateway writes its own copy)
@@ -115,6 +117,17 @@ class Instance:
             return e.smtp_code, e.smtp_error.decode()
         finally:
             s.close()
+
+    def signing_fpr(self):
+        """Our long-term signing key's fingerprint, from `domain status`."""
+        out = self.cli("status").stdout.decode()
+        return re.search(r"^signing +(\w+) ", out, re.M).group(1)
+
+    def peer_rows(self):
+        """{domain: (fingerprint, trust, rest)} from the peer lines of `domain status`."""
+        out = self.cli("status").stdout.decode()
+        return {m.group(1): (m.group(2), m.group(3), m.group(4))
+                for m in re.finditer(r"^peer +(\S+) (\w+) trust=(\S+) (.*)$", out, re.M)}
 
     def key_rows(self):
         """{fingerprint: state} from `domain status` (encryption keys)."""

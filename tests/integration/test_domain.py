@@ -123,9 +123,14 @@ def test_openssl_cms_reads_it(world, tmp_path):
     a.cli("export", str(tmp_path / "pub"))
     bundle = (tmp_path / "pub" / ".well-known" / "sealgate" / "domain-keys").read_text()
     (tmp_path / "a-sign.pem").write_text(bundle[:bundle.index("-----END CERTIFICATE-----") + 25] + "\n")
+    # the SignedData carries no certificate (doc/domain.md): the verifier
+    # brings the sender domain's pinned one
+    r = subprocess.run(["openssl", "cms", "-verify", "-in", tmp_path / "signed.eml", "-noverify",
+                        "-out", "/dev/null"], capture_output=True)
+    assert r.returncode != 0 and b"signer certificate not found" in r.stderr, r.stderr
     r = subprocess.run(["openssl", "cms", "-verify", "-in", tmp_path / "signed.eml",
-                        "-CAfile", tmp_path / "a-sign.pem", "-attime", str(T0),
-                        "-out", tmp_path / "content.eml"],
+                        "-certfile", tmp_path / "a-sign.pem", "-CAfile", tmp_path / "a-sign.pem",
+                        "-attime", str(T0), "-out", tmp_path / "content.eml"],
                        capture_output=True)
     assert r.returncode == 0 and b"Verification successful" in r.stderr, r.stderr
     content = (tmp_path / "content.eml").read_bytes()
@@ -133,8 +138,8 @@ def test_openssl_cms_reads_it(world, tmp_path):
     assert MARKER in content
     # and a certificate that is not a's does not verify it
     r = subprocess.run(["openssl", "cms", "-verify", "-in", tmp_path / "signed.eml",
-                        "-CAfile", tmp_path / "cert.pem", "-attime", str(T0), "-out", "/dev/null"],
-                       capture_output=True)
+                        "-certfile", tmp_path / "cert.pem", "-CAfile", tmp_path / "cert.pem",
+                        "-attime", str(T0), "-out", "/dev/null"], capture_output=True)
     assert r.returncode != 0
 
 

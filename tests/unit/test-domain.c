@@ -5,15 +5,20 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "crypto/smime.h"
 #include "domain/domain.h"
 #include "keys/master.h"
 #include "store/store.h"
 #include "util/mem.h"
+#include "util/secret.h"
+
+#include <glib.h>
 
 #define DAY 86400
 #define T0 ((time_t)1900000000 / DAY * DAY + 3600)
@@ -232,8 +237,8 @@ static void test_destruction(void **state)
 	struct sg_error err = SG_ERROR_INIT;
 	struct sg_domain_rotation r;
 	struct sg_buf pem, st;
-	struct sg_key **keys = NULL;
-	size_t n = 0;
+	struct sg_domain_keyset *ks = NULL;
+	struct sg_key *const *keys = NULL;
 	(void)state;
 
 	inst_open(&a, "des-a", "a.test");
@@ -246,24 +251,159 @@ static void test_destruction(void **state)
 	sg_buf_init(&pem, 64 * 1024);
 	assert_int_equal(sg_domain_key_pem(a.d, fpr, &pem, &err), 1);
 	assert_non_null(strstr((char *)pem.data, "ENCRYPTED PRIVATE KEY"));
-	sg_domain_lock(a.d);
-	assert_int_equal(sg_domain_decrypt_keys(a.d, &keys, &n, &err), 1);
-	sg_domain_unlock(a.d);
-	assert_int_equal(n, 7);
+	assert_int_equal(sg_domain_keys_get(a.d, T0, false, &ks, &err), 1);
+	assert_int_equal(sg_domain_keyset_keys(ks, &keys), 7);
+	sg_domain_keyset_release(a.d, &ks);
 	assert_int_equal(sg_domain_rotate(a.d, T0 + 6 * DAY, &r, &err), 1);
 	assert_int_equal(r.destroyed, 1);
 	sg_buf_reset(&pem);
 	assert_int_equal(sg_domain_key_pem(a.d, fpr, &pem, &err), 0);
 	assert_non_null(strstr(sg_error_msg(&err), "destroyed"));
-	sg_domain_lock(a.d);
-	assert_int_equal(sg_domain_decrypt_keys(a.d, &keys, &n, &err), 1);
-	sg_domain_unlock(a.d);
-	assert_int_equal(n, 7 + 6 - 1);
+	assert_int_equal(sg_domain_keys_get(a.d, T0 + 6 * DAY, false, &ks, &err), 1);
+	assert_int_equal(sg_domain_keyset_keys(ks, &keys), 7 + 6 - 1);
+	sg_domain_keyset_release(a.d, &ks);
+	assert_null(ks);
 	free(fpr);
 	sg_buf_free(&pem);
 	sg_buf_free(&st);
 	sg_error_clear(&err);
 	inst_close(&a);
+}
+
+struct rotation_thread {
+	struct sg_domain *d;
+	time_t now;
+	struct sg_domain_rotation r;
+	int ret;
+	int done; /* atomic */
+};
+
+static void *rotate_thread(void *arg)
+{
+	struct rotation_thread *t = arg;
+	struct sg_error err = SG_ERROR_INIT;
+	t->ret = sg_domain_rotate(t->d, t->now, &t->r, &err);
+	__atomic_store_n(&t->done, 1, __ATOMIC_SEQ_CST);
+	sg_error_clear(&err);
+	return NULL;
+}
+
+/* A key destroyed while a message is being opened: the opener holds a
+ * snapshot with the key; the rotation deletes the rows (the store says
+ * "destroyed" as soon as it waits), but it does not return until the
+ * snapshot is given back, and the snapshot is then freed (wiped). */
+static void test_destruction_waits_for_openers(void **state)
+{
+	struct inst a;
+	struct sg_error err = SG_ERROR_INIT;
+	struct sg_domain_keyset *held = NULL, *after = NULL;
+	struct sg_key *const *keys = NULL;
+	struct sg_buf st, pem;
+	struct rotation_thread t;
+	pthread_t th;
+	(void)state;
+
+	inst_open(&a, "wait-a", "a.test");
+	init_rotate(&a, T0);
+	sg_buf_init(&st, 1024 * 1024);
+	assert_int_equal(sg_domain_status(a.d, T0, &st, &err), 1);
+	char *line = strstr((char *)st.data, "encryption ");
+	assert_non_null(line);
+	char *fpr = sg_strndup(line + 11, 64); /* the first window: destroyed at T0 + 6 days */
+	assert_int_equal(sg_domain_keys_get(a.d, T0 + 5 * DAY, false, &held, &err), 1);
+	size_t n = sg_domain_keyset_keys(held, &keys);
+	bool has = false;
+	for (size_t i = 0; i < n; i++)
+		has = has || strcmp(sg_key_fingerprint(keys[i]), fpr) == 0;
+	assert_true(has);
+
+	memset(&t, 0, sizeof(t));
+	t.d = a.d;
+	t.now = T0 + 6 * DAY;
+	assert_int_equal(pthread_create(&th, NULL, rotate_thread, &t), 0);
+	/* key_pem takes the domain lock, which the rotation gives up only in
+	 * its wait for holders: once it answers "destroyed", the rows are gone */
+	sg_buf_init(&pem, 64 * 1024);
+	int r;
+	while ((r = sg_domain_key_pem(a.d, fpr, &pem, &err)) == 1) {
+		sg_buf_reset(&pem);
+		usleep(1000);
+	}
+	assert_int_equal(r, 0);
+	usleep(100 * 1000); /* a rotation that did not wait would be done by now */
+	assert_int_equal(__atomic_load_n(&t.done, __ATOMIC_SEQ_CST), 0);
+	/* the opener is still using the key; then gives it back */
+	assert_true(sg_key_has_secret(keys[0]));
+	sg_domain_keyset_release(a.d, &held);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(t.ret, 1);
+	assert_int_equal(t.r.destroyed, 1);
+	/* a new snapshot no longer has it */
+	assert_int_equal(sg_domain_keys_get(a.d, T0 + 6 * DAY, false, &after, &err), 1);
+	n = sg_domain_keyset_keys(after, &keys);
+	for (size_t i = 0; i < n; i++)
+		assert_string_not_equal(sg_key_fingerprint(keys[i]), fpr);
+	sg_domain_keyset_release(a.d, &after);
+	free(fpr);
+	sg_buf_free(&pem);
+	sg_buf_free(&st);
+	sg_error_clear(&err);
+	inst_close(&a);
+}
+
+/* A message signed by another key that claims a.test and carries its own
+ * certificate (as S/MIME signers do), encrypted to b's current key: the
+ * certificate in the message must not be taken as the signer's. */
+static void sealed_by_outsider(const struct sg_key *peer, struct sg_buf *out)
+{
+	struct sg_error err = SG_ERROR_INIT;
+	const char *names[] = { "a.test" };
+	struct sg_domcert_req req = {
+		.domains = names, .n_domains = 1, .not_before = T0 - DAY, .not_after = T0 + 300 * DAY,
+		.signing = true,
+	};
+	char *cert = NULL, *key = NULL;
+	size_t cert_len = 0, key_len = 0;
+	struct sg_key *signer = NULL;
+	struct sg_buf pem, payload, der, entity, env;
+	enum sg_crypto_status st;
+	static const char inner[] = "Content-Type: message/rfc822\r\n"
+				    "Sealgate-Domain-Binding: v=1; from=a.test; to=b.test\r\n\r\n"
+				    "From: x@a.test\r\nSubject: forged\r\n\r\nforged body\r\n";
+
+	assert_int_equal(sg_domcert_issue(&req, &cert, &cert_len, &key, &key_len, &err), 1);
+	sg_buf_init(&pem, 64 * 1024);
+	assert_true(sg_buf_append(&pem, cert, cert_len) && sg_buf_append(&pem, key, key_len));
+	assert_int_equal(sg_key_load_mem(pem.data, pem.len, NULL, &signer, &st, &err), 1);
+	sg_buf_init(&payload, 1 << 20);
+	sg_buf_init(&der, 1 << 20);
+	sg_buf_init(&entity, 1 << 20);
+	sg_buf_init(&env, 1 << 20);
+	assert_true(sg_buf_append_str(&payload, inner));
+	assert_int_equal(sg_cms_sign(payload.data, payload.len, sg_key_x509(signer), false, &der, &st, &err), 1);
+	gchar *b64 = g_base64_encode(der.data, der.len);
+	assert_true(sg_buf_append_str(&entity, "Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n"
+					       "Content-Transfer-Encoding: base64\r\n\r\n") &&
+		    sg_buf_append_str(&entity, b64) && sg_buf_append_str(&entity, "\r\n"));
+	g_free(b64);
+	struct sg_x509_key *recips[1] = { sg_key_x509(peer) };
+	assert_int_equal(sg_cms_encrypt(entity.data, entity.len, recips, 1, SG_CMS_AES256_GCM, &env, &st, &err), 1);
+	b64 = g_base64_encode(env.data, env.len);
+	assert_true(sg_buf_append_str(out, "From: x@a.test\r\nSubject: ...\r\n"
+					   "Sealgate-Domain: v=1; from=a.test; to=b.test\r\nMIME-Version: 1.0\r\n"
+					   "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\n"
+					   "Content-Transfer-Encoding: base64\r\n\r\n") &&
+		    sg_buf_append_str(out, b64) && sg_buf_append_str(out, "\r\n"));
+	g_free(b64);
+	sg_key_free(&signer);
+	free(cert);
+	sg_secret_free(&key, key_len + 1);
+	sg_buf_free(&pem);
+	sg_buf_free(&payload);
+	sg_buf_free(&der);
+	sg_buf_free(&entity);
+	sg_buf_free(&env);
+	sg_error_clear(&err);
 }
 
 /* In process: a seals for b (keys taken from b's bundle), b opens; the
@@ -312,13 +452,19 @@ static void test_seal_open(void **state)
 		{ &a, "b.test", "c.test", SG_DOMAIN_WRONG_DOMAIN },
 		{ &a, "c.test", "c.test", SG_DOMAIN_OK },
 		{ &evil, "b.test", "b.test", SG_DOMAIN_UNKNOWN_SIGNER },
+		{ NULL, "b.test", "b.test", SG_DOMAIN_UNKNOWN_SIGNER }, /* sealed_by_outsider */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		sg_buf_init(&sealed, 1024 * 1024);
 		sg_buf_init(&opened, 1024 * 1024);
-		assert_int_equal(sg_domain_seal(cases[i].sealer->d, (const unsigned char *)msg, sizeof(msg) - 1,
-						"a.test", cases[i].to, peer, &sealed, &cs, &err), 1);
-		assert_null(memmem(sealed.data, sealed.len, "body text", 9));
+		if (cases[i].sealer == NULL) {
+			sealed_by_outsider(peer, &sealed);
+		} else {
+			assert_int_equal(sg_domain_seal(cases[i].sealer->d, (const unsigned char *)msg,
+							sizeof(msg) - 1, "a.test", cases[i].to, peer, &sealed,
+							&cs, &err), 1);
+			assert_null(memmem(sealed.data, sealed.len, "body text", 9));
+		}
 		assert_int_equal(sg_domain_open(b.d, sealed.data, sealed.len, cases[i].rcpt, T0, &opened,
 						&res, &err), 1);
 		if (res.verdict != cases[i].v)
@@ -350,6 +496,7 @@ int main(void)
 		cmocka_unit_test(test_bundle_parse),   cmocka_unit_test(test_window_choice),
 		cmocka_unit_test(test_rotation_clock), cmocka_unit_test(test_grace_refused),
 		cmocka_unit_test(test_destruction),    cmocka_unit_test(test_seal_open),
+		cmocka_unit_test(test_destruction_waits_for_openers),
 	};
 	if (mkdtemp(dir) == NULL)
 		return 1;
