@@ -75,11 +75,31 @@ int sg_cli_write_out(const void *data, size_t len, const char *cmd);
 struct sg_error;
 char *sg_cli_read_passphrase(const char *path, struct sg_error *err);
 
+/* Where a command finds its configuration and store (cli/where.c): put
+ * SG_CLI_WHERE_OPTIONS in the getopt_long table (short options "c:"), offer
+ * each option to sg_cli_where_opt first, then build the config with
+ * sg_cli_where_config. */
+struct sg_cli_where {
+	const char *config;    /* -c FILE, or NULL */
+	const char *state_dir; /* --state-dir DIR, or NULL */
+	const char *store;     /* --store SPEC, or NULL */
+};
+/* Long-only option values, above every character a command may use. */
+enum { SG_CLI_OPT_STATE_DIR = 0x1000, SG_CLI_OPT_STORE };
+#define SG_CLI_WHERE_OPTIONS                                           \
+	{ "config", required_argument, NULL, 'c' },                    \
+	{ "state-dir", required_argument, NULL, SG_CLI_OPT_STATE_DIR }, \
+	{ "store", required_argument, NULL, SG_CLI_OPT_STORE }
+/* 1 when c is one of the three (recorded in w), 0 when it is not. */
+int sg_cli_where_opt(struct sg_cli_where *w, int c, const char *arg);
+/* cfg = defaults, then the -c file, then --state-dir/--store over it. cfg
+ * is initialised even when this fails (clear it). 1; -1 with err. */
+int sg_cli_where_config(const struct sg_cli_where *w, struct sg_config *cfg, struct sg_error *err);
+
 /* The key store for seal/unseal (cli/store-keys.c): set the option fields,
  * the rest is filled on first need. */
 struct sg_cli_store {
-	const char *config;           /* -c FILE, or NULL */
-	const char *state_dir;        /* --state-dir DIR, or NULL */
+	struct sg_cli_where where;    /* -c, --state-dir, --store */
 	const char *master_key;       /* --master-key FILE (else master_key_file) */
 	const char *master_pass_file; /* --master-passphrase-file FILE */
 	struct sg_config cfg;

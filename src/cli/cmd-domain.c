@@ -43,20 +43,18 @@ struct domain_ctx {
 static int parse(int argc, char **argv, struct domain_ctx *c, int *cmd_idx)
 {
 	static const struct option longopts[] = {
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "store", required_argument, NULL, 'S' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config = NULL, *state_dir = NULL, *store = NULL;
+	struct sg_cli_where where = { 0 };
 	int ch;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+		if (sg_cli_where_opt(&where, ch, optarg))
+			continue;
 		switch (ch) {
-		case 'c': config = optarg; break;
-		case 'd': state_dir = optarg; break;
-		case 'S': store = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: return -SG_EXIT_USAGE;
 		}
@@ -64,10 +62,7 @@ static int parse(int argc, char **argv, struct domain_ctx *c, int *cmd_idx)
 	if (optind >= argc)
 		return -SG_EXIT_USAGE;
 	*cmd_idx = optind;
-	sg_config_defaults(&c->cfg);
-	if ((config != NULL && sg_config_load(&c->cfg, config, &c->err) < 0) ||
-	    (state_dir != NULL && sg_config_set(&c->cfg, "state_dir", state_dir, &c->err) < 0) ||
-	    (store != NULL && sg_config_set(&c->cfg, "store", store, &c->err) < 0))
+	if (sg_cli_where_config(&where, &c->cfg, &c->err) < 0)
 		return -SG_EXIT_CONFIG;
 	if (!sg_domain_configured(&c->cfg)) {
 		sg_error_set(&c->err, "domain_names is not set");

@@ -19,7 +19,8 @@
 #include <sys/stat.h>
 
 struct lookup_opts {
-	const char *config, *state_dir, *store, *source, *addr;
+	struct sg_cli_where where;
+	const char *source, *addr;
 	bool no_cache;
 	bool pending;            /* list keys held by key_change = hold */
 	unsigned budget_ms;      /* 0: lookup_budget */
@@ -60,8 +61,7 @@ static int set_kv(struct sg_config *cfg, const char *kv, struct sg_error *err)
 static int parse(int argc, char **argv, struct lookup_opts *o, char ***sets_r, size_t *n_sets)
 {
 	static const struct option longopts[] = {
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "store", required_argument, NULL, 'S' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "source", required_argument, NULL, 's' },
 		{ "no-cache", no_argument, NULL, 'n' },
 		{ "pending", no_argument, NULL, 'P' },
@@ -76,10 +76,9 @@ static int parse(int argc, char **argv, struct lookup_opts *o, char ***sets_r, s
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		if (sg_cli_where_opt(&o->where, c, optarg))
+			continue;
 		switch (c) {
-		case 'c': o->config = optarg; break;
-		case 'd': o->state_dir = optarg; break;
-		case 'S': o->store = optarg; break;
 		case 's': o->source = optarg; break;
 		case 'n': o->no_cache = true; break;
 		case 'P': o->pending = true; break;
@@ -182,7 +181,7 @@ static int run_concurrent(struct sg_keys_remote *r, const struct lookup_opts *o)
 int cmd_key_lookup(int argc, char **argv)
 {
 	struct lookup_opts o = { 0 };
-	struct sg_config cfg;
+	struct sg_config cfg = { 0 }; /* sg_config_clear copes with all-zero */
 	struct sg_error err = SG_ERROR_INIT;
 	struct sg_store *store = NULL;
 	struct sg_keys_remote *r = NULL;
@@ -191,22 +190,19 @@ int cmd_key_lookup(int argc, char **argv)
 	size_t n_sets = 0, n = 0;
 	int ret = SG_EXIT_CONFIG;
 
-	sg_config_defaults(&cfg);
 	int p = parse(argc, argv, &o, &sets, &n_sets);
 	if (p <= 0) {
 		ret = p == 0 ? SG_EXIT_OK : SG_EXIT_USAGE;
 		goto out;
 	}
 	sg_log_open("sealgate/key-lookup", SG_LOG_STDERR, NULL);
-	if (o.config != NULL && sg_config_load(&cfg, o.config, &err) < 0)
-		goto fail;
-	if (o.state_dir != NULL && sg_config_set(&cfg, "state_dir", o.state_dir, &err) < 0)
+	if (sg_cli_where_config(&o.where, &cfg, &err) < 0)
 		goto fail;
 	for (size_t i = 0; i < n_sets; i++)
 		if (set_kv(&cfg, sets[i], &err) < 0)
 			goto fail;
 	ret = SG_EXIT_FAIL;
-	if (sg_store_open_config(&cfg, o.store, &store, &err) < 0)
+	if (sg_store_open_config(&cfg, NULL, &store, &err) < 0)
 		goto fail;
 	if (o.pending) {
 		int pr = list_pending(store, o.addr, &err);

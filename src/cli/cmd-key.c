@@ -32,7 +32,8 @@
 #define KEY_INPUT_MAX (16u * 1024 * 1024)
 
 struct key_opts {
-	const char *config, *state_dir, *store, *master_key, *master_pass_file;
+	struct sg_cli_where where;
+	const char *master_key, *master_pass_file;
 	const char *passphrase_file, *type, *listen, *submission, *domains;
 	const char *tls_cert, *tls_key, *fingerprint, *addr;
 	bool smime, with_secret, secret, gateway;
@@ -125,7 +126,7 @@ static int load_master(struct key_ctx *ctx, struct sg_master_key **mk_r)
 
 static int open_store(struct key_ctx *ctx)
 {
-	return sg_store_open_config(&ctx->cfg, ctx->o.store, &ctx->store, &ctx->err);
+	return sg_store_open_config(&ctx->cfg, NULL, &ctx->store, &ctx->err);
 }
 
 /* expiry: a date in the past is marked "(expired)"; 0 means never. */
@@ -682,8 +683,7 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, struct key_opts *o)
 {
 	static const struct option longopts[] = {
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "store", required_argument, NULL, 'S' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "master-key", required_argument, NULL, 'm' },
 		{ "master-passphrase-file", required_argument, NULL, 'M' },
 		{ "passphrase-file", required_argument, NULL, 'p' },
@@ -706,10 +706,9 @@ static int parse(int argc, char **argv, struct key_opts *o)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		if (sg_cli_where_opt(&o->where, c, optarg))
+			continue;
 		switch (c) {
-		case 'c': o->config = optarg; break;
-		case 'd': o->state_dir = optarg; break;
-		case 'S': o->store = optarg; break;
 		case 'm': o->master_key = optarg; break;
 		case 'M': o->master_pass_file = optarg; break;
 		case 'p': o->passphrase_file = optarg; break;
@@ -736,15 +735,7 @@ static int parse(int argc, char **argv, struct key_opts *o)
 
 static int configure(struct key_ctx *ctx)
 {
-	sg_config_defaults(&ctx->cfg);
-	if (ctx->o.config != NULL && sg_config_load(&ctx->cfg, ctx->o.config, &ctx->err) < 0)
-		return -1;
-	if (ctx->o.state_dir != NULL &&
-	    sg_config_set(&ctx->cfg, "state_dir", ctx->o.state_dir, &ctx->err) < 0) {
-		sg_error_prefix(&ctx->err, "command line");
-		return -1;
-	}
-	return 1;
+	return sg_cli_where_config(&ctx->o.where, &ctx->cfg, &ctx->err);
 }
 
 int cmd_key(int argc, char **argv)

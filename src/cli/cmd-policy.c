@@ -33,7 +33,8 @@ static const char usage_text[] =
 	"      64 usage; 78 bad configuration or rules; 1 other failure.\n";
 
 struct policy_opts {
-	const char *config, *state_dir, *store, *rules, *from, *subject;
+	struct sg_cli_where where;
+	const char *rules, *from, *subject;
 	const char *to[MAX_ARGS];
 	size_t n_to;
 	const char *headers[MAX_ARGS];
@@ -43,8 +44,7 @@ struct policy_opts {
 static int parse(int argc, char **argv, struct policy_opts *o)
 {
 	static const struct option longopts[] = {
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "store", required_argument, NULL, 'S' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "rules", required_argument, NULL, 'r' },
 		{ "from", required_argument, NULL, 'f' },
 		{ "to", required_argument, NULL, 't' },
@@ -57,10 +57,9 @@ static int parse(int argc, char **argv, struct policy_opts *o)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		if (sg_cli_where_opt(&o->where, c, optarg))
+			continue;
 		switch (c) {
-		case 'c': o->config = optarg; break;
-		case 'd': o->state_dir = optarg; break;
-		case 'S': o->store = optarg; break;
 		case 'r': o->rules = optarg; break;
 		case 'f': o->from = optarg; break;
 		case 's': o->subject = optarg; break;
@@ -143,9 +142,7 @@ static int policy_test(const struct policy_opts *o)
 	bool want_sign = false;
 
 	sg_buf_init(&hdr, 1024 * 1024);
-	sg_config_defaults(&cfg);
-	if ((o->config != NULL && sg_config_load(&cfg, o->config, &err) < 0) ||
-	    (o->state_dir != NULL && sg_config_set(&cfg, "state_dir", o->state_dir, &err) < 0) ||
+	if (sg_cli_where_config(&o->where, &cfg, &err) < 0 ||
 	    (o->rules != NULL && sg_config_set(&cfg, "policy_file", o->rules, &err) < 0))
 		goto out;
 	if (make_header(o, &hdr) < 0 || sg_msg_split(hdr.data, hdr.len, &v, &err) < 0) {
@@ -154,7 +151,7 @@ static int policy_test(const struct policy_opts *o)
 		goto out;
 	}
 	ret = SG_EXIT_FAIL;
-	if (sg_store_open_config(&cfg, o->store, &store, &err) < 0)
+	if (sg_store_open_config(&cfg, NULL, &store, &err) < 0)
 		goto out;
 	ret = SG_EXIT_CONFIG;
 	if (cfg.master_key_file[0] != '\0' && sg_master_key_load_file(cfg.master_key_file, &mk, &err) < 0)

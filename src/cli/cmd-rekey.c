@@ -39,7 +39,7 @@ struct rekey_opts {
 	size_t n_drop;
 	const char *passphrase_file;
 	const char *maildir;
-	const char *config, *state_dir, *store;
+	struct sg_cli_where where;
 	const char *master_key, *master_pass_file;
 	const char *resync_cmd;
 	bool from_store, store_new, keep_old;
@@ -71,9 +71,10 @@ static void rekey_usage(FILE *f)
 		   "atomically (tmp/, fsync, rename over the original keeping its base name and\n"
 		   "flags, S=/W= sizes fixed); a journal in DIR resumes after a crash. Run\n"
 		   "--from-store: the old secret keys are ADDR's sealed ones in the key store\n"
-		   "(opened with the master key). --store-new: when none failed, the new key\n"
-		   "becomes ADDR's OpenPGP key in the store (delivery seals to it; the old public\n"
-		   "rows go, their sealed secrets stay). --resync-cmd CMD (or rekey_resync_cmd)\n"
+		   "(OpenPGP, and the one S/MIME key; opened with the master key).\n"
+		   "--store-new: when none failed, the new key becomes ADDR's OpenPGP key in\n"
+		   "the store (delivery seals to it; the old public rows go, their sealed\n"
+		   "secrets stay). --resync-cmd CMD (or rekey_resync_cmd)\n"
 		   "runs after the walk with $1 = ADDR, $2 = DIR, e.g.\n"
 		   "  --resync-cmd 'doveadm force-resync -u \"$1\" \"*\"'\n"
 		   "Recovery (doc/at-rest.md): --old-key RECOVERY.sec keeps the recovery key's\n"
@@ -99,8 +100,7 @@ static int rekey_parse(int argc, char **argv, struct rekey_opts *o, int nargs)
 		{ "store-new", no_argument, NULL, 'N' },
 		{ "drop-key", required_argument, NULL, 'D' },
 		{ "keep-old", no_argument, NULL, 'K' },
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "store", required_argument, NULL, 'S' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "master-key", required_argument, NULL, 'M' },
 		{ "master-passphrase-file", required_argument, NULL, 'P' },
 		{ "resync-cmd", required_argument, NULL, 'r' },
@@ -110,10 +110,9 @@ static int rekey_parse(int argc, char **argv, struct rekey_opts *o, int nargs)
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		if (sg_cli_where_opt(&o->where, c, optarg))
+			continue;
 		switch (c) {
-		case 'c': o->config = optarg; break;
-		case 'd': o->state_dir = optarg; break;
-		case 'S': o->store = optarg; break;
 		case 'M': o->master_key = optarg; break;
 		case 'P': o->master_pass_file = optarg; break;
 		case 'r': o->resync_cmd = optarg; break;
@@ -293,12 +292,10 @@ static int open_config(const struct rekey_opts *o, struct store_ctx *sc)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	int ret = -1;
-	sg_config_defaults(&sc->cfg);
-	if ((o->config != NULL && sg_config_load(&sc->cfg, o->config, &err) < 0) ||
-	    (o->state_dir != NULL && sg_config_set(&sc->cfg, "state_dir", o->state_dir, &err) < 0))
+	if (sg_cli_where_config(&o->where, &sc->cfg, &err) < 0)
 		goto out;
 	if ((o->from_store || o->store_new) &&
-	    sg_store_open_config(&sc->cfg, o->store, &sc->store, &err) < 0)
+	    sg_store_open_config(&sc->cfg, NULL, &sc->store, &err) < 0)
 		goto out;
 	ret = 1;
 out:
@@ -311,6 +308,8 @@ out:
 struct secret_load {
 	const char *passphrase;
 	struct sg_pgp_keyring *kr;
+	struct sg_cms_party *cms;     /* the one stored S/MIME key */
+	size_t n_cms;
 };
 
 static int take_secret(void *ctx, const struct sg_store_key *row, const unsigned char *plain,
@@ -325,13 +324,37 @@ static int take_secret(void *ctx, const struct sg_store_key *row, const unsigned
 	return 0; /* go on: every stored key of the user may be an old one */
 }
 
-/* The user's sealed secret keys join the old keyring. 1; -1 (printed). */
+/* An S/MIME secret: PKCS#8 PEM sealed in the store, its certificate the
+ * public row (PEM or DER); the CMS re-wrap takes both as one PEM. */
+static int take_smime_secret(void *ctx, const struct sg_store_key *row, const unsigned char *plain,
+			     size_t len, struct sg_error *why)
+{
+	struct secret_load *sl = ctx;
+	struct sg_buf both;
+	int r = -1;
+	if (++sl->n_cms > 1) {
+		/* one old party per run (crypto/cms-rewrap.h) */
+		sg_error_set(why, "more than one S/MIME key stored; name the old one with --old-key");
+		return -1;
+	}
+	sg_buf_init(&both, KEYFILE_MAX);
+	if (sg_buf_append(&both, plain, len) == 1 && sg_buf_append(&both, "\n", 1) == 1 &&
+	    sg_x509_cert_pem(row->data, row->len, &both, why) == 1)
+		r = sg_cms_party_load(both.data, both.len, sl->passphrase, true, &sl->cms, why);
+	else if (why->msg == NULL)
+		sg_error_set(why, "stored key too large");
+	sg_buf_free_secret(&both);
+	return r < 0 ? -1 : 0;
+}
+
+/* The user's sealed secret keys join the old keys: every OpenPGP one, and
+ * the S/MIME one. 1; -1 (printed). */
 static int load_store_keys(const struct rekey_opts *o, const char *addr, struct store_ctx *sc,
 			   struct rekey_keys *k)
 {
 	struct sg_error err = SG_ERROR_INIT;
-	struct secret_load sl = { k->passphrase, NULL };
-	size_t opened = 0;
+	struct secret_load sl = { k->passphrase, NULL, NULL, 0 };
+	size_t n_pgp = 0, n_smime = 0;
 	int ret = -1;
 	char *pass = NULL;
 	if (o->master_pass_file != NULL && (pass = sg_cli_read_passphrase(o->master_pass_file, &err)) == NULL)
@@ -343,18 +366,29 @@ static int load_store_keys(const struct rekey_opts *o, const char *addr, struct 
 	if (mr < 0)
 		goto out;
 	if (sg_keys_each_secret(sc->store, sc->mk, addr, "pgp", SG_KEYS_PGP_SECRET, take_secret, &sl,
-				&opened, &err) < 0)
+				&n_pgp, &err) < 0 ||
+	    sg_keys_each_secret(sc->store, sc->mk, addr, "x509", SG_KEYS_SMIME_SECRET,
+				take_smime_secret, &sl, &n_smime, &err) < 0)
 		goto out;
-	if (opened == 0) {
+	if (n_pgp + n_smime == 0) {
 		sg_error_set(&err, "%s: no secret key in the store", addr);
 		goto out;
 	}
+	if (sl.cms != NULL && k->cms_old != NULL) {
+		sg_error_set(&err, "%s: an S/MIME key is stored and another given with --old-key", addr);
+		goto out;
+	}
 	sg_pgp_keyring_merge(&k->pgp_old, &sl.kr);
+	if (sl.cms != NULL) {
+		k->cms_old = sl.cms;
+		sl.cms = NULL;
+	}
 	ret = 1;
 out:
 	if (ret < 0)
 		fprintf(stderr, "sealgate rekey: --from-store: %s\n", sg_error_msg(&err));
 	sg_pgp_keyring_free(&sl.kr);
+	sg_cms_party_free(&sl.cms);
 	sg_error_clear(&err);
 	return ret;
 }

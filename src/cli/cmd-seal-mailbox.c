@@ -334,13 +334,12 @@ static void progress(const struct job *j, size_t i, bool last)
 }
 
 static int load_key(const char *addr, const char *key_file, struct sg_config *cfg,
-		    const char *store_spec, struct sg_key **key_r)
+		    struct sg_key **key_r)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 	struct sg_store *store = NULL;
 	struct sg_keys_lookup *lk = NULL;
-	char *def = NULL;
 	int ret = -1;
 
 	if (key_file != NULL) {
@@ -351,10 +350,7 @@ static int load_key(const char *addr, const char *key_file, struct sg_config *cf
 		ret = 1;
 		goto out;
 	}
-	const char *spec = store_spec != NULL ? store_spec : cfg->store;
-	if (spec[0] == '\0')
-		spec = def = sg_asprintf("sqlite:%s/sealgate.db", cfg->state_dir);
-	if (sg_store_open(spec, &store, &err) < 0) {
+	if (sg_store_open_config(cfg, NULL, &store, &err) < 0) {
 		st = SG_CRYPTO_INTERNAL;
 		goto out;
 	}
@@ -370,7 +366,6 @@ out:
 	}
 	sg_keys_lookup_free(&lk);
 	sg_store_close(&store);
-	free(def);
 	sg_error_clear(&err);
 	return ret < 0 ? -(st == SG_CRYPTO_INTERNAL ? SG_EXIT_FAIL : SG_EXIT_NO_KEY) : 1;
 }
@@ -389,31 +384,27 @@ int cmd_seal_mailbox(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "maildir", required_argument, NULL, 'm' },
 		{ "key", required_argument, NULL, 'k' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ "store", required_argument, NULL, 's' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "subject", required_argument, NULL, 'j' },
 		{ "resync-cmd", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *key_file = NULL, *config = NULL, *state_dir = NULL, *store = NULL;
-	const char *subject = NULL;
+	struct sg_cli_where where = { 0 };
+	const char *key_file = NULL, *subject = NULL;
 	struct job j;
-	struct sg_config cfg;
+	struct sg_config cfg = { 0 }; /* sg_config_clear copes with all-zero */
 	struct sg_error err = SG_ERROR_INIT;
 	int c, ret = SG_EXIT_USAGE;
 
 	memset(&j, 0, sizeof(j));
-	sg_config_defaults(&cfg);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		if (sg_cli_where_opt(&where, c, optarg))
+			continue;
 		switch (c) {
 		case 'm': j.maildir = optarg; break;
 		case 'k': key_file = optarg; break;
-		case 'c': config = optarg; break;
-		case 'S': state_dir = optarg; break;
-		case 's': store = optarg; break;
 		case 'j': subject = optarg; break;
 		case 'r': j.resync_cmd = optarg; break;
 		case 'h': fputs(usage, stdout); ret = SG_EXIT_OK; goto out;
@@ -424,8 +415,7 @@ int cmd_seal_mailbox(int argc, char **argv)
 		fputs(usage, stderr);
 		goto out;
 	}
-	if ((config != NULL && sg_config_load(&cfg, config, &err) < 0) ||
-	    (state_dir != NULL && sg_config_set(&cfg, "state_dir", state_dir, &err) < 0)) {
+	if (sg_cli_where_config(&where, &cfg, &err) < 0) {
 		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
 		ret = SG_EXIT_CONFIG;
 		goto out;
@@ -433,7 +423,7 @@ int cmd_seal_mailbox(int argc, char **argv)
 	j.subject = subject != NULL ? subject : cfg.deliver_subject;
 	if (j.resync_cmd == NULL)
 		j.resync_cmd = cfg.rekey_resync_cmd;
-	int r = load_key(argv[optind], key_file, &cfg, store, &j.key);
+	int r = load_key(argv[optind], key_file, &cfg, &j.key);
 	if (r < 0) {
 		ret = -r;
 		goto out;

@@ -260,7 +260,7 @@ static int seal_parse(int argc, char **argv, struct seal_opts *o)
 		{ "subject", required_argument, NULL, 'j' },
 		{ "gcm", no_argument, NULL, 'g' },
 		{ "opaque", no_argument, NULL, 'o' },
-		{ "state-dir", required_argument, NULL, 'd' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "master-key", required_argument, NULL, 'm' },
 		{ "master-passphrase-file", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
@@ -271,8 +271,10 @@ static int seal_parse(int argc, char **argv, struct seal_opts *o)
 	o->format = SG_SEAL_PGP;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-		/* -c and --state-dir name the key store used when --key has no
-		 * key for a recipient. */
+		/* -c, --state-dir and --store name the key store used when
+		 * --key has no key for a recipient. */
+		if (sg_cli_where_opt(&o->st.where, c, optarg))
+			continue;
 		switch (c) {
 		case 't': add_str(&o->to, &o->n_to, optarg); break;
 		case 's': o->sign_as = optarg; break;
@@ -283,8 +285,6 @@ static int seal_parse(int argc, char **argv, struct seal_opts *o)
 		case 'j': o->subject = optarg; break;
 		case 'g': o->gcm = true; break;
 		case 'o': o->opaque = true; break;
-		case 'c': o->st.config = optarg; break;
-		case 'd': o->st.state_dir = optarg; break;
 		case 'm': o->st.master_key = optarg; break;
 		case 'M': o->st.master_pass_file = optarg; break;
 		case 'h': seal_usage(stdout); return 0;

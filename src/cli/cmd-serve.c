@@ -8,6 +8,7 @@
 #include "domain/timer.h"
 #include "policy/service.h"
 #include "store/store.h"
+#include "util/heap.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "version.h"
@@ -193,6 +194,7 @@ static void limits(struct sg_config *cfg)
 	/* No core dumps: they would hold message plaintext and keys. */
 	setrlimit(RLIMIT_CORE, &rl);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	sg_heap_tune_server(); /* per-message buffers stay mapped (util/heap.h) */
 	/* Each session needs its socket and maybe a next-hop socket and a
 	 * spool file: raise the descriptor limit, or lower the session cap. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {

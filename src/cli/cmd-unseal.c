@@ -60,7 +60,7 @@ static int unseal_parse(int argc, char **argv, struct unseal_opts *o)
 		{ "cert", required_argument, NULL, 'k' },
 		{ "verify-key", required_argument, NULL, 'v' },
 		{ "passphrase-file", required_argument, NULL, 'p' },
-		{ "state-dir", required_argument, NULL, 'd' },
+		SG_CLI_WHERE_OPTIONS,
 		{ "master-key", required_argument, NULL, 'm' },
 		{ "master-passphrase-file", required_argument, NULL, 'M' },
 		{ "crl", required_argument, NULL, 'r' },
@@ -72,12 +72,12 @@ static int unseal_parse(int argc, char **argv, struct unseal_opts *o)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		if (sg_cli_where_opt(&o->st.where, c, optarg))
+			continue;
 		switch (c) {
 		case 'k': add_str(&o->key_files, &o->n_keys, optarg); break;
 		case 'v': add_str(&o->verify_files, &o->n_verify, optarg); break;
 		case 'p': o->passphrase_file = optarg; break;
-		case 'c': o->st.config = optarg; break;
-		case 'd': o->st.state_dir = optarg; break;
 		case 'm': o->st.master_key = optarg; break;
 		case 'M': o->st.master_pass_file = optarg; break;
 		case 'r': {
@@ -136,8 +136,7 @@ static int load_revocation(const struct unseal_opts *o, struct sg_smime_revocati
 	struct sg_error err = SG_ERROR_INIT;
 	int r;
 
-	sg_config_defaults(&cfg);
-	r = o->st.config != NULL ? sg_config_load(&cfg, o->st.config, &err) : 1;
+	r = sg_cli_where_config(&o->st.where, &cfg, &err);
 	if (r > 0) {
 		const char *mode = o->revocation != NULL ? o->revocation
 				   : o->crl_files != NULL && strcmp(cfg.smime_revocation, "off") == 0

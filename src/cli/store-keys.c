@@ -10,16 +10,10 @@
 
 static int load_cfg(struct sg_cli_store *s, struct sg_error *err)
 {
-	int r = 1;
-
 	if (s->cfg_loaded)
 		return 1;
-	sg_config_defaults(&s->cfg);
 	s->cfg_loaded = true;
-	r = s->config != NULL ? sg_config_load(&s->cfg, s->config, err) : 1;
-	if (r > 0 && s->state_dir != NULL)
-		r = sg_config_set(&s->cfg, "state_dir", s->state_dir, err);
-	return r > 0 ? 1 : -1;
+	return sg_cli_where_config(&s->where, &s->cfg, err);
 }
 
 int sg_cli_store_open(struct sg_cli_store *s, struct sg_error *err)

@@ -48,6 +48,11 @@ int sg_key_load_mem(const void *data, size_t len, const char *passphrase, struct
 int sg_key_load_x509_parts(const void *key_pem, size_t key_len, const void *cert, size_t cert_len,
 			   struct sg_key **key_r, enum sg_crypto_status *status_r,
 			   struct sg_error *err) SG_WARN_UNUSED;
+/* A certificate (PEM or DER) appended to out as PEM: for readers that take
+ * PEM only (the CMS re-wrap party). 1 or -1. */
+struct sg_buf;
+int sg_x509_cert_pem(const unsigned char *cert, size_t len, struct sg_buf *out,
+		     struct sg_error *err) SG_WARN_UNUSED;
 enum sg_key_kind sg_key_kind(const struct sg_key *key);
 bool sg_key_has_secret(const struct sg_key *key);
 /* Upper-case hex fingerprint (OpenPGP v4 fingerprint, or SHA-256 of the

@@ -89,8 +89,7 @@ out:
 	return ret;
 }
 
-/* The certificate as PEM (DER input converted) appended to out. */
-static int cert_pem(const unsigned char *cert, size_t len, struct sg_buf *out, struct sg_error *err)
+int sg_x509_cert_pem(const unsigned char *cert, size_t len, struct sg_buf *out, struct sg_error *err)
 {
 	if (len >= 11 && memcmp(cert, "-----BEGIN ", 11) == 0)
 		return sg_buf_append(out, cert, len) == 1 ? 1 : -1;
@@ -120,7 +119,7 @@ int sg_key_load_x509_parts(const void *key_pem, size_t key_len, const void *cert
 		*status_r = SG_CRYPTO_BAD_KEY;
 	sg_buf_init(&both, SG_KEY_FILE_MAX);
 	if (sg_buf_append(&both, key_pem, key_len) == 1 && sg_buf_append(&both, "\n", 1) == 1 &&
-	    cert_pem(cert, cert_len, &both, err) == 1)
+	    sg_x509_cert_pem(cert, cert_len, &both, err) == 1)
 		ret = sg_key_load_mem(both.data, both.len, NULL, key_r, status_r, err);
 	else if (err != NULL && err->msg == NULL)
 		sg_error_set(err, "key and certificate too large");

@@ -1455,7 +1455,7 @@ static char *chain_detail(X509_STORE_CTX *ctx)
  * signing purpose (RFC 8550 s4.4), and against CRLs when configured. */
 static enum sg_sig_status verify_chain(X509 *signer, STACK_OF(X509) *untrusted,
 				       struct sg_x509_key *const *anchors, size_t n, time_t now,
-				       const struct sg_smime_revocation *rev, char **detail_r)
+				       const struct sg_smime_revocation *rev, struct sg_cms_verify_info *info)
 {
 	X509_STORE *store = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -1474,7 +1474,7 @@ static enum sg_sig_status verify_chain(X509 *signer, STACK_OF(X509) *untrusted,
 		sig = SG_SIG_VALID;
 		goto out;
 	}
-	*detail_r = chain_detail(ctx);
+	info->detail = chain_detail(ctx);
 	switch (X509_STORE_CTX_get_error(ctx)) {
 	case X509_V_ERR_CERT_HAS_EXPIRED:
 	case X509_V_ERR_CERT_NOT_YET_VALID:
@@ -1482,6 +1482,12 @@ static enum sg_sig_status verify_chain(X509 *signer, STACK_OF(X509) *untrusted,
 		break;
 	case X509_V_ERR_CERT_REVOKED:
 		sig = SG_SIG_KEY_REVOKED;
+		break;
+	case X509_V_ERR_UNABLE_TO_GET_CRL: /* none held from the issuer (require) */
+	case X509_V_ERR_CRL_HAS_EXPIRED:   /* a stale one: the next may be fetched */
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+		info->revocation_unknown = true;
+		sig = SG_SIG_UNKNOWN_SIGNER;
 		break;
 	default:
 		sig = SG_SIG_UNKNOWN_SIGNER;
@@ -1592,7 +1598,7 @@ int sg_cms_verify(const unsigned char *der, size_t der_len,
 	}
 	X509 *signer = sk_X509_value(signers, 0);
 	info_r->signer = signer_name(signer);
-	info_r->sig = verify_chain(signer, embedded, anchors, n_anchors, now, rev, &info_r->detail);
+	info_r->sig = verify_chain(signer, embedded, anchors, n_anchors, now, rev, info_r);
 	ret = 1;
 out:
 	if (content_out != NULL && content == NULL && (ret < 0 || info_r->sig == SG_SIG_BAD))
@@ -1614,4 +1620,5 @@ void sg_cms_verify_info_clear(struct sg_cms_verify_info *info)
 	free(info->detail);
 	info->detail = NULL;
 	info->sig = SG_SIG_NONE;
+	info->revocation_unknown = false;
 }

@@ -120,6 +120,8 @@ struct sg_cms_verify_info {
 	char *signer;              /* e-mail or subject of the signer cert; owned */
 	char *detail;              /* why the chain did not verify (OpenSSL's reason and the
 				    * certificate), NULL when it did; owned */
+	bool revocation_unknown;   /* UNKNOWN_SIGNER because no current CRL was held for the
+				    * chain (require): the check failed for now, RFC 8601 temperror */
 };
 
 /* Certificate revocation for signature verification: CRLs (RFC 5280 s5).

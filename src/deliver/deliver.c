@@ -276,8 +276,7 @@ static void to_maildir(struct sg_deliver *d, const struct sg_envelope *env, size
 		sg_log_warn("%s: to=<%s>, deliver: %s", env->queue_id, addr, sg_error_msg(&err));
 		goto out;
 	}
-	if (sg_maildir_ensure(dir, &err) < 0 || sg_maildir_deliver(dir, p->bytes, p->len, &path,
-								   &err) < 0) {
+	if (sg_maildir_deliver(dir, p->bytes, p->len, &path, &err) < 0) {
 		/* RFC 3463 4.3.1: mail system full (or the mailbox unwritable). */
 		sg_transform_answer(out, env->n_rcpts, i, 452, "4.3.1 <%s>: cannot store: %s", addr,
 				    sg_error_msg(&err));

@@ -28,7 +28,7 @@ size_t sg_maildir_lf_size(const unsigned char *msg, size_t len);
 
 /* Write msg (CRLF line ends; stored with LF) into tmp/ under a unique name,
  * fsync it, rename it into new/ as NAME,S=size,W=crlfsize and fsync new/.
- * On any failure nothing is left in tmp/ or new/. 1 with *path_r (the
+ * The folders are made (sg_maildir_ensure) when missing. On any failure nothing is left in tmp/ or new/. 1 with *path_r (the
  * final path, owned; may be NULL), or -1 with err ("disk full", ...). */
 int sg_maildir_deliver(const char *dir, const unsigned char *msg, size_t len, char **path_r,
 		       struct sg_error *err) SG_WARN_UNUSED;

@@ -60,6 +60,8 @@ struct sg_unseal_result {
 	char *signer;                /* fingerprint or certificate subject/e-mail; owned */
 	char *decrypted_with;        /* fingerprint of the key used; owned */
 	char *warning;               /* e.g. "decrypted with an expired key"; owned */
+	bool revocation_unknown;     /* S/MIME: sig is UNKNOWN_SIGNER only because the signer's
+				      * revocation status could not be checked (no current CRL) */
 };
 
 /* Unseal msg into out. Nothing is written to out unless the integrity

@@ -497,6 +497,7 @@ static int do_decrypt(struct unseal_ctx *c, struct sg_buf *der, struct sg_buf *n
 static int take_verdict(struct unseal_ctx *c, struct sg_cms_verify_info *vi)
 {
 	c->res->sig = vi->sig;
+	c->res->revocation_unknown = vi->revocation_unknown;
 	free(c->res->signer);
 	c->res->signer = vi->signer;
 	vi->signer = NULL;

@@ -131,16 +131,33 @@ static int verify_keys(struct sg_policy *p, const char *addr, struct sg_key ***k
 	return 1;
 }
 
-/* RFC 8601 s2.7 result for a signature status (RFC 7281 s3 for smime). */
-static const char *result_name(enum sg_sig_status s)
+/* RFC 8601 s2.7 result for a verdict (RFC 7281 s3 for smime). A signer
+ * whose revocation status could not be checked (require, no current CRL)
+ * is temperror, an error likely transient (RFC 7281 s3), not neutral. */
+static const char *result_name(const struct sg_unseal_result *res)
 {
-	switch (s) {
+	if (res->sig == SG_SIG_UNKNOWN_SIGNER && res->revocation_unknown)
+		return "temperror";
+	switch (res->sig) {
 	case SG_SIG_VALID: return "pass";
 	case SG_SIG_BAD: return "fail";
 	case SG_SIG_KEY_EXPIRED:
 	case SG_SIG_KEY_REVOKED: return "policy";
 	case SG_SIG_UNKNOWN_SIGNER: return "neutral";
 	default: return "none";
+	}
+}
+
+/* The comment beside a result other than pass. */
+static const char *verdict_reason(const struct sg_unseal_result *res)
+{
+	switch (res->sig) {
+	case SG_SIG_UNKNOWN_SIGNER:
+		return res->revocation_unknown ? "signer revocation status unknown: no current CRL"
+					       : "unknown signer";
+	case SG_SIG_KEY_EXPIRED: return "signer key expired";
+	case SG_SIG_KEY_REVOKED: return "signer key revoked";
+	default: return "bad signature";
 	}
 }
 
@@ -175,20 +192,16 @@ static char *verify(struct sg_policy *p, const struct sg_envelope *env, const un
 		comment = sg_strdup(sg_crypto_status_name(st));
 		goto build;
 	}
-	result = result_name(res.sig);
+	result = result_name(&res);
 	if (res.sig == SG_SIG_VALID && cls != SG_MSG_PGP_SIGNED &&
 	    (from == NULL || res.signer == NULL || strcasecmp(res.signer, from) != 0)) {
 		/* A valid S/MIME signature by someone else than the author. */
 		result = "policy";
 		comment = sg_asprintf("signer %s is not the From address", res.signer != NULL ? res.signer : "?");
+	} else if (res.sig == SG_SIG_VALID) {
+		comment = sg_asprintf("signer %s", res.signer != NULL ? res.signer : "");
 	} else {
-		comment = sg_asprintf("%s%s%s", res.sig == SG_SIG_VALID ? "signer " : "",
-				      res.sig == SG_SIG_VALID && res.signer != NULL ? res.signer : "",
-				      res.sig == SG_SIG_VALID ? "" : (res.sig == SG_SIG_UNKNOWN_SIGNER
-								       ? "unknown signer"
-								       : res.sig == SG_SIG_KEY_EXPIRED ? "signer key expired"
-								       : res.sig == SG_SIG_KEY_REVOKED ? "signer key revoked"
-								       : "bad signature"));
+		comment = sg_strdup(verdict_reason(&res));
 	}
 build:
 	/* RFC 8601 s2.2: "authserv-id; method=result (comment) ptype.property=value".

@@ -2,6 +2,7 @@
  * idle connections pooled for reuse, PIPELINING (RFC 2920) when offered. */
 #include "relay/relay.h"
 #include "relay/proto.h"
+#include "util/bevwrite.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/spool.h"
@@ -50,6 +51,7 @@ struct conn {
 	struct sg_relay_req *req;
 	bool reused; /* a transaction was completed on it before */
 	bool in_read, dead; /* freeing is deferred while its read callback runs */
+	bool batch;         /* commands being queued as one group: flush after */
 	struct pend *pend;
 	size_t npend, pend_head, pend_cap;
 	TAILQ_ENTRY(conn) link;
@@ -111,6 +113,22 @@ static void arm(struct conn *c, unsigned secs)
 	evtimer_add(c->timer, &tv);
 }
 
+/* Write what is queued straight to the socket; libevent's write event only
+ * for what the kernel does not take (saves two epoll_ctl and a loop pass
+ * per command group). Inside conn_read_cb() this waits for its end, so
+ * that the commands a batch of replies produces go out in one write. */
+static void conn_flush(struct conn *c)
+{
+	if (c->in_read || c->batch || c->dead || c->bev == NULL || c->st == C_CONNECTING)
+		return;
+	/* A message larger than one fill is refilled from the write
+	 * callback (below OUT_LOW): libevent's write path drives that. */
+	if (c->req != NULL && c->req->streaming)
+		bufferevent_enable(c->bev, EV_WRITE);
+	else
+		(void)sg_bev_write_now(c->bev);
+}
+
 static void conn_send(struct conn *c, const char *fmt, ...) SG_PRINTF(2, 3);
 static void conn_send(struct conn *c, const char *fmt, ...)
 {
@@ -123,6 +141,7 @@ static void conn_send(struct conn *c, const char *fmt, ...)
 	sg_log_debug("relay %s: > %.*s", c->relay->hostport, (int)strcspn(line, "\r"), line);
 	evbuffer_add(bufferevent_get_output(c->bev), line, strlen(line));
 	free(line);
+	conn_flush(c);
 }
 
 static void pend_push(struct conn *c, enum pend_kind kind, size_t idx)
@@ -185,7 +204,7 @@ static void conn_quit_now(struct conn *c)
 		/* Commands still queued (an RSET) go first; never a
 		 * request's message data: those connections are cancelled. */
 		if (c->req == NULL)
-			(void)evbuffer_write(bufferevent_get_output(c->bev), fd);
+			(void)sg_bev_write_now(c->bev);
 		if (c->st != C_QUIT)
 			(void)send(fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
 	}
@@ -335,6 +354,7 @@ static void conn_open(struct sg_relay *r, struct sg_relay_req *req)
 	bufferevent_set_max_single_read(c->bev, 64 * 1024);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ);
+	bufferevent_disable(c->bev, EV_WRITE); /* writes start in conn_flush() */
 	arm(c, r->set.connect_timeout_s);
 	sg_log_debug("relay %s: connecting", r->hostport);
 	if (bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen) < 0) {
@@ -504,6 +524,7 @@ static void txn_begin(struct conn *c)
 	free(req->xf[0]);
 	free(req->xf[1]);
 	req->nxf = c->relay->set.xforward ? sg_relay_xforward_lines(env, &c->caps, req->xf) : 0;
+	c->batch = true; /* RFC 2920 3.1: the group goes out in one write */
 	if (c->caps.pipelining) {
 		for (size_t i = 0; i < req->nxf; i++)
 			send_xforward(c, i);
@@ -513,6 +534,8 @@ static void txn_begin(struct conn *c)
 	} else {
 		send_mail(c);
 	}
+	c->batch = false;
+	conn_flush(c);
 	arm(c, c->relay->set.command_timeout_s);
 }
 
@@ -578,6 +601,9 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 
 	if (c->req != NULL && c->req->streaming)
 		stream_fill(c);
+	/* All written: the write event waits for conn_flush() again. */
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
 }
 
 /* After the MAIL/RCPT/DATA phase ended without a message: report the
@@ -838,6 +864,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	c->in_read = false;
 	if (c->dead)
 		conn_destroy(c);
+	else
+		conn_flush(c); /* what the replies made us send */
 	sg_error_clear(&err);
 }
 

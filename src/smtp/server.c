@@ -3,6 +3,7 @@
 #include "smtp/server.h"
 #include "smtp/cmd.h"
 #include "smtp/data.h"
+#include "util/bevwrite.h"
 #include "util/buf.h"
 #include "util/hostport.h"
 #include "util/log.h"
@@ -70,6 +71,7 @@ struct session {
 	unsigned close_polls;
 	int state;
 	bool tls, closing, skipping, in_loop, quit;
+	bool holding; /* replies being queued as one batch: flush after */
 	char *helo, *addr, *port;
 	struct sg_xforward xf;
 	struct sg_smtp_txn *txn;
@@ -118,6 +120,25 @@ static void session_free(struct session *s);
 
 /* ---- replies ---- */
 
+/* Write the queued replies straight to the socket, once per batch (a
+ * pipelined group's replies go out in one write, RFC 2920 3.2), and let
+ * libevent's write event handle only what the kernel does not take: that
+ * saves arming and disarming the write event (two epoll_ctl and a loop
+ * pass) per reply. TLS sessions keep libevent's own path. */
+static void flush_output(struct session *s)
+{
+	if (s->bev != NULL && bufferevent_get_underlying(s->bev) == NULL)
+		(void)sg_bev_write_now(s->bev);
+}
+
+/* After a reply was queued: inside process_input() (or a batch) the
+ * flush comes at its end. */
+static void replied(struct session *s)
+{
+	if (!s->in_loop && !s->holding)
+		flush_output(s);
+}
+
 static void replyf(struct session *s, const char *fmt, ...) SG_PRINTF(2, 3);
 static void replyf(struct session *s, const char *fmt, ...)
 {
@@ -128,6 +149,7 @@ static void replyf(struct session *s, const char *fmt, ...)
 	evbuffer_add_vprintf(out, fmt, ap);
 	va_end(ap);
 	evbuffer_add(out, "\r\n", 2);
+	replied(s);
 }
 
 /* A caller's reply: text lines joined with '\n' become a multi-line reply
@@ -155,6 +177,7 @@ static void send_reply(struct session *s, const struct sg_reply *r)
 			break;
 		text += n + 1;
 	}
+	replied(s);
 }
 
 /* ---- timeouts ---- */
@@ -511,7 +534,13 @@ static void setup_bev(struct session *s)
 
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, hw);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(s->bev, EV_READ);
+	/* A plain socket's writes start in flush_output(); a TLS filter's
+	 * are libevent's. */
+	if (bufferevent_get_underlying(s->bev) != NULL)
+		bufferevent_enable(s->bev, EV_WRITE);
+	else
+		bufferevent_disable(s->bev, EV_WRITE);
 	set_timeouts(s, s->srv->set.command_timeout_s);
 }
 
@@ -543,6 +572,9 @@ static int cmd_starttls(struct session *s, const char *args)
 		evbuffer_drain(in, junk);
 	}
 	bufferevent_set_timeouts(s->bev, NULL, NULL); /* the filter's apply now */
+	/* The socket's output (this 220, then the handshake) is written by
+	 * libevent under the filter. */
+	bufferevent_enable(s->bev, EV_WRITE);
 	struct bufferevent *f = bufferevent_openssl_filter_new(
 		s->srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
 		BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -794,6 +826,7 @@ static void process_input(struct session *s)
 			break;
 	}
 	s->in_loop = false;
+	flush_output(s);
 }
 
 /* ---- session life ---- */
@@ -917,6 +950,10 @@ static void session_read_cb(struct bufferevent *bev, void *arg)
 
 static void session_write_cb(struct bufferevent *bev, void *arg)
 {
+	/* All written: a plain socket's write event waits for flush_output(). */
+	if (bufferevent_get_underlying(bev) == NULL &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
 	close_check(arg);
 }
 
@@ -1196,6 +1233,7 @@ void sg_smtp_txn_finish(struct sg_smtp_txn *txn, const struct sg_reply *replies,
 
 	if (s->state != ST_WAIT || s->txn != txn || n != want)
 		sg_panic("smtp: sg_smtp_txn_finish with %zu replies, want %zu", n, want);
+	s->holding = true;
 	for (size_t i = 0; i < n; i++) {
 		send_reply(s, &replies[i]);
 		/* The per-recipient outcome line is the caller's (it knows the
@@ -1208,9 +1246,10 @@ void sg_smtp_txn_finish(struct sg_smtp_txn *txn, const struct sg_reply *replies,
 			sg_log_debug("%s: reply=%d %s", txn->env.queue_id, replies[i].code,
 				    replies[i].text != NULL ? replies[i].text : "");
 	}
+	s->holding = false;
 	end_txn(s);
 	if (!s->in_loop) {
-		process_input(s);
+		process_input(s); /* flushes the replies */
 		close_check(s);
 	}
 }

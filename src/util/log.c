@@ -16,6 +16,10 @@ static char *log_program;
 static enum sg_log_target log_target = SG_LOG_STDERR;
 static int log_debug;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+/* getpid() is a system call per line (glibc no longer caches it): keep it,
+ * and refresh it in a forked child. */
+static pid_t log_pid;
+static pthread_once_t log_pid_once = PTHREAD_ONCE_INIT;
 
 static const struct { const char *name; int facility; } facilities[] = {
 	{ "mail", LOG_MAIL }, { "daemon", LOG_DAEMON }, { "user", LOG_USER },
@@ -52,6 +56,17 @@ void sg_log_set_debug(int on)
 	log_debug = on;
 }
 
+static void log_pid_refresh(void)
+{
+	log_pid = getpid();
+}
+
+static void log_pid_init(void)
+{
+	log_pid_refresh();
+	(void)pthread_atfork(NULL, NULL, log_pid_refresh);
+}
+
 static void vlog(int prio, const char *label, const char *fmt, va_list ap) SG_PRINTF(3, 0);
 static void vlog(int prio, const char *label, const char *fmt, va_list ap)
 {
@@ -68,6 +83,7 @@ static void vlog(int prio, const char *label, const char *fmt, va_list ap)
 	for (char *p = msg; *p != '\0'; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
+	pthread_once(&log_pid_once, log_pid_init);
 	pthread_mutex_lock(&log_lock);
 	if (log_target == SG_LOG_SYSLOG) {
 		syslog(prio, "%s%s", label, msg);
@@ -79,7 +95,7 @@ static void vlog(int prio, const char *label, const char *fmt, va_list ap)
 		gmtime_r(&now.tv_sec, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(stderr, "%s.%03ldZ %s[%ld]: %s%s\n", ts, now.tv_nsec / 1000000L,
-			log_program != NULL ? log_program : "sealgate", (long)getpid(), label, msg);
+			log_program != NULL ? log_program : "sealgate", (long)log_pid, label, msg);
 		fflush(stderr);
 	}
 	pthread_mutex_unlock(&log_lock);

@@ -5,7 +5,8 @@ made with `openssl ca` revokes one of two signers, both sign with
 (RFC 8601, smime per RFC 7281) that sealgate wrote: policy for the revoked
 signer, pass for the other; with smime_revocation = off the revoked signer
 passes (so the check is really what tells them apart); require without a
-CRL from the signer's issuer passes nobody."""
+CRL from the signer's issuer passes nobody (smime=temperror: the status
+could not be checked)."""
 import os
 import re
 import shutil
@@ -161,6 +162,9 @@ def test_require_without_issuer_crl_passes_nobody(p, tmp_path, crls):
         log = gw.log()
     for ar in (good, bad):
         assert "smime=" in ar and "smime=pass" not in ar and "revoked" not in ar, ar
+        # RFC 7281 s3 / RFC 8601: a check that could not be made is a
+        # transient error, with the reason, not neutral
+        assert "smime=temperror (signer revocation status unknown: no current CRL)" in ar, ar
     # the log says why: no CRL from the issuer
     for who in (GOOD, BAD):
         assert re.search(rf"verify: from=<{re.escape(who)}>, method=smime, result=\w+ \([^)]*\); "

@@ -226,6 +226,80 @@ static void test_deliver_fail_leaves_nothing(void **state)
 	free(t);
 }
 
+/* The folders are made on first use: a Maildir that does not exist yet,
+ * and one whose new/ was removed, each get the message (no per-message
+ * mkdir any more, so this is the path that must keep working). */
+static void test_deliver_makes_folders(void **state)
+{
+	(void)state;
+	char *t = mktmp(), *dir = sg_asprintf("%s/fresh/Maildir", t);
+	char *nd = sg_asprintf("%s/new", dir), *td = sg_asprintf("%s/tmp", dir);
+	struct sg_error err = SG_ERROR_INIT;
+	struct stat st;
+	assert_int_equal(sg_maildir_deliver(dir, (const unsigned char *)MSG, strlen(MSG), NULL, &err), 1);
+	assert_int_equal(count_files(nd, NULL), 1);
+	assert_int_equal(stat(td, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	char *cur = sg_asprintf("%s/cur", dir);
+	assert_int_equal(stat(cur, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	free(cur);
+	rm_rf(nd);
+	assert_int_equal(sg_maildir_deliver(dir, (const unsigned char *)MSG, strlen(MSG), NULL, &err), 1);
+	assert_int_equal(count_files(nd, NULL), 1);
+	assert_int_equal(count_files(td, NULL), 0);
+	sg_error_clear(&err);
+	rm_rf(t);
+	free(nd);
+	free(td);
+	free(dir);
+	free(t);
+}
+
+/* CRLF -> LF against a byte-at-a-time reference: CRLF pairs across the
+ * 64 KiB write chunks, bare CRs (kept), a CR at the very end (kept). */
+static void test_write_fd_crlf(void **state)
+{
+	(void)state;
+	size_t len = 200000;
+	unsigned char *msg = sg_malloc(len), *want = sg_malloc(len);
+	size_t wlen = 0;
+	unsigned seed = 7;
+	for (size_t i = 0; i < len; i++) {
+		seed = seed * 1103515245u + 12345u;
+		unsigned r = (seed >> 16) % 64;
+		msg[i] = r == 0 ? '\r' : r == 1 ? '\n' : (unsigned char)('a' + r % 26);
+	}
+	/* CRLF pairs straddling the chunk boundaries and at the start */
+	for (size_t b = 65535; b + 1 < len; b += 65536) {
+		msg[b] = '\r';
+		msg[b + 1] = '\n';
+	}
+	msg[0] = '\r';
+	msg[1] = '\n';
+	msg[len - 1] = '\r';
+	for (size_t i = 0; i < len; i++)
+		if (!(msg[i] == '\r' && i + 1 < len && msg[i + 1] == '\n'))
+			want[wlen++] = msg[i];
+	assert_int_equal(wlen, sg_maildir_lf_size(msg, len));
+	char *t = mktmp(), *path = sg_asprintf("%s/out", t);
+	FILE *f = fopen(path, "w+");
+	assert_non_null(f);
+	struct sg_error err = SG_ERROR_INIT;
+	assert_int_equal(sg_maildir_write_fd(fileno(f), msg, len, &err), 1);
+	fclose(f);
+	size_t got_len;
+	unsigned char *got = slurp(path, &got_len);
+	assert_int_equal(got_len, wlen);
+	assert_memory_equal(got, want, wlen);
+	free(got);
+	free(path);
+	rm_rf(t);
+	free(t);
+	free(msg);
+	free(want);
+}
+
 /* ---- the transform over an SQLite store with one generated key ---- */
 
 struct fx {
@@ -531,6 +605,8 @@ int main(void)
 		cmocka_unit_test(test_deliver_ok),
 		cmocka_unit_test(test_deliver_concurrent),
 		cmocka_unit_test(test_deliver_fail_leaves_nothing),
+		cmocka_unit_test(test_deliver_makes_folders),
+		cmocka_unit_test(test_write_fd_crlf),
 		cmocka_unit_test_setup_teardown(test_transform_maildir, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_transform_no_key_policy, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_transform_lmtp_groups, fx_setup, fx_teardown),
