@@ -36,6 +36,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_port() { # PORT: until something accepts there (10 s)
+	python3 - "$1" <<'PY'
+import socket, sys, time
+end = time.monotonic() + 10
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close(); break
+    except OSError:
+        if time.monotonic() > end: sys.exit("domain.sh: nothing listens on port %s" % sys.argv[1])
+        time.sleep(0.05)
+PY
+}
 
 mkdir -p "$T/rec"
 python3 "$SRC/scripts/record-sink.py" --port-file "$T/rec.port" 0 "$T/rec" >"$T/rec.log" 2>&1 & PIDS="$PIDS $!"
@@ -69,6 +81,7 @@ start() { # name -> sets GW_<name>
 for i in a b; do
 	eval hp=\$H$(echo $i | tr ab AB)
 	"$SG" key serve-wkd -c "$T/$i/sg.conf" --listen "127.0.0.1:$hp" >"$T/$i/http.log" 2>&1 & PIDS="$PIDS $!"
+	wait_port "$hp"
 	start $i
 done
 

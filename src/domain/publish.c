@@ -340,7 +340,8 @@ out:
 
 /* The bundle of domain: from the cache (use_cache) while fresh and still
  * holding a key valid at now, else fetched over HTTPS and cached. 1, -1
- * (err); *cached_r says where it came from. */
+ * (err); *cached_r says where it came from. Lock held, but released
+ * during the fetch. */
 static int get_bundle(struct sg_domain *d, const char *domain, time_t now, bool use_cache,
 		      bool *cached_r, struct sg_domain_bundle *b, struct sg_error *err)
 {
@@ -367,11 +368,17 @@ static int get_bundle(struct sg_domain *d, const char *domain, time_t now, bool 
 		}
 	}
 	*cached_r = false;
+	/* no lock during the fetch (up to FETCH_BUDGET_MS): openers and seals
+	 * for other domains go on; callers look their cache entries up again */
+	sg_domain_unlock(d);
 	int r = sg_keys_https_get(d->cfg->wkd_allow_hosts, domain, SG_DOMAIN_BUNDLE_PATH,
 				  FETCH_BUDGET_MS, &body, err);
 	if (r == 0)
 		sg_error_set(err, "%s publishes no domain keys", domain);
-	if (r <= 0 || sg_domain_bundle_parse(body.data, body.len, domain, b, err) < 0)
+	if (r > 0 && sg_domain_bundle_parse(body.data, body.len, domain, b, err) < 0)
+		r = -1;
+	sg_domain_lock(d);
+	if (r <= 0)
 		goto out;
 	struct sg_store_cache row = {
 		.addr = addr, .source = CACHE_SOURCE, .trust = "https", .fetched_at = now,
@@ -542,11 +549,15 @@ struct sg_domain_keyset *sg_domain_peer_signer_ref(struct sg_domain *d, const ch
 		*r_r = lookup_signer(d, domain, now, &der, &len, err);
 		if (*r_r > 0 && (*r_r = signer_keyset(der, len, &ks, err)) > 0) {
 			p = peer_entry(d, domain);
-			p->signer = ks;
+			if (p->signer == NULL) /* else another thread was quicker */
+				p->signer = ks;
+			else
+				sg_domain_keyset_unref(d, &ks);
 		}
 		free(der);
 	}
 	ks = NULL;
+	p = peer_cached(d, domain); /* again: the lock was released during a fetch */
 	if (p != NULL && p->signer != NULL) {
 		*r_r = 1;
 		p->signer->refs++;

@@ -30,18 +30,24 @@ static int put(struct sg_buf *out, const void *p, size_t n, struct sg_error *err
 	return -1;
 }
 
-/* Base64 (GLib) in 76-character CRLF lines (RFC 2045 s6.8). */
+/* Base64 (GLib) in 76-character CRLF lines (RFC 2045 s6.8): each line is
+ * 57 input bytes, encoded straight into one buffer, appended once. */
 static int put_base64(struct sg_buf *out, const unsigned char *p, size_t n, struct sg_error *err)
 {
-	gchar *b = g_base64_encode(p, n);
-	size_t len = strlen(b);
-	int ret = 1;
+	size_t lines = (n + 56) / 57;
+	char *b = sg_malloc(lines * 78 + 84), *w = b; /* + GLib's documented bound for one step */
+	int ret;
 
-	for (size_t i = 0; i < len && ret > 0; i += 76) {
-		size_t k = len - i < 76 ? len - i : 76;
-		ret = put(out, b + i, k, err) > 0 ? put(out, "\r\n", 2, err) : -1;
+	for (size_t i = 0; i < n; i += 57) {
+		gint state = 0, save = 0;
+		size_t k = n - i < 57 ? n - i : 57;
+		w += g_base64_encode_step(p + i, k, FALSE, w, &state, &save);
+		w += g_base64_encode_close(FALSE, w, &state, &save);
+		*w++ = '\r';
+		*w++ = '\n';
 	}
-	g_free(b);
+	ret = put(out, b, (size_t)(w - b), err);
+	free(b);
 	return ret;
 }
 
