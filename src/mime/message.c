@@ -253,7 +253,8 @@ static enum sg_msg_class classify_pkcs7(const struct sg_msg_ctype *ct)
 	return SG_MSG_PLAIN;
 }
 
-static enum sg_msg_class classify_ctype(const struct sg_msg_view *v, const struct sg_msg_ctype *ct)
+static enum sg_msg_class classify_ctype(const struct sg_msg_view *v, const struct sg_msg_ctype *ct,
+				       bool scan_body)
 {
 	if (sg_msg_ctype_is(ct, "multipart", "encrypted"))
 		return str_ieq(ct->protocol, "application/pgp-encrypted") ? SG_MSG_PGP_ENCRYPTED
@@ -264,22 +265,32 @@ static enum sg_msg_class classify_ctype(const struct sg_msg_view *v, const struc
 	if (sg_msg_ctype_is(ct, "application", "pkcs7-mime") ||
 	    sg_msg_ctype_is(ct, "application", "x-pkcs7-mime"))
 		return classify_pkcs7(ct);
-	if (sg_msg_ctype_is(ct, "text", NULL) && has_inline_pgp(v))
+	if (scan_body && sg_msg_ctype_is(ct, "text", NULL) && has_inline_pgp(v))
 		return SG_MSG_PGP_INLINE;
 	return SG_MSG_PLAIN;
 }
 
-enum sg_msg_class sg_msg_classify(const struct sg_msg_view *v)
+static enum sg_msg_class classify(const struct sg_msg_view *v, bool scan_body)
 {
 	struct sg_msg_ctype ct;
 	enum sg_msg_class c = SG_MSG_PLAIN;
 
 	if (sg_msg_get_ctype(v, &ct, NULL) == 1)
-		c = classify_ctype(v, &ct);
+		c = classify_ctype(v, &ct, scan_body);
 	else if (sg_msg_ctype_is(&ct, "multipart", "encrypted"))
 		c = SG_MSG_OTHER_ENCRYPTED; /* broken, but claims to be encrypted */
 	sg_msg_ctype_clear(&ct);
 	return c;
+}
+
+enum sg_msg_class sg_msg_classify(const struct sg_msg_view *v)
+{
+	return classify(v, true);
+}
+
+enum sg_msg_class sg_msg_classify_header(const struct sg_msg_view *v)
+{
+	return classify(v, false);
 }
 
 bool sg_msg_class_is_encrypted(enum sg_msg_class c)

@@ -79,6 +79,10 @@ enum sg_msg_class {
 	SG_MSG_OTHER_ENCRYPTED,   /* multipart/encrypted with another protocol */
 };
 enum sg_msg_class sg_msg_classify(const struct sg_msg_view *v);
+/* The same from the header section alone: never SG_MSG_PGP_INLINE, which
+ * takes a scan of the whole body. Enough where only the signed and MIME
+ * encrypted classes matter (inbound verification). */
+enum sg_msg_class sg_msg_classify_header(const struct sg_msg_view *v);
 bool sg_msg_class_is_encrypted(enum sg_msg_class c);
 bool sg_msg_class_is_signed(enum sg_msg_class c);
 const char *sg_msg_class_name(enum sg_msg_class c);

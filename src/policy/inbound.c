@@ -247,7 +247,8 @@ static int inbound_run(void *ctx, const struct sg_envelope *env, struct sg_spool
 			ret = r > 0 ? 1 : -1;
 			goto out;
 		}
-		enum sg_msg_class cls = sg_msg_classify(&v);
+		/* only the signed classes matter here: no inline-PGP body scan */
+		enum sg_msg_class cls = sg_msg_classify_header(&v);
 		(void)sg_keys_lookup_harvest(p->lookup, &v, time(NULL));
 		if (p->cfg->inbound_verify && (cls == SG_MSG_PGP_SIGNED || cls == SG_MSG_SMIME_SIGNED))
 			ar = verify(p, env, data, len, &v, cls);

@@ -114,6 +114,13 @@ static void test_classify(void **state)
 		if (got != c->cls)
 			fail_msg("case '%s': got %s, want %s", c->name, sg_msg_class_name(got),
 				 sg_msg_class_name(c->cls));
+		/* From the header alone: the same, except that inline PGP
+		 * (found only by reading the body) is plain. */
+		enum sg_msg_class want = c->cls == SG_MSG_PGP_INLINE ? SG_MSG_PLAIN : c->cls;
+		got = sg_msg_classify_header(&v);
+		if (got != want)
+			fail_msg("case '%s' (header only): got %s, want %s", c->name, sg_msg_class_name(got),
+				 sg_msg_class_name(want));
 	}
 }
 
