@@ -378,7 +378,8 @@ static void on_data(void *ctx, struct sg_smtp_txn *txn)
 	if (gw->jobs != NULL)
 		gw->jobs->prev = job;
 	gw->jobs = job;
-	if (gw->transforms[lst->role]->cheap) {
+	const struct sg_transform *tf = gw->transforms[lst->role];
+	if (tf->cheap || (tf->cheap_for != NULL && tf->cheap_for(tf->ctx, job->env, job->msg))) {
 		/* Nothing to wait for: the loop check reads only the header
 		 * section, and the pass-through touches nothing. */
 		run_transform(job);

@@ -76,4 +76,4 @@ static int pass_run(void *ctx, const struct sg_envelope *env, struct sg_spool *m
 	return 1;
 }
 
-const struct sg_transform sg_transform_pass = { "pass", pass_run, NULL, true };
+const struct sg_transform sg_transform_pass = { .name = "pass", .run = pass_run, .cheap = true };

@@ -63,6 +63,9 @@ struct sg_transform {
 	/* run() does no crypto, disk or look-up work: it may run on the event
 	 * loop itself, saving the worker hand-off. */
 	bool cheap;
+	/* Optional: the same, decided per message from its header section
+	 * (must itself be cheap, and thread-safe against run()). */
+	bool (*cheap_for)(void *ctx, const struct sg_envelope *env, const struct sg_spool *msg);
 };
 
 /* The identity transform: every recipient in one group, bytes unchanged. */

@@ -6,6 +6,7 @@
 #include "keys/cache.h"
 #include "keys/keystore.h"
 #include "keys/remote.h"
+#include "mime/message.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -208,6 +209,13 @@ static void consider_harvested(struct sg_keys_lookup *lk, struct pick *p)
 		sg_log_warn("key lookup: %s: harvested keys: %s", p->addr, sg_error_msg(&err));
 	sg_store_cache_free(&rows, n);
 	sg_error_clear(&err);
+}
+
+bool sg_keys_lookup_may_harvest(const struct sg_keys_lookup *lk, const struct sg_msg_view *v)
+{
+	struct sg_msg_field f;
+
+	return lk->harvest_id != NULL && lk->store != NULL && sg_msg_find_field(v, "Autocrypt", &f) == 1;
 }
 
 int sg_keys_lookup_harvest(struct sg_keys_lookup *lk, const struct sg_msg_view *v, time_t now)

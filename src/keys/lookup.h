@@ -55,6 +55,9 @@ int sg_keys_find_encrypt(struct sg_keys_lookup *lk, const char *addr, enum sg_ke
  * directory has a usable key. 1 stored, 0 not (the reason is logged). */
 struct sg_msg_view;
 int sg_keys_lookup_harvest(struct sg_keys_lookup *lk, const struct sg_msg_view *v, time_t now);
+/* Whether sg_keys_lookup_harvest could store anything from v: harvesting
+ * is on and v has an Autocrypt field. Reads only the header section. */
+bool sg_keys_lookup_may_harvest(const struct sg_keys_lookup *lk, const struct sg_msg_view *v);
 
 /* The remote chain (NULL when local only or none configured): tests and
  * tools (fetch counts). Borrowed. */
