@@ -24,7 +24,7 @@ for bin in "$BUILD"/fuzz/fuzz-*; do
 		exit 1
 	fi
 	execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$scratch/fuzz.log" | grep -o '[0-9]*$' || true)
-	[ -n "$execs" ] || execs=$(grep -Eo '#[0-9]+' "$scratch/fuzz.log" | tail -1 | tr -d '#')
+	[ -n "$execs" ] || execs=$(grep -Eo '^#[0-9]+' "$scratch/fuzz.log" | tail -1 | tr -d '#')
 	echo "fuzz: $name: ok, ${execs:-?} executions"
 	total=$((total + 1))
 	rm -rf "$scratch"
