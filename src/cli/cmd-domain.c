@@ -23,6 +23,9 @@ static const char usage_text[] =
 	"               the new set (the old one is destroyed; its short-lived keys stay\n"
 	"               readable until window + grace, unpublished); peers must pin the\n"
 	"               new key (its fingerprint in their domain_peers)\n"
+	"  unpin DOMAIN forget a peer domain's stored signing key (after its `domain\n"
+	"               rekey`): the next message trusts its current key again per\n"
+	"               domain_peer_trust (pinned on first use, or domain_peers)\n"
 	"  status       published keys, their windows, which private keys still exist,\n"
 	"               and the peer domains' trusted signing keys\n"
 	"  export DIR   write DIR/.well-known/sealgate/domain-keys (the PEM bundle peers fetch)\n"
@@ -100,6 +103,22 @@ static int do_rekey(struct domain_ctx *c, time_t now)
 	return SG_EXIT_OK;
 }
 
+static int do_unpin(struct domain_ctx *c, const char *domain)
+{
+	char *fpr = NULL;
+	int r = sg_domain_peer_forget(c->d, domain, &fpr, &c->err);
+	if (r < 0)
+		return SG_EXIT_FAIL;
+	if (r == 0) {
+		sg_error_set(&c->err, "no signing key of %s is stored", domain);
+		return SG_EXIT_NO_KEY;
+	}
+	printf("forgot %s's signing key %s; restart serve (or wait for its hourly rotation)\n",
+	       domain, fpr);
+	free(fpr);
+	return SG_EXIT_OK;
+}
+
 static int do_print(struct domain_ctx *c, int r, struct sg_buf *b)
 {
 	if (r < 0)
@@ -129,6 +148,8 @@ static int run(struct domain_ctx *c, int argc, char **argv)
 		ret = do_rotate(c, now);
 	} else if (strcmp(cmd, "rekey") == 0 && argc == 1) {
 		ret = do_rekey(c, now);
+	} else if (strcmp(cmd, "unpin") == 0 && argc == 2) {
+		ret = do_unpin(c, argv[1]);
 	} else if (strcmp(cmd, "status") == 0 && argc == 1) {
 		ret = do_print(c, sg_domain_status(c->d, now, &b, &c->err), &b);
 	} else if (strcmp(cmd, "export") == 0 && argc == 2) {

@@ -74,6 +74,13 @@ int sg_domain_rekey(struct sg_domain *d, time_t now, struct sg_domain_rotation *
  * and whether its private part still exists, then the peer domains whose
  * signing keys we trust (fingerprint, configured or pinned on first use,
  * since when). */
+/* Forget a peer domain's stored signing key (and its cached bundle), e.g.
+ * after the peer's `domain rekey`: the next message to or from it trusts
+ * its current key again per domain_peer_trust. 1 with *fpr_r (owned) the
+ * key forgotten, 0 none was stored, -1. A running serve drops what it
+ * holds at its next rotation (hourly) or restart. */
+int sg_domain_peer_forget(struct sg_domain *d, const char *domain, char **fpr_r,
+			  struct sg_error *err) SG_WARN_UNUSED;
 int sg_domain_status(struct sg_domain *d, time_t now, struct sg_buf *out,
 		     struct sg_error *err) SG_WARN_UNUSED;
 /* Certificate and decrypted private key of one short-lived key (PEM), for

@@ -434,6 +434,32 @@ static int key_from_der(const unsigned char *der, size_t len, struct sg_key **ke
 	return sg_key_load_mem(der, len, NULL, key_r, &st, err) < 0 ? -1 : 1;
 }
 
+int sg_domain_peer_forget(struct sg_domain *d, const char *domain, char **fpr_r,
+			  struct sg_error *err)
+{
+	struct sg_store_domain_peer p;
+	char *addr = sg_asprintf("domain:%s", domain);
+	int r;
+
+	*fpr_r = NULL;
+	sg_domain_lock(d);
+	r = sg_store_domain_peer_get(d->store, domain, &p, err);
+	/* the cached bundle too: it may still hold the old key, which the
+	 * next look-up would pin again */
+	if (r > 0 && (sg_store_domain_peer_delete(d->store, domain, err) < 0 ||
+		      sg_store_cache_delete(d->store, addr, CACHE_SOURCE, err) < 0))
+		r = -1;
+	if (r > 0) {
+		*fpr_r = p.fingerprint;
+		p.fingerprint = NULL;
+		sg_domain_drop_peers(d);
+	}
+	sg_store_domain_peer_clear(&p);
+	sg_domain_unlock(d);
+	free(addr);
+	return r;
+}
+
 void sg_domain_drop_peers(struct sg_domain *d)
 {
 	for (size_t i = 0; i < d->n_peers; i++) {

@@ -677,6 +677,13 @@ int sg_store_domain_peer_list(struct sg_store *st, struct sg_store_domain_peer *
 	return 1;
 }
 
+int sg_store_domain_peer_delete(struct sg_store *st, const char *domain, struct sg_error *err)
+{
+	struct sg_store_param p[] = { SG_PTEXT(domain) };
+	int r = run(st, "DELETE FROM domain_peers WHERE domain = $1", p, NPARAMS(p), err);
+	return r < 0 ? -1 : r > 0 ? 1 : 0;
+}
+
 void sg_store_domain_peer_clear(struct sg_store_domain_peer *d)
 {
 	free(d->domain);

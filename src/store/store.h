@@ -218,5 +218,8 @@ int sg_store_domain_peer_get(struct sg_store *store, const char *domain,
 int sg_store_domain_peer_list(struct sg_store *store, struct sg_store_domain_peer **peers_r,
 			      size_t *n_r, struct sg_error *err) SG_WARN_UNUSED;
 void sg_store_domain_peer_clear(struct sg_store_domain_peer *p);
+/* 1 deleted, 0 there was none. */
+int sg_store_domain_peer_delete(struct sg_store *store, const char *domain,
+				struct sg_error *err) SG_WARN_UNUSED;
 
 #endif

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from domain_helpers import DAY, Instance, allow_for
+from domain_helpers import DAY, RULES, Instance, allow_for
 from policy_helpers import MARKER, message
 
 T0 = 1_900_000_000 // DAY * DAY + 3600
@@ -127,3 +127,37 @@ def test_domain_names_change_needs_rekey(world):
     assert b.inject("alice@a.test", "bob@b.test", sealed)[0] == 250
     assert b"Subject: after rekey" in b.sink.messages()[-1]
     assert b.peer_rows()["a.test"][:2] == (new, "configured")
+
+
+def test_unpin_after_peer_rekey(world):
+    """a trusts b on first use. b makes a new signing key: a refuses b's
+    mail signed with it (5.7.8) until a's administrator runs `domain
+    unpin b.test`; then a pins b's current key again (logged) and opens."""
+    a, b = world["a"], world["b"]
+    old = b.signing_fpr()
+    assert a.peer_rows()["b.test"][:2] == (old, "pinned-on-first-use")
+    b.stop()
+    b.cli("rekey")
+    new = b.signing_fpr()
+    assert new != old
+    with open(b.rules, "w") as f:  # b seals for a.test too
+        f.write("to=*@a.test domain\n" + RULES)
+    b.start(T0)
+    r = b.submit("bob@b.test", ["alice@a.test"], message("from b after its rekey"))
+    assert r["alice@a.test"][0] == 250, r
+    sealed = b.sink.messages()[-1]
+    assert MARKER not in sealed
+    code, text = a.inject("bob@b.test", "alice@a.test", sealed)
+    assert code == 554 and "5.7.8" in text, text
+
+    out = a.cli("unpin", "b.test").stdout.decode()
+    assert old in out, out
+    assert "b.test" not in a.peer_rows()
+    r = a.cli("unpin", "b.test", check=False)
+    assert r.returncode == 2 and b"no signing key of b.test is stored" in r.stderr, r.stderr
+    a.start(T0)  # serve drops the peer keys it holds at a restart
+    assert a.inject("bob@b.test", "alice@a.test", sealed)[0] == 250
+    got = a.sink.messages()[-1]
+    assert MARKER in got and b"domsec=pass" in got and b"header.d=b.test" in got
+    assert a.peer_rows()["b.test"][:2] == (new, "pinned-on-first-use")
+    assert re.search(rf"PINNED signing key {new} for b\.test", a.gw.log()), a.gw.log()[-2000:]
