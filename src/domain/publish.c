@@ -20,6 +20,13 @@
 #define CACHE_SOURCE "domain-keys"
 #define FETCH_BUDGET_MS 10000u
 
+/* The key-cache address of domain's bundle (owned): get_bundle stores
+ * under it and sg_domain_peer_forget drops it, so both use this. */
+static char *bundle_cache_addr(const char *domain)
+{
+	return sg_asprintf("domain:%s", domain);
+}
+
 /* ---- our bundle ---- */
 
 int sg_domain_bundle_build(struct sg_store *store, time_t now, struct sg_buf *out,
@@ -347,7 +354,7 @@ static int get_bundle(struct sg_domain *d, const char *domain, time_t now, bool 
 {
 	struct sg_store_cache *rows = NULL;
 	size_t n = 0;
-	char *addr = sg_asprintf("domain:%s", domain);
+	char *addr = bundle_cache_addr(domain);
 	struct sg_buf body;
 	int ret = -1;
 
@@ -438,7 +445,7 @@ int sg_domain_peer_forget(struct sg_domain *d, const char *domain, char **fpr_r,
 			  struct sg_error *err)
 {
 	struct sg_store_domain_peer p;
-	char *addr = sg_asprintf("domain:%s", domain);
+	char *addr = bundle_cache_addr(domain);
 	int r;
 
 	*fpr_r = NULL;
