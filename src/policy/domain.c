@@ -222,21 +222,25 @@ out:
 	return ret;
 }
 
+bool sg_policy_domain_marked(struct sg_policy *p, const struct sg_msg_view *v)
+{
+	char *from = NULL, *to = NULL;
+	int r = p->domain != NULL ? sg_domain_marker(v, &from, &to) : 0;
+	/* a marker we cannot read is ours to refuse, not to pass */
+	bool ours = r < 0 || (r > 0 && sg_domain_is_ours(p->domain, to));
+
+	free(from);
+	free(to);
+	return ours;
+}
+
 int sg_policy_domain_inbound(struct sg_policy *p, const struct sg_envelope *env,
 			     const unsigned char *data, size_t len, const struct sg_msg_view *v,
 			     struct sg_transform_out *out, struct sg_error *err)
 {
-	char *from = NULL, *to = NULL;
-	int r = p->domain != NULL ? sg_domain_marker(v, &from, &to) : 0;
-
 	/* not for a domain of ours (or not domain-sealed): the usual path */
-	if (r == 0 || (r > 0 && !sg_domain_is_ours(p->domain, to))) {
-		free(from);
-		free(to);
+	if (!sg_policy_domain_marked(p, v))
 		return 0;
-	}
-	free(from);
-	free(to);
 	for (size_t i = 0; i < env->n_rcpts; i++) {
 		bool seen = false;
 		const char *dom = domain_of(env->rcpts[i].addr);

@@ -1,7 +1,6 @@
 /* The inbound transform: signed mail (OpenPGP or S/MIME) is verified
  * against the store's keys and the trust anchors and the outcome recorded
  * in an Authentication-Results field (RFC 8601); never signs, never seals. */
-#include "domain/domain.h"
 #include "keys/keystore.h"
 #include "keys/lookup.h"
 #include "mime/seal.h"
@@ -281,19 +280,13 @@ static bool inbound_cheap_for(void *ctx, const struct sg_envelope *env, const st
 {
 	struct sg_policy *p = ctx;
 	struct sg_msg_view v;
-	char *from = NULL, *to = NULL;
 	(void)env;
 
 	if (sg_msg_split(sg_spool_data(msg), sg_spool_size(msg), &v, NULL) != 1)
 		return true; /* inbound_run passes it as it is */
 	if (p->cfg->inbound_verify && sg_msg_class_is_signed(sg_msg_classify_header(&v)))
 		return false;
-	if (sg_keys_lookup_may_harvest(p->lookup, &v))
-		return false;
-	int r = p->domain != NULL ? sg_domain_marker(&v, &from, &to) : 0;
-	free(from);
-	free(to);
-	return r == 0;
+	return !sg_keys_lookup_may_harvest(p->lookup, &v) && !sg_policy_domain_marked(p, &v);
 }
 
 void sg_policy_inbound_transform(struct sg_policy *p, struct sg_transform *t_r)

@@ -46,6 +46,8 @@ void sg_policy_domain_place(struct sg_policy *p, const struct sg_envelope *env,
 			    const unsigned char *data, size_t len,
 			    const struct sg_policy_decision *d, const bool *sel,
 			    struct sg_transform_out *out);
+/* Whether v is domain-sealed for one of our domains (header section only). */
+bool sg_policy_domain_marked(struct sg_policy *p, const struct sg_msg_view *v);
 /* Inbound: a domain-sealed message for one of our domains is opened (per
  * recipient domain) and placed, or its recipients refused: 1; 0 the
  * message is not domain-sealed for us; -1 internal error. */
