@@ -67,6 +67,7 @@ relay = 127.0.0.1:$3
 policy_file = $T/rules
 wkd_allow_hosts = a.test=127.0.0.1:$HA b.test=127.0.0.1:$HB
 $4
+${DOMAIN_EXTRA:-}
 C
 	"$SG" domain -c "$T/$1/sg.conf" init >/dev/null 2>&1
 }
@@ -87,7 +88,7 @@ done
 
 # source N RCPT -> fails on smtp-source errors
 source_run() {
-	if ! smtp-source -L -d -s 4 -m "$1" -l 10240 -r 1 -f a@a.test -t "$2" 127.0.0.1:"$SUB" \
+	if ! smtp-source -L -d -s "${DOMAIN_SESSIONS:-16}" -m "$1" -l 10240 -r 1 -f a@a.test -t "$2" 127.0.0.1:"$SUB" \
 	     >"$T/source.log" 2>&1; then
 		echo "domain.sh: smtp-source failed:" >&2; head -20 "$T/source.log" >&2; exit 1
 	fi
@@ -122,6 +123,40 @@ run bob@b.test; dom=$RATE; dom_a=$CPU_A; dom_b=$CPU_B
 if [ -n "${DOMAIN_BENCH_PERF:-}" ]; then kill -INT $PA $PB; wait $PA $PB || true; fi
 run u@p.test; plain=$RATE; plain_a=$CPU_A; plain_b=$CPU_B
 
+# Each gateway's stage alone, with the sink as its next hop: on two
+# machines the a -> b rate is the slower of these two; here a, b, the
+# load generator and the sink share the same 2 cores.
+# a alone: seals for b.test (b's bundle already pinned and cached), to the
+# recording sink for one copy (b's input for its own stage), then to smtp-sink.
+restart_a() { # RELAY_PORT
+	kill "$GW_a"; wait "$GW_a" 2>/dev/null || true
+	sed -i "s/^relay = .*/relay = 127.0.0.1:$1/" "$T/a/sg.conf"
+	: > "$T/a/gw.log"; start a
+}
+restart_a "$(cat "$T/rec.port")"
+rm -f "$T"/rec/*.eml "$T"/rec/*.env
+source_run 1 bob@b.test
+cap=$(ls "$T"/rec/*.eml | head -1)
+grep -qi '^Content-Type: application/pkcs7-mime' "$cap" ||
+	{ echo "domain.sh: the captured copy is not domain-sealed" >&2; exit 1; }
+tr -d '\r' < "$cap" > "$T/sealed.eml" # smtp-source -F sends LF lines with CRLF
+restart_a "$SINK"
+run bob@b.test; stage_a=$RATE; stage_a_cpu=$CPU_A
+# b alone: the captured sealed copy, N times, into b's inbound listener
+# (SMTP; b opens, verifies and relays to smtp-sink). No replay cache
+# exists, so each copy is opened in full.
+opened0=$(grep -c ': domain: opened for ' "$T/b/gw.log" || true)
+b0=$(cpu "$GW_b"); t0=$(date +%s.%N)
+if ! smtp-source -d -s "${DOMAIN_SESSIONS:-16}" -m "$N" -F "$T/sealed.eml" -f a@a.test -t bob@b.test \
+     127.0.0.1:"$INB" >"$T/source.log" 2>&1; then
+	echo "domain.sh: smtp-source (b stage) failed:" >&2; head -20 "$T/source.log" >&2; exit 1
+fi
+t1=$(date +%s.%N); b1=$(cpu "$GW_b")
+stage_b=$(echo "$N / ($t1 - $t0)" | bc -l)
+stage_b_cpu=$(echo "($b1 - $b0) * 1000000 / $TICK / $N" | bc -l)
+opened=$(grep -c ': domain: opened for ' "$T/b/gw.log" || true)
+[ $((opened - opened0)) -eq "$N" ] || { echo "domain.sh: b opened $((opened - opened0)) of the $N replayed copies" >&2; exit 1; }
+
 # the in-process S/MIME rate, as bench/seal.sh measures it
 openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=Alice" -keyout "$T/alice.key" \
 	-out "$T/alice.crt" -addext "subjectAltName=email:alice@a.test" \
@@ -142,14 +177,19 @@ mkdir "$T/db"
 set -- $("$T/domain-bench" "$T/db" "$SECS" 2>/dev/null)
 domin=${6%/s}
 
-printf '%-44s %9s %12s %12s\n' "10 KiB, 1 recipient, smtp-source -s 4" "msg/s" "a us/msg" "b us/msg"
+printf '%-44s %9s %12s %12s\n' "10 KiB, 1 recipient, smtp-source -s ${DOMAIN_SESSIONS:-16}" "msg/s" "a us/msg" "b us/msg"
 printf '%-44s %9.1f %12.0f %12.0f\n' "domain: a seals -> b opens + verifies" "$dom" "$dom_a" "$dom_b"
 printf '%-44s %9.1f %12.0f %12.0f\n' "plain: a -> b, pass" "$plain" "$plain_a" "$plain_b"
 printf '%-44s %9.1f  (%.0f us/msg, one thread)\n' "inproc: sg_seal S/MIME (bench/seal.sh)" "$inproc" \
        "$(echo "1000000 / $inproc" | bc -l)"
 printf '%-44s %9.1f  (seal %s/s, open %s/s)\n' "dom-inproc: domain seal + open, one process" "$domin" "${2%/s}" "${4%/s}"
+printf '%-44s %9.1f %12.0f %12s\n' "a alone: seals -> smtp-sink" "$stage_a" "$stage_a_cpu" "-"
+printf '%-44s %9.1f %12s %12.0f\n' "b alone: opens captured copies -> smtp-sink" "$stage_b" "-" "$stage_b_cpu"
 printf 'domain/plain  %.2f\n' "$(echo "$dom / $plain" | bc -l)"
 printf 'domain/inproc %.2f (goal >= 0.7)\n' "$(echo "$dom / $inproc" | bc -l)"
 printf 'dom-inproc/inproc %.2f\n' "$(echo "$domin / $inproc" | bc -l)"
+slow=$(echo "if ($stage_a < $stage_b) $stage_a else $stage_b" | bc -l)
+printf 'slower stage alone / inproc %.2f (a %.2f, b %.2f): the a -> b rate with each gateway on its own machine\n' \
+       "$(echo "$slow / $inproc" | bc -l)" "$(echo "$stage_a / $inproc" | bc -l)" "$(echo "$stage_b / $inproc" | bc -l)"
 printf 'gateway CPU per domain message, a+b: %.0f us (plain %.0f us); dom-inproc seal+open %.0f us\n' \
        "$(echo "$dom_a + $dom_b" | bc -l)" "$(echo "$plain_a + $plain_b" | bc -l)" "$(echo "1000000 / $domin" | bc -l)"
