@@ -55,7 +55,7 @@ cleanup() {
 	if [ -n "$MNT" ]; then umount "$MNT" && rmdir "$MNT" && rm -f "$FSIMG"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+trap 'exit 130' INT TERM HUP PIPE
 PORT=$(free_port)
 MARK="sealgate-bench-plaintext-marker-$$"
 "$BIN" key init-master --master-key "$T/master.key" >/dev/null

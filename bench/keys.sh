@@ -18,6 +18,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE
 [ -f "$BUILD/libsealgate.a" ] || { echo "build first (cmake --build $BUILD)" >&2; exit 1; }
 # shellcheck disable=SC2046
 cc -O2 -D_GNU_SOURCE -I"$HERE/src" -o "$T/keys-bench" "$HERE/bench/keys-bench.c" \

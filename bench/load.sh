@@ -56,6 +56,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE
 
 . "$SRC/bench/lib.sh"
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }

@@ -17,7 +17,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+trap 'exit 130' INT TERM HUP PIPE
 [ -x "$SG" ] || { echo "memory.sh: no $SG (build first)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "memory.sh: needs GNU time (/usr/bin/time)" >&2; exit 1; }
 

@@ -31,7 +31,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+trap 'exit 130' INT TERM HUP PIPE
 mkdir -m 700 "$T/g" "$T/state"
 # recipients as smtp-source -r names them: r@b.test, 2r@b.test, ... 10r@b.test
 KEYED="r 2r 3r 4r 5r"

@@ -27,6 +27,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE
 
 . "$(dirname "$0")/lib.sh"
 now() { date +%s.%N; }

@@ -27,7 +27,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+trap 'exit 130' INT TERM HUP PIPE
 G="gpg --homedir $T/g --batch --yes --pinentry-mode loopback --passphrase="
 
 # ---- keys: OpenPGP Ed25519/Cv25519 in a throwaway GnuPG home ----
