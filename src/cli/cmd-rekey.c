@@ -4,6 +4,7 @@
 #include "config/config.h"
 #include "crypto/cms-rewrap.h"
 #include "crypto/pgp-rewrap.h"
+#include "crypto/x509-parts.h"
 #include "deliver/maildir.h"
 #include "keys/keystore.h"
 #include "keys/master.h"
@@ -64,7 +65,8 @@ static void rekey_usage(FILE *f)
 		   "Replaces the old key's PKESK (PGP/MIME) or RecipientInfo (S/MIME) by one for\n"
 		   "the new key; every other byte of the message stays the same.\n"
 		   "Keys: OpenPGP (armored or binary; old: secret key, new: public key) or PEM\n"
-		   "(old: certificate + private key, new: certificate); each option may repeat.\n"
+		   "(old: certificate + private key, new: certificate [+ key, see --store-new]);\n"
+		   "each option may repeat.\n"
 		   "Exit: 0 rewritten, 11 skipped (input copied unchanged; reason on stderr),\n"
 		   "3 bad key, 65 malformed message, 1 other failure, 64 usage.\n"
 		   "rekey walks DIR (cur/, new/ and Maildir++ .Folder/s): each message is rewritten\n"
@@ -72,9 +74,13 @@ static void rekey_usage(FILE *f)
 		   "flags, S=/W= sizes fixed); a journal in DIR resumes after a crash. Run\n"
 		   "--from-store: the old secret keys are ADDR's sealed ones in the key store\n"
 		   "(OpenPGP, and the one S/MIME key; opened with the master key).\n"
-		   "--store-new: when none failed, the new key becomes ADDR's OpenPGP key in\n"
-		   "the store (delivery seals to it; the old public rows go, their sealed\n"
-		   "secrets stay). --resync-cmd CMD (or rekey_resync_cmd)\n"
+		   "--store-new (one --new-key): checked before the walk to carry ADDR (OpenPGP\n"
+		   "user ID; S/MIME: the certificate names ADDR and can be encrypted to); when\n"
+		   "none failed, it becomes ADDR's key of its kind in the store (delivery seals\n"
+		   "to it; the old public rows of that kind go, their sealed secrets stay). A\n"
+		   "private key in the file (OpenPGP secret key; PEM certificate + key) is stored\n"
+		   "too, sealed under the master key, with --from-store or store_user_private_keys.\n"
+		   "--resync-cmd CMD (or rekey_resync_cmd)\n"
 		   "runs after the walk with $1 = ADDR, $2 = DIR, e.g.\n"
 		   "  --resync-cmd 'doveadm force-resync -u \"$1\" \"*\"'\n"
 		   "Recovery (doc/at-rest.md): --old-key RECOVERY.sec keeps the recovery key's\n"
@@ -270,18 +276,38 @@ static int load_all_keys(const struct rekey_opts *o, struct rekey_keys *k)
 
 /* ---- the key store (--from-store, --store-new) ---- */
 
+/* --store-new: the new key as the store keeps it, read before the walk.
+ * OpenPGP: the transferable public key (+ secret); S/MIME: the certificate
+ * as DER (+ the private key as PKCS#8 PEM), as `key generate` stores them. */
+struct new_key {
+	const char *kind;            /* "pgp" or "x509" */
+	const char *purpose;         /* of its sealed secret (keys/keystore.h) */
+	const char *fingerprint;     /* borrowed from meta or cert */
+	int64_t expires;
+	const unsigned char *pub;    /* borrowed from meta or parts */
+	size_t pub_len;
+	const unsigned char *sec;    /* NULL: the file holds no private key */
+	size_t sec_len;
+	bool store_secret;           /* sec goes into the store, sealed */
+	struct sg_pgp_meta meta;
+	bool have_meta;
+	struct sg_x509_parts parts;
+	struct sg_key *cert;         /* parts.cert_der loaded (fingerprint, address) */
+};
+
 struct store_ctx {
 	struct sg_config cfg;
 	struct sg_store *store;
 	struct sg_master_key *mk;
-	struct sg_pgp_meta new_meta;  /* --store-new: the new key, read before the walk */
-	bool have_meta;
+	struct new_key nk;
 };
 
 static void store_ctx_clear(struct store_ctx *sc)
 {
-	if (sc->have_meta)
-		sg_pgp_meta_clear(&sc->new_meta);
+	if (sc->nk.have_meta)
+		sg_pgp_meta_clear(&sc->nk.meta);
+	sg_x509_parts_clear(&sc->nk.parts);
+	sg_key_free(&sc->nk.cert);
 	sg_master_key_free(&sc->mk);
 	sg_store_close(&sc->store);
 	sg_config_clear(&sc->cfg);
@@ -303,6 +329,22 @@ out:
 		fprintf(stderr, "sealgate rekey: %s\n", sg_error_msg(&err));
 	sg_error_clear(&err);
 	return ret;
+}
+
+/* The master key (--master-key, --master-passphrase-file, master_key_file),
+ * once. 1; -1 with err. */
+static int load_master(const struct rekey_opts *o, struct store_ctx *sc, struct sg_error *err)
+{
+	char *pass = NULL;
+	if (sc->mk != NULL)
+		return 1;
+	if (o->master_pass_file != NULL && (pass = sg_cli_read_passphrase(o->master_pass_file, err)) == NULL)
+		return -1;
+	int r = sg_keys_master_load(o->master_key != NULL ? o->master_key : sc->cfg.master_key_file, pass,
+				    sc->cfg.state_dir, &sc->mk, err);
+	if (pass != NULL)
+		sg_secret_free(&pass, strlen(pass));
+	return r < 0 ? -1 : 1;
 }
 
 struct secret_load {
@@ -356,14 +398,7 @@ static int load_store_keys(const struct rekey_opts *o, const char *addr, struct 
 	struct secret_load sl = { k->passphrase, NULL, NULL, 0 };
 	size_t n_pgp = 0, n_smime = 0;
 	int ret = -1;
-	char *pass = NULL;
-	if (o->master_pass_file != NULL && (pass = sg_cli_read_passphrase(o->master_pass_file, &err)) == NULL)
-		goto out;
-	int mr = sg_keys_master_load(o->master_key != NULL ? o->master_key : sc->cfg.master_key_file, pass,
-				     sc->cfg.state_dir, &sc->mk, &err);
-	if (pass != NULL)
-		sg_secret_free(&pass, strlen(pass));
-	if (mr < 0)
+	if (load_master(o, sc, &err) < 0)
 		goto out;
 	if (sg_keys_each_secret(sc->store, sc->mk, addr, "pgp", SG_KEYS_PGP_SECRET, take_secret, &sl,
 				&n_pgp, &err) < 0 ||
@@ -393,11 +428,68 @@ out:
 	return ret;
 }
 
-/* --store-new, before the walk: the new key must carry ADDR. 1; -1 (printed). */
-static int check_new_key(const struct rekey_opts *o, const char *addr, struct store_ctx *sc)
+/* OpenPGP: one of the key's user IDs must be <norm>. 1; -1 with err. */
+static int read_new_pgp(const struct sg_buf *b, const char *norm, struct new_key *nk,
+			struct sg_error *err)
+{
+	if (sg_pgp_meta_read(b->data, b->len, &nk->meta, err) < 0)
+		return -1;
+	nk->have_meta = true;
+	nk->kind = "pgp";
+	nk->purpose = SG_KEYS_PGP_SECRET;
+	nk->fingerprint = nk->meta.fingerprint;
+	nk->expires = nk->meta.expires;
+	nk->pub = nk->meta.public_data;
+	nk->pub_len = nk->meta.public_len;
+	nk->sec = nk->meta.secret_data;
+	nk->sec_len = nk->meta.secret_len;
+	for (size_t i = 0; i < nk->meta.n_addrs; i++)
+		if (strcmp(nk->meta.addrs[i], norm) == 0)
+			return 1;
+	sg_error_set(err, "new key %s has no user ID <%s>", nk->fingerprint, norm);
+	return -1;
+}
+
+/* S/MIME: the certificate must name <norm> (RFC 8550 s3: subjectAltName
+ * rfc822Name, or the subject's emailAddress) and be usable to encrypt to,
+ * or delivery would refuse the user after the walk. 1; -1 with err. */
+static int read_new_x509(const struct sg_buf *b, const char *passphrase, const char *norm,
+			 struct new_key *nk, struct sg_error *err)
+{
+	enum sg_crypto_status st = SG_CRYPTO_OK;
+	if (sg_x509_parts_read(b->data, b->len, passphrase, &nk->parts, err) < 0 ||
+	    sg_key_load_mem(nk->parts.cert_der, nk->parts.cert_len, NULL, &nk->cert, &st, err) < 0)
+		return -1;
+	nk->kind = "x509";
+	nk->purpose = SG_KEYS_SMIME_SECRET;
+	nk->fingerprint = sg_key_fingerprint(nk->cert);
+	nk->expires = nk->parts.expires;
+	nk->pub = nk->parts.cert_der;
+	nk->pub_len = nk->parts.cert_len;
+	nk->sec = nk->parts.key_pem;
+	nk->sec_len = nk->parts.key_len;
+	if (sg_key_matches_addr(nk->cert, norm) != 1) {
+		sg_error_set(err, "new certificate %s does not name <%s>", nk->fingerprint, norm);
+		return -1;
+	}
+	if (sg_key_usable_for_encrypt(nk->cert, time(NULL), &st, err) != 1) {
+		sg_error_prefix(err, "new certificate %s: %s", nk->fingerprint, sg_crypto_status_name(st));
+		return -1;
+	}
+	return 1;
+}
+
+/* --store-new, before the walk: the new key (OpenPGP or S/MIME) must carry
+ * ADDR; when the file holds its private key and the store keeps the user's
+ * secret keys (--from-store, or store_user_private_keys), the master key
+ * to seal it must load now, not after the mail was rewritten. 1; -1
+ * (printed). */
+static int check_new_key(const struct rekey_opts *o, const char *addr, const char *passphrase,
+			 struct store_ctx *sc)
 {
 	struct sg_buf b;
 	struct sg_error err = SG_ERROR_INIT;
+	struct new_key *nk = &sc->nk;
 	char *norm = sg_keys_normalize_addr(addr, &err);
 	int ret = -1;
 	sg_buf_init(&b, KEYFILE_MAX);
@@ -407,47 +499,56 @@ static int check_new_key(const struct rekey_opts *o, const char *addr, struct st
 		sg_error_set(&err, "%s: %s", o->new_files[0], strerror(errno));
 		goto out;
 	}
-	if (sg_pgp_meta_read(b.data, b.len, &sc->new_meta, &err) < 0)
+	if ((is_pem_cert(&b) ? read_new_x509(&b, passphrase, norm, nk, &err)
+			     : read_new_pgp(&b, norm, nk, &err)) < 0)
 		goto out;
-	sc->have_meta = true;
-	for (size_t i = 0; i < sc->new_meta.n_addrs && ret < 0; i++)
-		if (strcmp(sc->new_meta.addrs[i], norm) == 0)
-			ret = 1;
-	if (ret < 0)
-		sg_error_set(&err, "new key %s has no user ID <%s>", sc->new_meta.fingerprint, norm);
+	nk->store_secret = nk->sec != NULL && (o->from_store || sc->cfg.store_user_private_keys);
+	if (nk->store_secret && load_master(o, sc, &err) < 0)
+		goto out;
+	if (nk->sec != NULL && !nk->store_secret)
+		fprintf(stderr, "sealgate rekey: --store-new: the new private key will not be stored "
+			"(only with --from-store or store_user_private_keys)\n");
+	ret = 1;
 out:
 	if (ret < 0)
 		fprintf(stderr, "sealgate rekey: --store-new: %s\n", sg_error_msg(&err));
-	sg_buf_free(&b);
+	sg_buf_free_secret(&b);
 	free(norm);
 	sg_error_clear(&err);
 	return ret;
 }
 
-/* --store-new, after a walk with no failure: the new public key becomes the
- * user's OpenPGP key (delivery seals to it); the other OpenPGP public rows
- * go in the same transaction, their sealed secrets stay. 1; -1 (printed). */
+/* --store-new, after a walk with no failure, in one transaction: the new
+ * public key becomes the user's key of its kind (delivery seals to it),
+ * its private key (when kept, see check_new_key) is sealed under the master
+ * key, and the other public rows of that kind go; their sealed secrets
+ * stay. 1; -1 (printed). */
 static int store_new_key(const char *addr, struct store_ctx *sc)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	struct sg_store_key *rows = NULL;
-	const struct sg_pgp_meta *m = &sc->new_meta;
+	const struct new_key *nk = &sc->nk;
 	char *norm = sg_keys_normalize_addr(addr, &err);
 	size_t n = 0;
 	int ret = -1;
 	if (norm == NULL || sg_store_key_list(sc->store, norm, &rows, &n, &err) < 0 ||
 	    sg_store_begin(sc->store, &err) < 0)
 		goto out;
-	if (sg_keys_put_public(sc->store, norm, m->fingerprint, "pgp", m->expires, "rekey", "local",
-			       m->public_data, m->public_len, &err) < 0)
+	if (sg_keys_put_public(sc->store, norm, nk->fingerprint, nk->kind, nk->expires, "rekey", "local",
+			       nk->pub, nk->pub_len, &err) < 0)
+		goto rollback;
+	if (nk->store_secret && sg_keys_put_private(sc->store, sc->mk, norm, nk->fingerprint, nk->purpose,
+						    nk->sec, nk->sec_len, &err) < 0)
 		goto rollback;
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(rows[i].kind, "pgp") == 0 && strcmp(rows[i].fingerprint, m->fingerprint) != 0 &&
+		if (strcmp(rows[i].kind, nk->kind) == 0 && strcmp(rows[i].fingerprint, nk->fingerprint) != 0 &&
 		    sg_store_key_delete(sc->store, norm, rows[i].fingerprint, &err) < 0)
 			goto rollback;
 	if (sg_store_commit(sc->store, &err) < 0)
 		goto out;
-	fprintf(stderr, "sealgate rekey: %s: the store now seals to %s\n", norm, m->fingerprint);
+	fprintf(stderr, "sealgate rekey: %s: the store now seals to %s %s%s\n", norm,
+		strcmp(nk->kind, "pgp") == 0 ? "OpenPGP" : "S/MIME", nk->fingerprint,
+		nk->store_secret ? " (its private key stored sealed)" : "");
 	ret = 1;
 	goto out;
 rollback:
@@ -930,7 +1031,7 @@ int cmd_rekey(int argc, char **argv)
 		goto out;
 	ret = SG_EXIT_BAD_KEY;
 	if (load_all_keys(&o, &k) < 0 || (o.from_store && load_store_keys(&o, addr, &sc, &k) < 0) ||
-	    (o.store_new && check_new_key(&o, addr, &sc) < 0))
+	    (o.store_new && check_new_key(&o, addr, k.passphrase, &sc) < 0))
 		goto out;
 	if (!k.keep_old && recovery_is_old(sc.cfg.recovery_key, k.pgp_old) > 0) {
 		k.keep_old = true;
