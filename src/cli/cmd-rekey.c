@@ -1,6 +1,7 @@
 /* sealgate rekey / rekey-msg: re-wrap stored messages (a Maildir, or one
  * message stdin to stdout) for a new key; encrypted content stays as it is. */
 #include "cli/cli.h"
+#include "cli/journal.h"
 #include "config/config.h"
 #include "crypto/cms-rewrap.h"
 #include "crypto/pgp-rewrap.h"
@@ -618,13 +619,12 @@ out:
 /* ---- Maildir walk ---- */
 
 #define JOURNAL_NAME ".sealgate-rekey.journal"
+#define TMP_TAG ".rekey-"   /* in the names of our tmp/ files */
 
 struct walk {
 	const char *root;
 	const struct sg_rekey_keys *keys;
-	FILE *journal;
-	char **done;            /* base names finished in an earlier run (journal) */
-	size_t n_done;
+	struct sg_journal *journal;
 	char **paths;           /* messages to look at: "folder/cur/name" */
 	size_t n_paths;
 	size_t n_ok, n_skip, n_fail, n_earlier;
@@ -638,15 +638,6 @@ struct walk {
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* w->done is sorted (open_journal). */
-static bool done_earlier(const struct walk *w, const char *name)
-{
-	char *b = sg_maildir_base(name);
-	bool found = w->n_done > 0 && bsearch(&b, w->done, w->n_done, sizeof(*w->done), cmp_str) != NULL;
-	free(b);
-	return found;
 }
 
 /* New name: the same base and flags with S= (file size) and W= (size with
@@ -733,17 +724,6 @@ static int write_tmp(const char *path, const unsigned char *data, size_t len,
 	return close(fd);
 }
 
-/* Flushed, not fsynced: it survives kill -9, and after a power loss a lost
- * line costs only the summary's accuracy (a re-keyed message is skipped
- * anyway), so the I/O per message stays that of a plain copy. */
-static void journal(struct walk *w, const char *what, const char *name)
-{
-	char *b = sg_maildir_base(name);
-	fprintf(w->journal, "%s %s\n", what, b);
-	fflush(w->journal);
-	free(b);
-}
-
 static void note(struct walk *w, const char *kind, const char *rel, const char *why)
 {
 	if (!sg_buf_printf(&w->reasons, "  %s: %s: %s\n", kind, rel, why))
@@ -758,7 +738,7 @@ static void note(struct walk *w, const char *kind, const char *rel, const char *
 static int replace_msg(struct walk *w, const char *folder, const char *sub, const char *name,
 		       const unsigned char *data, size_t len, const char **why_r)
 {
-	char *tmp = sg_asprintf("%s/tmp/%s.rekey-%ld", folder, name, (long)getpid());
+	char *tmp = sg_asprintf("%s/tmp/%s" TMP_TAG "%ld", folder, name, (long)getpid());
 	char *path = sg_asprintf("%s/%s/%s", folder, sub, name);
 	char *cur = NULL, *dir = NULL, *nn = NULL, *npath = NULL;
 	struct sg_error err = SG_ERROR_INIT;
@@ -769,7 +749,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		*why_r = "writing tmp/ file failed";
 		goto out;
 	}
-	journal(w, "begin", name);
+	sg_journal_begin(w->journal, name);
 	int r = sg_maildir_replace(folder, sub, name, tmp, &sub, &cur, &err);
 	if (r <= 0) {
 		*why_r = r == 0 ? "expunged meanwhile" : "replacing the file failed";
@@ -785,7 +765,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		goto out;
 	}
 	fsync_dir(dir);
-	journal(w, "done", name);
+	sg_journal_done(w->journal, name, len);
 	ret = 1;
 out:
 	sg_error_clear(&err);
@@ -838,7 +818,9 @@ static void one_message(struct walk *w, const char *rel)
 		w->n_fail++;
 		note(w, "failed", rel, sg_error_msg(&err));
 	} else if (r == 0) {
-		if (done_earlier(w, name)) {
+		/* the journal only names it: a re-keyed message is skipped
+		 * anyway, the old key being no recipient any more */
+		if (sg_journal_lookup(w->journal, name, NULL) != SG_JOURNAL_NONE) {
 			w->n_earlier++;
 		} else {
 			w->n_skip++;
@@ -874,9 +856,11 @@ static void list_sub(struct walk *w, const char *folder, const char *sub)
 	free(dir);
 }
 
-/* The root folder and Maildir++ sub-folders (".Name"). */
+/* The root folder and Maildir++ sub-folders (".Name"); the tmp/ leftovers
+ * of a killed run in each go. */
 static void list_all(struct walk *w)
 {
+	sg_journal_remove_leftovers(w->root, TMP_TAG);
 	list_sub(w, w->root, "cur");
 	list_sub(w, w->root, "new");
 	DIR *d = opendir(w->root);
@@ -887,6 +871,7 @@ static void list_all(struct walk *w)
 		char *f = sg_asprintf("%s/%s", w->root, de->d_name);
 		struct stat st;
 		if (stat(f, &st) == 0 && S_ISDIR(st.st_mode)) {
+			sg_journal_remove_leftovers(f, TMP_TAG);
 			list_sub(w, f, "cur");
 			list_sub(w, f, "new");
 		}
@@ -895,54 +880,6 @@ static void list_all(struct walk *w)
 	if (d != NULL)
 		closedir(d);
 	qsort(w->paths, w->n_paths, sizeof(*w->paths), cmp_str);
-}
-
-/* Earlier runs: "begin/done BASE" lines (for the summary: a re-keyed message is
- * skipped anyway, the old key no longer being a recipient); tmp/ leftovers
- * of a killed run go (old or new content, the message file is whole). */
-static int open_journal(struct walk *w)
-{
-	char *jp = sg_asprintf("%s/" JOURNAL_NAME, w->root);
-	FILE *f = fopen(jp, "r");
-	char *line = NULL;
-	size_t cap = 0;
-	while (f != NULL && getline(&line, &cap, f) > 0) {
-		line[strcspn(line, "\n")] = '\0';
-		/* a "begin" without "done": killed around the exchange, so the
-		 * message may be re-keyed already */
-		const char *b = strncmp(line, "done ", 5) == 0	  ? line + 5
-				: strncmp(line, "begin ", 6) == 0 ? line + 6
-								  : NULL;
-		if (b != NULL) {
-			w->done = sg_reallocarray(w->done, w->n_done + 1, sizeof(*w->done));
-			w->done[w->n_done++] = sg_strdup(b);
-		}
-	}
-	free(line);
-	if (f != NULL)
-		fclose(f);
-	if (w->n_done > 0)
-		qsort(w->done, w->n_done, sizeof(*w->done), cmp_str);
-	w->journal = fopen(jp, "a");
-	free(jp);
-	return w->journal != NULL ? 1 : -1;
-}
-
-static void remove_leftovers(const char *root)
-{
-	char *tmpd = sg_asprintf("%s/tmp", root);
-	DIR *d = opendir(tmpd);
-	struct dirent *de;
-	while (d != NULL && (de = readdir(d)) != NULL) {
-		if (strstr(de->d_name, ".rekey-") == NULL)
-			continue;
-		char *p = sg_asprintf("%s/%s", tmpd, de->d_name);
-		unlink(p);
-		free(p);
-	}
-	if (d != NULL)
-		closedir(d);
-	free(tmpd);
 }
 
 static double elapsed(const struct timespec *t0)
@@ -1043,11 +980,12 @@ int cmd_rekey(int argc, char **argv)
 	w.root = o.maildir;
 	w.keys = &rk;
 	w.tty = isatty(STDERR_FILENO);
-	if (open_journal(&w) < 0) {
-		fprintf(stderr, "sealgate rekey: %s: cannot open the journal: %s\n", o.maildir, strerror(errno));
+	struct sg_error jerr = SG_ERROR_INIT;
+	if (sg_journal_open(w.root, JOURNAL_NAME, &w.journal, &jerr) < 0) {
+		fprintf(stderr, "sealgate rekey: %s\n", sg_error_msg(&jerr));
+		sg_error_clear(&jerr);
 		goto out;
 	}
-	remove_leftovers(w.root);
 	list_all(&w);
 	clock_gettime(CLOCK_MONOTONIC, &w.t0);
 	for (size_t i = 0; i < w.n_paths; i++) {
@@ -1067,14 +1005,10 @@ int cmd_rekey(int argc, char **argv)
 	else if (o.store_new && store_new_key(addr, &sc) < 0)
 		ret = SG_EXIT_FAIL;
 out:
-	if (w.journal != NULL)
-		fclose(w.journal);
+	sg_journal_close(&w.journal, false);
 	for (size_t i = 0; i < w.n_paths; i++)
 		free(w.paths[i]);
-	for (size_t i = 0; i < w.n_done; i++)
-		free(w.done[i]);
 	free(w.paths);
-	free(w.done);
 	sg_buf_free(&w.reasons);
 	sg_buf_free(&w.in);
 	sg_buf_free(&w.out);
