@@ -1,11 +1,11 @@
 /* sealgate rekey / rekey-msg: re-wrap stored messages (a Maildir, or one
  * message stdin to stdout) for a new key; encrypted content stays as it is. */
 #include "cli/cli.h"
-#include "cli/journal.h"
 #include "config/config.h"
 #include "crypto/cms-rewrap.h"
 #include "crypto/pgp-rewrap.h"
 #include "crypto/x509-parts.h"
+#include "deliver/journal.h"
 #include "deliver/maildir.h"
 #include "keys/keystore.h"
 #include "keys/master.h"

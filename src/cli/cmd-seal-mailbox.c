@@ -1,9 +1,9 @@
 /* sealgate seal-mailbox: seal the mail a user already has in a Maildir
  * (stored before sealgate, or appended over IMAP), one message at a time. */
 #include "cli/cli.h"
-#include "cli/journal.h"
 #include "config/config.h"
 #include "deliver/deliver.h"
+#include "deliver/journal.h"
 #include "deliver/maildir.h"
 #include "keys/lookup.h"
 #include "mime/message.h"

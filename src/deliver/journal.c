@@ -1,6 +1,6 @@
-/* The resume journal shared by rekey and seal-mailbox: "begin"/"done" lines
- * per message base name in the Maildir, read back sorted for lookups. */
-#include "cli/journal.h"
+/* The resume journal of the in-place Maildir walks (rekey, seal-mailbox):
+ * "begin"/"done" lines per message base name, read back sorted for lookups. */
+#include "deliver/journal.h"
 #include "deliver/maildir.h"
 #include "util/mem.h"
 

@@ -1,7 +1,7 @@
 /* The journal of a walk that rewrites a Maildir's messages in place (rekey,
  * seal-mailbox): what an earlier, interrupted run did, so that a re-run resumes. */
-#ifndef SG_CLI_JOURNAL_H
-#define SG_CLI_JOURNAL_H
+#ifndef SG_DELIVER_JOURNAL_H
+#define SG_DELIVER_JOURNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
