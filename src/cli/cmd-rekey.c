@@ -297,9 +297,7 @@ struct new_key {
 };
 
 struct store_ctx {
-	struct sg_config cfg;
-	struct sg_store *store;
-	struct sg_master_key *mk;
+	struct sg_cli_store cs;      /* config, store and master key (cli/store-keys.c) */
 	struct new_key nk;
 };
 
@@ -309,9 +307,7 @@ static void store_ctx_clear(struct store_ctx *sc)
 		sg_pgp_meta_clear(&sc->nk.meta);
 	sg_x509_parts_clear(&sc->nk.parts);
 	sg_key_free(&sc->nk.cert);
-	sg_master_key_free(&sc->mk);
-	sg_store_close(&sc->store);
-	sg_config_clear(&sc->cfg);
+	sg_cli_store_close(&sc->cs);
 }
 
 /* -c and --state-dir; then the store when it is needed. 1; -1 (printed). */
@@ -319,10 +315,13 @@ static int open_config(const struct rekey_opts *o, struct store_ctx *sc)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	int ret = -1;
-	if (sg_cli_where_config(&o->where, &sc->cfg, &err) < 0)
+	sc->cs.where = o->where;
+	sc->cs.master_key = o->master_key;
+	sc->cs.master_pass_file = o->master_pass_file;
+	sc->cs.cfg_loaded = true; /* read here, needed with or without the store */
+	if (sg_cli_where_config(&o->where, &sc->cs.cfg, &err) < 0)
 		goto out;
-	if ((o->from_store || o->store_new) &&
-	    sg_store_open_config(&sc->cfg, NULL, &sc->store, &err) < 0)
+	if ((o->from_store || o->store_new) && sg_cli_store_open(&sc->cs, &err) < 0)
 		goto out;
 	ret = 1;
 out:
@@ -330,22 +329,6 @@ out:
 		fprintf(stderr, "sealgate rekey: %s\n", sg_error_msg(&err));
 	sg_error_clear(&err);
 	return ret;
-}
-
-/* The master key (--master-key, --master-passphrase-file, master_key_file),
- * once. 1; -1 with err. */
-static int load_master(const struct rekey_opts *o, struct store_ctx *sc, struct sg_error *err)
-{
-	char *pass = NULL;
-	if (sc->mk != NULL)
-		return 1;
-	if (o->master_pass_file != NULL && (pass = sg_cli_read_passphrase(o->master_pass_file, err)) == NULL)
-		return -1;
-	int r = sg_keys_master_load(o->master_key != NULL ? o->master_key : sc->cfg.master_key_file, pass,
-				    sc->cfg.state_dir, &sc->mk, err);
-	if (pass != NULL)
-		sg_secret_free(&pass, strlen(pass));
-	return r < 0 ? -1 : 1;
 }
 
 struct secret_load {
@@ -392,18 +375,17 @@ static int take_smime_secret(void *ctx, const struct sg_store_key *row, const un
 
 /* The user's sealed secret keys join the old keys: every OpenPGP one, and
  * the S/MIME one. 1; -1 (printed). */
-static int load_store_keys(const struct rekey_opts *o, const char *addr, struct store_ctx *sc,
-			   struct rekey_keys *k)
+static int load_store_keys(const char *addr, struct store_ctx *sc, struct rekey_keys *k)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	struct secret_load sl = { k->passphrase, NULL, NULL, 0 };
 	size_t n_pgp = 0, n_smime = 0;
 	int ret = -1;
-	if (load_master(o, sc, &err) < 0)
+	if (sg_cli_store_master(&sc->cs, &err) < 0)
 		goto out;
-	if (sg_keys_each_secret(sc->store, sc->mk, addr, "pgp", SG_KEYS_PGP_SECRET, take_secret, &sl,
-				&n_pgp, &err) < 0 ||
-	    sg_keys_each_secret(sc->store, sc->mk, addr, "x509", SG_KEYS_SMIME_SECRET,
+	if (sg_keys_each_secret(sc->cs.store, sc->cs.mk, addr, "pgp", SG_KEYS_PGP_SECRET, take_secret,
+				&sl, &n_pgp, &err) < 0 ||
+	    sg_keys_each_secret(sc->cs.store, sc->cs.mk, addr, "x509", SG_KEYS_SMIME_SECRET,
 				take_smime_secret, &sl, &n_smime, &err) < 0)
 		goto out;
 	if (n_pgp + n_smime == 0) {
@@ -503,8 +485,8 @@ static int check_new_key(const struct rekey_opts *o, const char *addr, const cha
 	if ((is_pem_cert(&b) ? read_new_x509(&b, passphrase, norm, nk, &err)
 			     : read_new_pgp(&b, norm, nk, &err)) < 0)
 		goto out;
-	nk->store_secret = nk->sec != NULL && (o->from_store || sc->cfg.store_user_private_keys);
-	if (nk->store_secret && load_master(o, sc, &err) < 0)
+	nk->store_secret = nk->sec != NULL && (o->from_store || sc->cs.cfg.store_user_private_keys);
+	if (nk->store_secret && sg_cli_store_master(&sc->cs, &err) < 0)
 		goto out;
 	if (nk->sec != NULL && !nk->store_secret)
 		fprintf(stderr, "sealgate rekey: --store-new: the new private key will not be stored "
@@ -532,20 +514,20 @@ static int store_new_key(const char *addr, struct store_ctx *sc)
 	char *norm = sg_keys_normalize_addr(addr, &err);
 	size_t n = 0;
 	int ret = -1;
-	if (norm == NULL || sg_store_key_list(sc->store, norm, &rows, &n, &err) < 0 ||
-	    sg_store_begin(sc->store, &err) < 0)
+	if (norm == NULL || sg_store_key_list(sc->cs.store, norm, &rows, &n, &err) < 0 ||
+	    sg_store_begin(sc->cs.store, &err) < 0)
 		goto out;
-	if (sg_keys_put_public(sc->store, norm, nk->fingerprint, nk->kind, nk->expires, "rekey", "local",
+	if (sg_keys_put_public(sc->cs.store, norm, nk->fingerprint, nk->kind, nk->expires, "rekey", "local",
 			       nk->pub, nk->pub_len, &err) < 0)
 		goto rollback;
-	if (nk->store_secret && sg_keys_put_private(sc->store, sc->mk, norm, nk->fingerprint, nk->purpose,
+	if (nk->store_secret && sg_keys_put_private(sc->cs.store, sc->cs.mk, norm, nk->fingerprint, nk->purpose,
 						    nk->sec, nk->sec_len, &err) < 0)
 		goto rollback;
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(rows[i].kind, nk->kind) == 0 && strcmp(rows[i].fingerprint, nk->fingerprint) != 0 &&
-		    sg_store_key_delete(sc->store, norm, rows[i].fingerprint, &err) < 0)
+		    sg_store_key_delete(sc->cs.store, norm, rows[i].fingerprint, &err) < 0)
 			goto rollback;
-	if (sg_store_commit(sc->store, &err) < 0)
+	if (sg_store_commit(sc->cs.store, &err) < 0)
 		goto out;
 	fprintf(stderr, "sealgate rekey: %s: the store now seals to %s %s%s\n", norm,
 		strcmp(nk->kind, "pgp") == 0 ? "OpenPGP" : "S/MIME", nk->fingerprint,
@@ -553,7 +535,7 @@ static int store_new_key(const char *addr, struct store_ctx *sc)
 	ret = 1;
 	goto out;
 rollback:
-	sg_store_rollback(sc->store);
+	sg_store_rollback(sc->cs.store);
 out:
 	if (ret < 0)
 		fprintf(stderr, "sealgate rekey: --store-new: %s\n", sg_error_msg(&err));
@@ -967,10 +949,10 @@ int cmd_rekey(int argc, char **argv)
 	if (open_config(&o, &sc) < 0)
 		goto out;
 	ret = SG_EXIT_BAD_KEY;
-	if (load_all_keys(&o, &k) < 0 || (o.from_store && load_store_keys(&o, addr, &sc, &k) < 0) ||
+	if (load_all_keys(&o, &k) < 0 || (o.from_store && load_store_keys(addr, &sc, &k) < 0) ||
 	    (o.store_new && check_new_key(&o, addr, k.passphrase, &sc) < 0))
 		goto out;
-	if (!k.keep_old && recovery_is_old(sc.cfg.recovery_key, k.pgp_old) > 0) {
+	if (!k.keep_old && recovery_is_old(sc.cs.cfg.recovery_key, k.pgp_old) > 0) {
 		k.keep_old = true;
 		fprintf(stderr, "sealgate rekey: the old key is the recovery key: its PKESKs stay\n");
 	}
@@ -998,7 +980,7 @@ int cmd_rekey(int argc, char **argv)
 	fprintf(stderr, "sealgate rekey: %s: %zu done, %zu done earlier, %zu skipped, %zu failed (%.1f s)\n%s",
 		addr, w.n_ok, w.n_earlier, w.n_skip, w.n_fail, elapsed(&w.t0), sg_buf_str(&w.reasons));
 	ret = w.n_fail == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
-	if (resync(o.resync_cmd != NULL ? o.resync_cmd : sc.cfg.rekey_resync_cmd, addr, o.maildir) < 0)
+	if (resync(o.resync_cmd != NULL ? o.resync_cmd : sc.cs.cfg.rekey_resync_cmd, addr, o.maildir) < 0)
 		ret = SG_EXIT_FAIL;
 	if (o.store_new && w.n_fail > 0)
 		fprintf(stderr, "sealgate rekey: --store-new: not done, %zu message(s) failed\n", w.n_fail);

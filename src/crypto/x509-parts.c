@@ -1,11 +1,11 @@
 /* Splitting a PEM certificate + private key for the key store (rekey
  * --store-new): DER certificate, PKCS#8 PEM key, over OpenSSL. */
 #include "crypto/x509-parts.h"
+#include "crypto/ossl-reason.h"
 #include "util/mem.h"
 #include "util/secret.h"
 
 #include <openssl/bio.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -13,19 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static void ossl_reason(struct sg_error *err, const char *what)
-{
-	unsigned long e = ERR_get_error();
-	char buf[256];
-	if (e != 0) {
-		ERR_error_string_n(e, buf, sizeof(buf));
-		sg_error_set(err, "%s: %s", what, buf);
-	} else {
-		sg_error_set(err, "%s", what);
-	}
-	ERR_clear_error();
-}
 
 /* A PEM private-key block of any kind (PKCS#8, encrypted PKCS#8, "RSA
  * PRIVATE KEY", "EC PRIVATE KEY"): then reading it must succeed. */
@@ -46,7 +33,7 @@ static int read_cert(const void *pem, size_t len, struct sg_x509_parts *p, X509 
 	BIO_free(b);
 	if (*x_r == NULL || ASN1_TIME_to_tm(X509_get0_notAfter(*x_r), &tm) != 1 ||
 	    (n = i2d_X509(*x_r, &der)) <= 0) {
-		ossl_reason(err, "no readable PEM certificate");
+		sg_ossl_reason(err, "no readable PEM certificate");
 		return -1;
 	}
 	p->expires = (int64_t)timegm(&tm);
@@ -66,16 +53,16 @@ static int read_key(const void *pem, size_t len, const char *passphrase, X509 *x
 	long n = 0;
 	int ret = -1;
 	if (pk == NULL) {
-		ossl_reason(err, "private key not readable (wrong or missing passphrase?)");
+		sg_ossl_reason(err, "private key not readable (wrong or missing passphrase?)");
 		goto out;
 	}
 	if (X509_check_private_key(x, pk) != 1) {
-		ossl_reason(err, "private key does not match the certificate");
+		sg_ossl_reason(err, "private key does not match the certificate");
 		goto out;
 	}
 	if (out == NULL || PEM_write_bio_PKCS8PrivateKey(out, pk, NULL, NULL, 0, NULL, NULL) != 1 ||
 	    (n = BIO_get_mem_data(out, &data)) <= 0) {
-		ossl_reason(err, "cannot write the private key as PKCS#8");
+		sg_ossl_reason(err, "cannot write the private key as PKCS#8");
 		goto out;
 	}
 	p->key_pem = sg_malloc((size_t)n + 1);

@@ -14,6 +14,7 @@ import pytest
 from conftest import SEALGATE_BIN, run
 from deliver_helpers import pgp_user
 from pgphelp import gpg, kill_agent
+from walkhelp import journal_done, kill9_after
 
 ADDR = "alice@example.test"
 JOURNAL = ".sealgate-seal-mailbox.journal"
@@ -89,20 +90,8 @@ def test_kill9_then_resume(user, tmp_path):
     md = str(tmp_path / "Maildir")
     bodies = make_maildir(md, n)
     journal = os.path.join(md, JOURNAL)
-    with open(tmp_path / "out1", "wb") as o, open(tmp_path / "err1", "wb") as e:
-        p = subprocess.Popen(cmd(u, md), stdout=o, stderr=e)
-    deadline = time.monotonic() + 60
-    killed = False
-    while time.monotonic() < deadline and p.poll() is None:
-        if os.path.exists(journal) and open(journal).read().count("done ") >= n // 4:
-            os.kill(p.pid, signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.002)
-    p.wait()
-    assert killed, "finished before it could be killed; make n larger"
-    lines = open(journal).read().splitlines()
-    done_first = len({l.split()[1] for l in lines if l.startswith("done ")})
+    kill9_after(cmd(u, md), journal, n // 4, str(tmp_path))
+    done_first = len(journal_done(journal))
     assert n // 4 <= done_first < n
     r = run(cmd(u, md), timeout=300)
     out = r.stdout.decode()
