@@ -485,13 +485,13 @@ int cmd_seal_mailbox(int argc, char **argv)
 		goto out;
 	}
 	ret = SG_EXIT_FAIL;
+	if (list_sub(&j, "new") < 0 || list_sub(&j, "cur") < 0)
+		goto out;
 	if (sg_journal_open(j.maildir, JOURNAL_NAME, &j.journal, &err) < 0) {
 		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
 		goto out;
 	}
 	sg_journal_remove_leftovers(j.maildir, TMP_TAG);
-	if (list_sub(&j, "new") < 0 || list_sub(&j, "cur") < 0)
-		goto out;
 	j.tty = isatty(STDERR_FILENO);
 	clock_gettime(CLOCK_MONOTONIC, &j.start);
 	printf("seal-mailbox: %zu message(s) in %s, key %s\n", j.n_paths, j.maildir,
