@@ -601,7 +601,7 @@ out:
 /* ---- Maildir walk ---- */
 
 #define JOURNAL_NAME ".sealgate-rekey.journal"
-#define TMP_TAG ".rekey-"   /* in the names of our tmp/ files */
+#define TMP_TAG ".sealgate-rekey-"   /* our tmp/ files: NAME TMP_TAG PID */
 
 struct walk {
 	const char *root;

@@ -27,7 +27,7 @@
 
 #define MSG_MAX ((size_t)1 << 30)
 #define JOURNAL_NAME ".sealgate-seal-mailbox.journal"
-#define TMP_TAG ".seal-"   /* in the names of our tmp/ files */
+#define TMP_TAG ".sealgate-seal-"   /* our tmp/ files: NAME TMP_TAG PID */
 
 static const char usage[] =
 	"usage: sealgate seal-mailbox ADDR --maildir DIR [--key FILE]\n"

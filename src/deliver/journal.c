@@ -190,13 +190,25 @@ void sg_journal_close(struct sg_journal **jp, bool remove)
 	*jp = NULL;
 }
 
+/* name ends in tag followed by digits only (the last occurrence of tag) */
+static bool ours(const char *name, const char *tag)
+{
+	const char *t = NULL;
+	for (const char *p = strstr(name, tag); p != NULL; p = strstr(p + 1, tag))
+		t = p;
+	if (t == NULL)
+		return false;
+	t += strlen(tag);
+	return *t != '\0' && strspn(t, "0123456789") == strlen(t);
+}
+
 void sg_journal_remove_leftovers(const char *folder, const char *tag)
 {
 	char *tmpd = sg_asprintf("%s/tmp", folder);
 	DIR *d = opendir(tmpd);
 	struct dirent *de;
 	while (d != NULL && (de = readdir(d)) != NULL) {
-		if (strstr(de->d_name, tag) == NULL)
+		if (!ours(de->d_name, tag))
 			continue;
 		char *p = sg_asprintf("%s/%s", tmpd, de->d_name);
 		unlink(p);

@@ -46,8 +46,10 @@ void sg_journal_done(struct sg_journal *j, const char *name, uint64_t size);
  * with no failure: nothing is left to resume). */
 void sg_journal_close(struct sg_journal **j, bool remove);
 
-/* Files in folder/tmp/ whose name contains tag, left by a killed run
- * (their message is whole: old or new content): unlinked. */
+/* Files in folder/tmp/ named "...<tag><digits>" (a walk's NAME TAG PID),
+ * left by a killed run (their message is whole: old or new content; the
+ * file may be the old plaintext, exchanged out): unlinked. Other writers'
+ * files in tmp/ (a delivery in progress) stay. */
 void sg_journal_remove_leftovers(const char *folder, const char *tag);
 
 #endif

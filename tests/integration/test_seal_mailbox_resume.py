@@ -136,6 +136,9 @@ def test_killed_between_exchange_and_done(user, tmp_path):
         p.wait()
     lines = open(os.path.join(md, JOURNAL)).read().splitlines()
     assert [l.split()[0] for l in lines] == ["begin", "done"] * (k - 1) + ["begin"], lines
+    # a copy a killed run left in tmp/ (it may be the exchanged-out plaintext) goes
+    with open(os.path.join(md, "tmp", "1700000001.M1P7.host.sealgate-seal-4242"), "wb") as f:
+        f.write(b"Subject: m1\n\nplain body 1\n")
     r = run(cmd(u, md), timeout=120)
     out = r.stdout.decode()
     assert r.returncode == 0, (out, r.stderr)

@@ -135,11 +135,15 @@ static void test_leftovers(void **state)
 	const char *dir = *state;
 	char *tmp = sg_asprintf("%s/tmp", dir);
 	assert_int_equal(mkdir(tmp, 0700), 0);
-	write_text(dir, "tmp/1.M1P1.host.seal-123", "x");
+	write_text(dir, "tmp/1.M1P1.host,S=9:2,S.sealgate-seal-123", "x");
 	write_text(dir, "tmp/2.M2P1.host", "being delivered by someone else");
-	sg_journal_remove_leftovers(dir, ".seal-");
-	assert_false(exists(dir, "tmp/1.M1P1.host.seal-123"));
+	write_text(dir, "tmp/3.M3P1.mx.sealgate-seal-1a", "a host name with the tag");
+	write_text(dir, "tmp/4.M4P1.host.sealgate-seal-", "no pid");
+	sg_journal_remove_leftovers(dir, ".sealgate-seal-");
+	assert_false(exists(dir, "tmp/1.M1P1.host,S=9:2,S.sealgate-seal-123"));
 	assert_true(exists(dir, "tmp/2.M2P1.host"));
+	assert_true(exists(dir, "tmp/3.M3P1.mx.sealgate-seal-1a"));
+	assert_true(exists(dir, "tmp/4.M4P1.host.sealgate-seal-"));
 	free(tmp);
 }
 
