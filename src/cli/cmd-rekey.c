@@ -4,6 +4,8 @@
 #include "config/config.h"
 #include "crypto/cms-rewrap.h"
 #include "crypto/pgp-rewrap.h"
+#include "crypto/x509-parts.h"
+#include "deliver/journal.h"
 #include "deliver/maildir.h"
 #include "keys/keystore.h"
 #include "keys/master.h"
@@ -64,7 +66,8 @@ static void rekey_usage(FILE *f)
 		   "Replaces the old key's PKESK (PGP/MIME) or RecipientInfo (S/MIME) by one for\n"
 		   "the new key; every other byte of the message stays the same.\n"
 		   "Keys: OpenPGP (armored or binary; old: secret key, new: public key) or PEM\n"
-		   "(old: certificate + private key, new: certificate); each option may repeat.\n"
+		   "(old: certificate + private key, new: certificate [+ key, see --store-new]);\n"
+		   "each option may repeat.\n"
 		   "Exit: 0 rewritten, 11 skipped (input copied unchanged; reason on stderr),\n"
 		   "3 bad key, 65 malformed message, 1 other failure, 64 usage.\n"
 		   "rekey walks DIR (cur/, new/ and Maildir++ .Folder/s): each message is rewritten\n"
@@ -72,9 +75,13 @@ static void rekey_usage(FILE *f)
 		   "flags, S=/W= sizes fixed); a journal in DIR resumes after a crash. Run\n"
 		   "--from-store: the old secret keys are ADDR's sealed ones in the key store\n"
 		   "(OpenPGP, and the one S/MIME key; opened with the master key).\n"
-		   "--store-new: when none failed, the new key becomes ADDR's OpenPGP key in\n"
-		   "the store (delivery seals to it; the old public rows go, their sealed\n"
-		   "secrets stay). --resync-cmd CMD (or rekey_resync_cmd)\n"
+		   "--store-new (one --new-key): checked before the walk to carry ADDR (OpenPGP\n"
+		   "user ID; S/MIME: the certificate names ADDR and can be encrypted to); when\n"
+		   "none failed, it becomes ADDR's key of its kind in the store (delivery seals\n"
+		   "to it; the old public rows of that kind go, their sealed secrets stay). A\n"
+		   "private key in the file (OpenPGP secret key; PEM certificate + key) is stored\n"
+		   "too, sealed under the master key, with --from-store or store_user_private_keys.\n"
+		   "--resync-cmd CMD (or rekey_resync_cmd)\n"
 		   "runs after the walk with $1 = ADDR, $2 = DIR, e.g.\n"
 		   "  --resync-cmd 'doveadm force-resync -u \"$1\" \"*\"'\n"
 		   "Recovery (doc/at-rest.md): --old-key RECOVERY.sec keeps the recovery key's\n"
@@ -270,21 +277,37 @@ static int load_all_keys(const struct rekey_opts *o, struct rekey_keys *k)
 
 /* ---- the key store (--from-store, --store-new) ---- */
 
-struct store_ctx {
-	struct sg_config cfg;
-	struct sg_store *store;
-	struct sg_master_key *mk;
-	struct sg_pgp_meta new_meta;  /* --store-new: the new key, read before the walk */
+/* --store-new: the new key as the store keeps it, read before the walk.
+ * OpenPGP: the transferable public key (+ secret); S/MIME: the certificate
+ * as DER (+ the private key as PKCS#8 PEM), as `key generate` stores them. */
+struct new_key {
+	const char *kind;            /* "pgp" or "x509" */
+	const char *purpose;         /* of its sealed secret (keys/keystore.h) */
+	const char *fingerprint;     /* borrowed from meta or cert */
+	int64_t expires;
+	const unsigned char *pub;    /* borrowed from meta or parts */
+	size_t pub_len;
+	const unsigned char *sec;    /* NULL: the file holds no private key */
+	size_t sec_len;
+	bool store_secret;           /* sec goes into the store, sealed */
+	struct sg_pgp_meta meta;
 	bool have_meta;
+	struct sg_x509_parts parts;
+	struct sg_key *cert;         /* parts.cert_der loaded (fingerprint, address) */
+};
+
+struct store_ctx {
+	struct sg_cli_store cs;      /* config, store and master key (cli/store-keys.c) */
+	struct new_key nk;
 };
 
 static void store_ctx_clear(struct store_ctx *sc)
 {
-	if (sc->have_meta)
-		sg_pgp_meta_clear(&sc->new_meta);
-	sg_master_key_free(&sc->mk);
-	sg_store_close(&sc->store);
-	sg_config_clear(&sc->cfg);
+	if (sc->nk.have_meta)
+		sg_pgp_meta_clear(&sc->nk.meta);
+	sg_x509_parts_clear(&sc->nk.parts);
+	sg_key_free(&sc->nk.cert);
+	sg_cli_store_close(&sc->cs);
 }
 
 /* -c and --state-dir; then the store when it is needed. 1; -1 (printed). */
@@ -292,10 +315,13 @@ static int open_config(const struct rekey_opts *o, struct store_ctx *sc)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	int ret = -1;
-	if (sg_cli_where_config(&o->where, &sc->cfg, &err) < 0)
+	sc->cs.where = o->where;
+	sc->cs.master_key = o->master_key;
+	sc->cs.master_pass_file = o->master_pass_file;
+	sc->cs.cfg_loaded = true; /* read here, needed with or without the store */
+	if (sg_cli_where_config(&o->where, &sc->cs.cfg, &err) < 0)
 		goto out;
-	if ((o->from_store || o->store_new) &&
-	    sg_store_open_config(&sc->cfg, NULL, &sc->store, &err) < 0)
+	if ((o->from_store || o->store_new) && sg_cli_store_open(&sc->cs, &err) < 0)
 		goto out;
 	ret = 1;
 out:
@@ -349,25 +375,17 @@ static int take_smime_secret(void *ctx, const struct sg_store_key *row, const un
 
 /* The user's sealed secret keys join the old keys: every OpenPGP one, and
  * the S/MIME one. 1; -1 (printed). */
-static int load_store_keys(const struct rekey_opts *o, const char *addr, struct store_ctx *sc,
-			   struct rekey_keys *k)
+static int load_store_keys(const char *addr, struct store_ctx *sc, struct rekey_keys *k)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	struct secret_load sl = { k->passphrase, NULL, NULL, 0 };
 	size_t n_pgp = 0, n_smime = 0;
 	int ret = -1;
-	char *pass = NULL;
-	if (o->master_pass_file != NULL && (pass = sg_cli_read_passphrase(o->master_pass_file, &err)) == NULL)
+	if (sg_cli_store_master(&sc->cs, &err) < 0)
 		goto out;
-	int mr = sg_keys_master_load(o->master_key != NULL ? o->master_key : sc->cfg.master_key_file, pass,
-				     sc->cfg.state_dir, &sc->mk, &err);
-	if (pass != NULL)
-		sg_secret_free(&pass, strlen(pass));
-	if (mr < 0)
-		goto out;
-	if (sg_keys_each_secret(sc->store, sc->mk, addr, "pgp", SG_KEYS_PGP_SECRET, take_secret, &sl,
-				&n_pgp, &err) < 0 ||
-	    sg_keys_each_secret(sc->store, sc->mk, addr, "x509", SG_KEYS_SMIME_SECRET,
+	if (sg_keys_each_secret(sc->cs.store, sc->cs.mk, addr, "pgp", SG_KEYS_PGP_SECRET, take_secret,
+				&sl, &n_pgp, &err) < 0 ||
+	    sg_keys_each_secret(sc->cs.store, sc->cs.mk, addr, "x509", SG_KEYS_SMIME_SECRET,
 				take_smime_secret, &sl, &n_smime, &err) < 0)
 		goto out;
 	if (n_pgp + n_smime == 0) {
@@ -393,11 +411,68 @@ out:
 	return ret;
 }
 
-/* --store-new, before the walk: the new key must carry ADDR. 1; -1 (printed). */
-static int check_new_key(const struct rekey_opts *o, const char *addr, struct store_ctx *sc)
+/* OpenPGP: one of the key's user IDs must be <norm>. 1; -1 with err. */
+static int read_new_pgp(const struct sg_buf *b, const char *norm, struct new_key *nk,
+			struct sg_error *err)
+{
+	if (sg_pgp_meta_read(b->data, b->len, &nk->meta, err) < 0)
+		return -1;
+	nk->have_meta = true;
+	nk->kind = "pgp";
+	nk->purpose = SG_KEYS_PGP_SECRET;
+	nk->fingerprint = nk->meta.fingerprint;
+	nk->expires = nk->meta.expires;
+	nk->pub = nk->meta.public_data;
+	nk->pub_len = nk->meta.public_len;
+	nk->sec = nk->meta.secret_data;
+	nk->sec_len = nk->meta.secret_len;
+	for (size_t i = 0; i < nk->meta.n_addrs; i++)
+		if (strcmp(nk->meta.addrs[i], norm) == 0)
+			return 1;
+	sg_error_set(err, "new key %s has no user ID <%s>", nk->fingerprint, norm);
+	return -1;
+}
+
+/* S/MIME: the certificate must name <norm> (RFC 8550 s3: subjectAltName
+ * rfc822Name, or the subject's emailAddress) and be usable to encrypt to,
+ * or delivery would refuse the user after the walk. 1; -1 with err. */
+static int read_new_x509(const struct sg_buf *b, const char *passphrase, const char *norm,
+			 struct new_key *nk, struct sg_error *err)
+{
+	enum sg_crypto_status st = SG_CRYPTO_OK;
+	if (sg_x509_parts_read(b->data, b->len, passphrase, &nk->parts, err) < 0 ||
+	    sg_key_load_mem(nk->parts.cert_der, nk->parts.cert_len, NULL, &nk->cert, &st, err) < 0)
+		return -1;
+	nk->kind = "x509";
+	nk->purpose = SG_KEYS_SMIME_SECRET;
+	nk->fingerprint = sg_key_fingerprint(nk->cert);
+	nk->expires = nk->parts.expires;
+	nk->pub = nk->parts.cert_der;
+	nk->pub_len = nk->parts.cert_len;
+	nk->sec = nk->parts.key_pem;
+	nk->sec_len = nk->parts.key_len;
+	if (sg_key_matches_addr(nk->cert, norm) != 1) {
+		sg_error_set(err, "new certificate %s does not name <%s>", nk->fingerprint, norm);
+		return -1;
+	}
+	if (sg_key_usable_for_encrypt(nk->cert, time(NULL), &st, err) != 1) {
+		sg_error_prefix(err, "new certificate %s: %s", nk->fingerprint, sg_crypto_status_name(st));
+		return -1;
+	}
+	return 1;
+}
+
+/* --store-new, before the walk: the new key (OpenPGP or S/MIME) must carry
+ * ADDR; when the file holds its private key and the store keeps the user's
+ * secret keys (--from-store, or store_user_private_keys), the master key
+ * to seal it must load now, not after the mail was rewritten. 1; -1
+ * (printed). */
+static int check_new_key(const struct rekey_opts *o, const char *addr, const char *passphrase,
+			 struct store_ctx *sc)
 {
 	struct sg_buf b;
 	struct sg_error err = SG_ERROR_INIT;
+	struct new_key *nk = &sc->nk;
 	char *norm = sg_keys_normalize_addr(addr, &err);
 	int ret = -1;
 	sg_buf_init(&b, KEYFILE_MAX);
@@ -407,51 +482,60 @@ static int check_new_key(const struct rekey_opts *o, const char *addr, struct st
 		sg_error_set(&err, "%s: %s", o->new_files[0], strerror(errno));
 		goto out;
 	}
-	if (sg_pgp_meta_read(b.data, b.len, &sc->new_meta, &err) < 0)
+	if ((is_pem_cert(&b) ? read_new_x509(&b, passphrase, norm, nk, &err)
+			     : read_new_pgp(&b, norm, nk, &err)) < 0)
 		goto out;
-	sc->have_meta = true;
-	for (size_t i = 0; i < sc->new_meta.n_addrs && ret < 0; i++)
-		if (strcmp(sc->new_meta.addrs[i], norm) == 0)
-			ret = 1;
-	if (ret < 0)
-		sg_error_set(&err, "new key %s has no user ID <%s>", sc->new_meta.fingerprint, norm);
+	nk->store_secret = nk->sec != NULL && (o->from_store || sc->cs.cfg.store_user_private_keys);
+	if (nk->store_secret && sg_cli_store_master(&sc->cs, &err) < 0)
+		goto out;
+	if (nk->sec != NULL && !nk->store_secret)
+		fprintf(stderr, "sealgate rekey: --store-new: the new private key will not be stored "
+			"(only with --from-store or store_user_private_keys)\n");
+	ret = 1;
 out:
 	if (ret < 0)
 		fprintf(stderr, "sealgate rekey: --store-new: %s\n", sg_error_msg(&err));
-	sg_buf_free(&b);
+	sg_buf_free_secret(&b);
 	free(norm);
 	sg_error_clear(&err);
 	return ret;
 }
 
-/* --store-new, after a walk with no failure: the new public key becomes the
- * user's OpenPGP key (delivery seals to it); the other OpenPGP public rows
- * go in the same transaction, their sealed secrets stay. 1; -1 (printed). */
+/* --store-new, after a walk with no failure, in one transaction: the new
+ * public key becomes the user's key of its kind (delivery seals to it),
+ * its private key (when kept, see check_new_key) is sealed under the master
+ * key, and the other public rows of that kind go; their sealed secrets
+ * stay. 1; -1 (printed). */
 static int store_new_key(const char *addr, struct store_ctx *sc)
 {
 	struct sg_error err = SG_ERROR_INIT;
 	struct sg_store_key *rows = NULL;
-	const struct sg_pgp_meta *m = &sc->new_meta;
+	const struct new_key *nk = &sc->nk;
 	char *norm = sg_keys_normalize_addr(addr, &err);
 	size_t n = 0;
 	int ret = -1;
-	if (norm == NULL || sg_store_key_list(sc->store, norm, &rows, &n, &err) < 0 ||
-	    sg_store_begin(sc->store, &err) < 0)
+	if (norm == NULL || sg_store_key_list(sc->cs.store, norm, &rows, &n, &err) < 0 ||
+	    sg_store_begin(sc->cs.store, &err) < 0)
 		goto out;
-	if (sg_keys_put_public(sc->store, norm, m->fingerprint, "pgp", m->expires, "rekey", "local",
-			       m->public_data, m->public_len, &err) < 0)
+	if (sg_keys_put_public(sc->cs.store, norm, nk->fingerprint, nk->kind, nk->expires, "rekey", "local",
+			       nk->pub, nk->pub_len, &err) < 0)
+		goto rollback;
+	if (nk->store_secret && sg_keys_put_private(sc->cs.store, sc->cs.mk, norm, nk->fingerprint, nk->purpose,
+						    nk->sec, nk->sec_len, &err) < 0)
 		goto rollback;
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(rows[i].kind, "pgp") == 0 && strcmp(rows[i].fingerprint, m->fingerprint) != 0 &&
-		    sg_store_key_delete(sc->store, norm, rows[i].fingerprint, &err) < 0)
+		if (strcmp(rows[i].kind, nk->kind) == 0 && strcmp(rows[i].fingerprint, nk->fingerprint) != 0 &&
+		    sg_store_key_delete(sc->cs.store, norm, rows[i].fingerprint, &err) < 0)
 			goto rollback;
-	if (sg_store_commit(sc->store, &err) < 0)
+	if (sg_store_commit(sc->cs.store, &err) < 0)
 		goto out;
-	fprintf(stderr, "sealgate rekey: %s: the store now seals to %s\n", norm, m->fingerprint);
+	fprintf(stderr, "sealgate rekey: %s: the store now seals to %s %s%s\n", norm,
+		strcmp(nk->kind, "pgp") == 0 ? "OpenPGP" : "S/MIME", nk->fingerprint,
+		nk->store_secret ? " (its private key stored sealed)" : "");
 	ret = 1;
 	goto out;
 rollback:
-	sg_store_rollback(sc->store);
+	sg_store_rollback(sc->cs.store);
 out:
 	if (ret < 0)
 		fprintf(stderr, "sealgate rekey: --store-new: %s\n", sg_error_msg(&err));
@@ -517,13 +601,12 @@ out:
 /* ---- Maildir walk ---- */
 
 #define JOURNAL_NAME ".sealgate-rekey.journal"
+#define TMP_TAG ".sealgate-rekey-"   /* our tmp/ files: NAME TMP_TAG PID */
 
 struct walk {
 	const char *root;
 	const struct sg_rekey_keys *keys;
-	FILE *journal;
-	char **done;            /* base names finished in an earlier run (journal) */
-	size_t n_done;
+	struct sg_journal *journal;
 	char **paths;           /* messages to look at: "folder/cur/name" */
 	size_t n_paths;
 	size_t n_ok, n_skip, n_fail, n_earlier;
@@ -537,15 +620,6 @@ struct walk {
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* w->done is sorted (open_journal). */
-static bool done_earlier(const struct walk *w, const char *name)
-{
-	char *b = sg_maildir_base(name);
-	bool found = w->n_done > 0 && bsearch(&b, w->done, w->n_done, sizeof(*w->done), cmp_str) != NULL;
-	free(b);
-	return found;
 }
 
 /* New name: the same base and flags with S= (file size) and W= (size with
@@ -632,17 +706,6 @@ static int write_tmp(const char *path, const unsigned char *data, size_t len,
 	return close(fd);
 }
 
-/* Flushed, not fsynced: it survives kill -9, and after a power loss a lost
- * line costs only the summary's accuracy (a re-keyed message is skipped
- * anyway), so the I/O per message stays that of a plain copy. */
-static void journal(struct walk *w, const char *what, const char *name)
-{
-	char *b = sg_maildir_base(name);
-	fprintf(w->journal, "%s %s\n", what, b);
-	fflush(w->journal);
-	free(b);
-}
-
 static void note(struct walk *w, const char *kind, const char *rel, const char *why)
 {
 	if (!sg_buf_printf(&w->reasons, "  %s: %s: %s\n", kind, rel, why))
@@ -657,7 +720,7 @@ static void note(struct walk *w, const char *kind, const char *rel, const char *
 static int replace_msg(struct walk *w, const char *folder, const char *sub, const char *name,
 		       const unsigned char *data, size_t len, const char **why_r)
 {
-	char *tmp = sg_asprintf("%s/tmp/%s.rekey-%ld", folder, name, (long)getpid());
+	char *tmp = sg_asprintf("%s/tmp/%s" TMP_TAG "%ld", folder, name, (long)getpid());
 	char *path = sg_asprintf("%s/%s/%s", folder, sub, name);
 	char *cur = NULL, *dir = NULL, *nn = NULL, *npath = NULL;
 	struct sg_error err = SG_ERROR_INIT;
@@ -668,7 +731,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		*why_r = "writing tmp/ file failed";
 		goto out;
 	}
-	journal(w, "begin", name);
+	sg_journal_begin(w->journal, name);
 	int r = sg_maildir_replace(folder, sub, name, tmp, &sub, &cur, &err);
 	if (r <= 0) {
 		*why_r = r == 0 ? "expunged meanwhile" : "replacing the file failed";
@@ -684,7 +747,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		goto out;
 	}
 	fsync_dir(dir);
-	journal(w, "done", name);
+	sg_journal_done(w->journal, name, len);
 	ret = 1;
 out:
 	sg_error_clear(&err);
@@ -737,7 +800,9 @@ static void one_message(struct walk *w, const char *rel)
 		w->n_fail++;
 		note(w, "failed", rel, sg_error_msg(&err));
 	} else if (r == 0) {
-		if (done_earlier(w, name)) {
+		/* the journal only names it: a re-keyed message is skipped
+		 * anyway, the old key being no recipient any more */
+		if (sg_journal_lookup(w->journal, name, NULL) != SG_JOURNAL_NONE) {
 			w->n_earlier++;
 		} else {
 			w->n_skip++;
@@ -773,9 +838,11 @@ static void list_sub(struct walk *w, const char *folder, const char *sub)
 	free(dir);
 }
 
-/* The root folder and Maildir++ sub-folders (".Name"). */
+/* The root folder and Maildir++ sub-folders (".Name"); the tmp/ leftovers
+ * of a killed run in each go. */
 static void list_all(struct walk *w)
 {
+	sg_journal_remove_leftovers(w->root, TMP_TAG);
 	list_sub(w, w->root, "cur");
 	list_sub(w, w->root, "new");
 	DIR *d = opendir(w->root);
@@ -786,6 +853,7 @@ static void list_all(struct walk *w)
 		char *f = sg_asprintf("%s/%s", w->root, de->d_name);
 		struct stat st;
 		if (stat(f, &st) == 0 && S_ISDIR(st.st_mode)) {
+			sg_journal_remove_leftovers(f, TMP_TAG);
 			list_sub(w, f, "cur");
 			list_sub(w, f, "new");
 		}
@@ -794,54 +862,6 @@ static void list_all(struct walk *w)
 	if (d != NULL)
 		closedir(d);
 	qsort(w->paths, w->n_paths, sizeof(*w->paths), cmp_str);
-}
-
-/* Earlier runs: "begin/done BASE" lines (for the summary: a re-keyed message is
- * skipped anyway, the old key no longer being a recipient); tmp/ leftovers
- * of a killed run go (old or new content, the message file is whole). */
-static int open_journal(struct walk *w)
-{
-	char *jp = sg_asprintf("%s/" JOURNAL_NAME, w->root);
-	FILE *f = fopen(jp, "r");
-	char *line = NULL;
-	size_t cap = 0;
-	while (f != NULL && getline(&line, &cap, f) > 0) {
-		line[strcspn(line, "\n")] = '\0';
-		/* a "begin" without "done": killed around the exchange, so the
-		 * message may be re-keyed already */
-		const char *b = strncmp(line, "done ", 5) == 0	  ? line + 5
-				: strncmp(line, "begin ", 6) == 0 ? line + 6
-								  : NULL;
-		if (b != NULL) {
-			w->done = sg_reallocarray(w->done, w->n_done + 1, sizeof(*w->done));
-			w->done[w->n_done++] = sg_strdup(b);
-		}
-	}
-	free(line);
-	if (f != NULL)
-		fclose(f);
-	if (w->n_done > 0)
-		qsort(w->done, w->n_done, sizeof(*w->done), cmp_str);
-	w->journal = fopen(jp, "a");
-	free(jp);
-	return w->journal != NULL ? 1 : -1;
-}
-
-static void remove_leftovers(const char *root)
-{
-	char *tmpd = sg_asprintf("%s/tmp", root);
-	DIR *d = opendir(tmpd);
-	struct dirent *de;
-	while (d != NULL && (de = readdir(d)) != NULL) {
-		if (strstr(de->d_name, ".rekey-") == NULL)
-			continue;
-		char *p = sg_asprintf("%s/%s", tmpd, de->d_name);
-		unlink(p);
-		free(p);
-	}
-	if (d != NULL)
-		closedir(d);
-	free(tmpd);
 }
 
 static double elapsed(const struct timespec *t0)
@@ -929,10 +949,10 @@ int cmd_rekey(int argc, char **argv)
 	if (open_config(&o, &sc) < 0)
 		goto out;
 	ret = SG_EXIT_BAD_KEY;
-	if (load_all_keys(&o, &k) < 0 || (o.from_store && load_store_keys(&o, addr, &sc, &k) < 0) ||
-	    (o.store_new && check_new_key(&o, addr, &sc) < 0))
+	if (load_all_keys(&o, &k) < 0 || (o.from_store && load_store_keys(addr, &sc, &k) < 0) ||
+	    (o.store_new && check_new_key(&o, addr, k.passphrase, &sc) < 0))
 		goto out;
-	if (!k.keep_old && recovery_is_old(sc.cfg.recovery_key, k.pgp_old) > 0) {
+	if (!k.keep_old && recovery_is_old(sc.cs.cfg.recovery_key, k.pgp_old) > 0) {
 		k.keep_old = true;
 		fprintf(stderr, "sealgate rekey: the old key is the recovery key: its PKESKs stay\n");
 	}
@@ -942,11 +962,12 @@ int cmd_rekey(int argc, char **argv)
 	w.root = o.maildir;
 	w.keys = &rk;
 	w.tty = isatty(STDERR_FILENO);
-	if (open_journal(&w) < 0) {
-		fprintf(stderr, "sealgate rekey: %s: cannot open the journal: %s\n", o.maildir, strerror(errno));
+	struct sg_error jerr = SG_ERROR_INIT;
+	if (sg_journal_open(w.root, JOURNAL_NAME, &w.journal, &jerr) < 0) {
+		fprintf(stderr, "sealgate rekey: %s\n", sg_error_msg(&jerr));
+		sg_error_clear(&jerr);
 		goto out;
 	}
-	remove_leftovers(w.root);
 	list_all(&w);
 	clock_gettime(CLOCK_MONOTONIC, &w.t0);
 	for (size_t i = 0; i < w.n_paths; i++) {
@@ -959,21 +980,17 @@ int cmd_rekey(int argc, char **argv)
 	fprintf(stderr, "sealgate rekey: %s: %zu done, %zu done earlier, %zu skipped, %zu failed (%.1f s)\n%s",
 		addr, w.n_ok, w.n_earlier, w.n_skip, w.n_fail, elapsed(&w.t0), sg_buf_str(&w.reasons));
 	ret = w.n_fail == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
-	if (resync(o.resync_cmd != NULL ? o.resync_cmd : sc.cfg.rekey_resync_cmd, addr, o.maildir) < 0)
+	if (resync(o.resync_cmd != NULL ? o.resync_cmd : sc.cs.cfg.rekey_resync_cmd, addr, o.maildir) < 0)
 		ret = SG_EXIT_FAIL;
 	if (o.store_new && w.n_fail > 0)
 		fprintf(stderr, "sealgate rekey: --store-new: not done, %zu message(s) failed\n", w.n_fail);
 	else if (o.store_new && store_new_key(addr, &sc) < 0)
 		ret = SG_EXIT_FAIL;
 out:
-	if (w.journal != NULL)
-		fclose(w.journal);
+	sg_journal_close(&w.journal, false);
 	for (size_t i = 0; i < w.n_paths; i++)
 		free(w.paths[i]);
-	for (size_t i = 0; i < w.n_done; i++)
-		free(w.done[i]);
 	free(w.paths);
-	free(w.done);
 	sg_buf_free(&w.reasons);
 	sg_buf_free(&w.in);
 	sg_buf_free(&w.out);

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "deliver/deliver.h"
+#include "deliver/journal.h"
 #include "deliver/maildir.h"
 #include "keys/lookup.h"
 #include "mime/message.h"
@@ -15,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,8 @@
 #include <unistd.h>
 
 #define MSG_MAX ((size_t)1 << 30)
+#define JOURNAL_NAME ".sealgate-seal-mailbox.journal"
+#define TMP_TAG ".sealgate-seal-"   /* our tmp/ files: NAME TMP_TAG PID */
 
 static const char usage[] =
 	"usage: sealgate seal-mailbox ADDR --maildir DIR [--key FILE]\n"
@@ -33,9 +37,12 @@ static const char usage[] =
 	"Seal every not yet encrypted message in DIR/new and DIR/cur to ADDR's key\n"
 	"(--key FILE, else the key store), one message at a time: the sealed copy is\n"
 	"written to DIR/tmp, fsynced and renamed over the original, keeping its base\n"
-	"name and flags (S= and W= are updated). Already encrypted messages are\n"
-	"skipped, so running it again resumes. recovery_key (config) is added as a\n"
-	"second recipient. Tell Dovecot afterwards: --resync-cmd CMD (or\n"
+	"name and flags (S= and W= are updated). A journal in DIR\n"
+	"(" JOURNAL_NAME ") resumes a run that was stopped: messages it\n"
+	"lists as sealed are skipped without being read, one it lists as begun is\n"
+	"examined (already encrypted ones are skipped); it is removed when a run ends\n"
+	"with no failure. recovery_key (config) is added as a second recipient.\n"
+	"Tell Dovecot afterwards: --resync-cmd CMD (or\n"
 	"rekey_resync_cmd) runs with $1 = ADDR, $2 = DIR, e.g.\n"
 	"  --resync-cmd 'doveadm force-resync -u \"$1\" \"*\"'\n"
 	"Exit: 0 all done or skipped, 1 some failed, 2 no key, 64 usage.\n";
@@ -53,7 +60,8 @@ struct job {
 	const char *resync_cmd;
 	char **paths;        /* sub/name relative to maildir */
 	size_t n_paths;
-	size_t done, skipped_enc, failed;
+	struct sg_journal *journal;
+	size_t done, earlier, skipped_enc, failed;
 	struct failure *fails;
 	struct timespec start;
 	bool tty;
@@ -146,13 +154,23 @@ overflow:
 	return sg_strdup(name);
 }
 
+/* Tests only: SEALGATE_TEST_PAUSE_AT=N stops the process (SIGSTOP) just
+ * after the Nth sealed copy took the original's place, before its size
+ * fields and its "done" line, so that a test can kill -9 at that point. */
+static void test_pause(const struct job *j)
+{
+	const char *at = getenv("SEALGATE_TEST_PAUSE_AT");
+	if (at != NULL && strtoull(at, NULL, 10) == j->done + 1)
+		raise(SIGSTOP);
+}
+
 static int write_sealed(struct job *j, const char *rel, const unsigned char *data, size_t len,
 			struct sg_error *err)
 {
-	char *base = sg_maildir_unique();
-	char *tmp = sg_asprintf("%s/tmp/%s", j->maildir, base);
-	char *orig = sg_asprintf("%s/%s", j->maildir, rel);
 	const char *slash = strchr(rel, '/');
+	char *base = sg_maildir_base(slash + 1);
+	char *tmp = sg_asprintf("%s/tmp/%s" TMP_TAG "%ld", j->maildir, base, (long)getpid());
+	char *orig = sg_asprintf("%s/%s", j->maildir, rel);
 	char *sub = sg_strndup(rel, (size_t)(slash - rel));
 	char *cur = NULL, *subdir = NULL, *newname = NULL, *from = NULL, *dst = NULL;
 	const char *now_sub = sub;
@@ -172,6 +190,7 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 		goto out;
 	close(fd);
 	fd = -1;
+	sg_journal_begin(j->journal, slash + 1);
 	/* In place of the original under its own name, in one step (the
 	 * plaintext is gone as the sealed copy appears), following it if the
 	 * mailbox server renamed it meanwhile. Then the size fields; a crash
@@ -183,6 +202,7 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 			sg_error_set(err, "expunged while sealing");
 		goto out;
 	}
+	test_pause(j);
 	subdir = sg_asprintf("%s/%s", j->maildir, now_sub);
 	if (sg_maildir_sync_dir(subdir, err) < 0)
 		goto out;
@@ -197,6 +217,7 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 		if (sg_maildir_sync_dir(subdir, err) < 0)
 			goto out;
 	}
+	sg_journal_done(j->journal, slash + 1, sg_maildir_lf_size(data, len));
 	ret = 1;
 out:
 	if (fd >= 0)
@@ -216,8 +237,10 @@ out:
 }
 
 /* An encrypted file whose S= disagrees with its size (a run stopped between
- * its two renames): put the size fields right. 1 renamed, 0 nothing to do. */
-static int fix_sizes(struct job *j, const char *rel, const struct sg_buf *crlf,
+ * its two renames): put the size fields right; ours (the journal says we
+ * began it): add them when missing, as a finished run would have. 1
+ * renamed, 0 nothing to do. */
+static int fix_sizes(struct job *j, const char *rel, const struct sg_buf *crlf, bool ours,
 		     struct sg_error *err)
 {
 	const char *slash = strchr(rel, '/');
@@ -227,7 +250,7 @@ static int fix_sizes(struct job *j, const char *rel, const struct sg_buf *crlf,
 	char *want = NULL, *from = NULL, *to = NULL;
 	int ret = 0;
 
-	if (sfield == NULL || (size_t)strtoull(sfield + 3, NULL, 10) == lf)
+	if (sfield == NULL ? !ours : (size_t)strtoull(sfield + 3, NULL, 10) == lf)
 		return 0;
 	want = rename_for(name, lf, crlf->len);
 	from = sg_asprintf("%s/%s", j->maildir, rel);
@@ -269,6 +292,28 @@ static char *follow(const struct job *j, const char *rel)
 	return now;
 }
 
+/* Journalled done by an earlier run, and still the file it wrote (same
+ * size: a plaintext put back under the same name, from a backup, is
+ * sealed again, not skipped)? Decided without reading the message. */
+static bool sealed_earlier(const struct job *j, const char *rel, enum sg_journal_state js,
+			   int64_t size)
+{
+	struct stat st;
+	char *path = sg_asprintf("%s/%s", j->maildir, rel), *moved = NULL;
+	bool same = false;
+	if (js != SG_JOURNAL_DONE || size < 0)
+		goto out;
+	if (stat(path, &st) < 0 && (moved = follow(j, rel)) != NULL) {
+		free(path);
+		path = sg_asprintf("%s/%s", j->maildir, moved);
+	}
+	same = stat(path, &st) == 0 && st.st_size == size;
+out:
+	free(path);
+	free(moved);
+	return same;
+}
+
 static void seal_one(struct job *j, const char *rel)
 {
 	char *path = sg_asprintf("%s/%s", j->maildir, rel), *moved = NULL;
@@ -278,8 +323,14 @@ static void seal_one(struct job *j, const char *rel)
 	size_t slen = 0;
 	enum sg_seal_outcome outcome = SG_SEAL_SEALED;
 	enum sg_crypto_status st = SG_CRYPTO_OK;
+	int64_t jsize = -1;
+	enum sg_journal_state js = sg_journal_lookup(j->journal, strchr(rel, '/') + 1, &jsize);
 
 	sg_buf_init(&msg, 2 * MSG_MAX);
+	if (sealed_earlier(j, rel, js, jsize)) {
+		j->earlier++;
+		goto out;
+	}
 	if (read_file(path, &msg, &err) < 0) {
 		if ((moved = follow(j, rel)) == NULL)
 			goto failed;
@@ -297,7 +348,7 @@ static void seal_one(struct job *j, const char *rel)
 		goto failed;
 	}
 	if (outcome == SG_SEAL_ALREADY_ENCRYPTED) {
-		if (fix_sizes(j, rel, &msg, &err) < 0)
+		if (fix_sizes(j, rel, &msg, js != SG_JOURNAL_NONE, &err) < 0)
 			goto failed;
 		j->skipped_enc++;
 		goto out;
@@ -373,8 +424,8 @@ out:
 static void summary(const struct job *j)
 {
 	double t = elapsed(j);
-	printf("seal-mailbox: %zu sealed, %zu skipped (already encrypted), %zu failed, in %.1fs\n",
-	       j->done, j->skipped_enc, j->failed, t);
+	printf("seal-mailbox: %zu sealed, %zu sealed earlier (journal), %zu skipped (already encrypted), "
+	       "%zu failed, in %.1fs\n", j->done, j->earlier, j->skipped_enc, j->failed, t);
 	for (size_t i = 0; i < j->failed; i++)
 		printf("  failed %s: %s\n", j->fails[i].name, j->fails[i].reason);
 }
@@ -436,6 +487,11 @@ int cmd_seal_mailbox(int argc, char **argv)
 	ret = SG_EXIT_FAIL;
 	if (list_sub(&j, "new") < 0 || list_sub(&j, "cur") < 0)
 		goto out;
+	if (sg_journal_open(j.maildir, JOURNAL_NAME, &j.journal, &err) < 0) {
+		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
+		goto out;
+	}
+	sg_journal_remove_leftovers(j.maildir, TMP_TAG);
 	j.tty = isatty(STDERR_FILENO);
 	clock_gettime(CLOCK_MONOTONIC, &j.start);
 	printf("seal-mailbox: %zu message(s) in %s, key %s\n", j.n_paths, j.maildir,
@@ -447,11 +503,14 @@ int cmd_seal_mailbox(int argc, char **argv)
 	}
 	summary(&j);
 	ret = j.failed == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
+	/* complete and clean: nothing to resume; a later run reads everything */
+	sg_journal_close(&j.journal, j.failed == 0);
 	if (j.resync_cmd[0] != '\0' && sg_maildir_resync(j.resync_cmd, argv[optind], j.maildir, &err) < 0) {
 		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
 		ret = SG_EXIT_FAIL;
 	}
 out:
+	sg_journal_close(&j.journal, false);
 	for (size_t i = 0; i < j.n_paths; i++)
 		free(j.paths[i]);
 	free(j.paths);

@@ -1,11 +1,11 @@
 /* CMS RecipientInfo replacement over OpenSSL 3 CMS: the CEK is recovered
  * with the old key and wrapped for the new certificate, nothing else moves. */
 #include "crypto/cms-rewrap.h"
+#include "crypto/ossl-reason.h"
 #include "util/log.h"
 #include "util/mem.h"
 
 #include <openssl/cms.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -27,19 +27,6 @@ void sg_cms_party_free(struct sg_cms_party **pp)
 	*pp = NULL;
 }
 
-static void ossl_reason(struct sg_error *err, const char *what)
-{
-	unsigned long e = ERR_get_error();
-	char buf[256];
-	if (e != 0) {
-		ERR_error_string_n(e, buf, sizeof(buf));
-		sg_error_set(err, "%s: %s", what, buf);
-	} else {
-		sg_error_set(err, "%s", what);
-	}
-	ERR_clear_error();
-}
-
 int sg_cms_party_load(const unsigned char *data, size_t len, const char *passphrase,
 		      bool need_key, struct sg_cms_party **p_r, struct sg_error *err)
 {
@@ -47,7 +34,7 @@ int sg_cms_party_load(const unsigned char *data, size_t len, const char *passphr
 	BIO *bio = BIO_new_mem_buf(data, (int)len);
 	int ret = -1;
 	if (bio == NULL || (p->cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
-		ossl_reason(err, "no PEM certificate");
+		sg_ossl_reason(err, "no PEM certificate");
 		goto out;
 	}
 	if (need_key) {
@@ -55,11 +42,11 @@ int sg_cms_party_load(const unsigned char *data, size_t len, const char *passphr
 		bio = BIO_new_mem_buf(data, (int)len);
 		p->pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)passphrase) : NULL;
 		if (p->pkey == NULL) {
-			ossl_reason(err, "no (or undecryptable) PEM private key");
+			sg_ossl_reason(err, "no (or undecryptable) PEM private key");
 			goto out;
 		}
 		if (X509_check_private_key(p->cert, p->pkey) != 1) {
-			ossl_reason(err, "private key does not match the certificate");
+			sg_ossl_reason(err, "private key does not match the certificate");
 			goto out;
 		}
 	}
@@ -78,7 +65,7 @@ static CMS_ContentInfo *parse_env(const unsigned char *der, size_t len, bool *au
 	const unsigned char *p = der;
 	CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
 	if (cms == NULL) {
-		ossl_reason(err, "not CMS");
+		sg_ossl_reason(err, "not CMS");
 		return NULL;
 	}
 	int nid = OBJ_obj2nid(CMS_get0_type(cms));
@@ -129,7 +116,7 @@ static int decrypt_old(CMS_ContentInfo *cms, const struct sg_cms_party *old_p, b
 			int ok = CMS_RecipientInfo_decrypt(cms, ri);
 			CMS_RecipientInfo_set0_pkey(ri, NULL);
 			if (ok != 1) {
-				ossl_reason(err, "KeyTransRecipientInfo: decrypting the CEK failed");
+				sg_ossl_reason(err, "KeyTransRecipientInfo: decrypting the CEK failed");
 				return -2;
 			}
 			*agree_r = false;
@@ -152,7 +139,7 @@ static int decrypt_old(CMS_ContentInfo *cms, const struct sg_cms_party *old_p, b
 				 CMS_RecipientInfo_kari_decrypt(cms, ri, rek) == 1;
 			CMS_RecipientInfo_kari_set0_pkey(ri, NULL);
 			if (!ok) {
-				ossl_reason(err, "KeyAgreeRecipientInfo: decrypting the CEK failed");
+				sg_ossl_reason(err, "KeyAgreeRecipientInfo: decrypting the CEK failed");
 				return -2;
 			}
 			*agree_r = true;
@@ -170,7 +157,7 @@ static int add_new(CMS_ContentInfo *cms, const struct sg_cms_party *new_p, int a
 	STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(cms);
 	CMS_RecipientInfo *ri = CMS_add1_recipient_cert(cms, new_p->cert, CMS_KEY_PARAM);
 	if (ri == NULL) {
-		ossl_reason(err, "new certificate: cannot make a RecipientInfo");
+		sg_ossl_reason(err, "new certificate: cannot make a RecipientInfo");
 		return -1;
 	}
 	if (CMS_RecipientInfo_type(ri) == CMS_RECIPINFO_AGREE) {
@@ -180,12 +167,12 @@ static int add_new(CMS_ContentInfo *cms, const struct sg_cms_party *new_p, int a
 		EVP_CIPHER_CTX *ctx = CMS_RecipientInfo_kari_get0_ctx(ri);
 		EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
 		if (EVP_EncryptInit_ex(ctx, EVP_aes_256_wrap(), NULL, NULL, NULL) != 1) {
-			ossl_reason(err, "key wrap setup");
+			sg_ossl_reason(err, "key wrap setup");
 			return -1;
 		}
 	}
 	if (CMS_RecipientInfo_encrypt(cms, ri) != 1) {
-		ossl_reason(err, "new certificate: encrypting the CEK failed");
+		sg_ossl_reason(err, "new certificate: encrypting the CEK failed");
 		return -1;
 	}
 	int last = sk_CMS_RecipientInfo_num(ris) - 1;
@@ -243,7 +230,7 @@ int sg_cms_rewrap(const unsigned char *der, size_t len, const struct sg_cms_part
 	info_r->recipients = (size_t)sk_CMS_RecipientInfo_num(ris);
 	int n = i2d_CMS_ContentInfo(cms, &enc);
 	if (n <= 0) {
-		ossl_reason(err, "DER encoding failed");
+		sg_ossl_reason(err, "DER encoding failed");
 		goto out;
 	}
 	/* The content must come out exactly as it went in (parse both). */

@@ -3,15 +3,13 @@ folder) re-keyed in place, names keep base and flags with S=/W= fixed;
 kill -9 in the middle and a second run: none lost, none duplicated, all
 readable with the new key only."""
 import os
-import signal
-import subprocess
-import time
 
 import pytest
 
 from conftest import SEALGATE_BIN, run
 from pgphelp import gpg, kill_agent, pgp_mime
 from rekeyhelp import dearmor, packets, pkesk_keyids
+from walkhelp import journal_done, kill9_after
 
 N = 400
 
@@ -127,19 +125,8 @@ def test_kill9_then_resume(keys, tmp_path):
     root = str(tmp_path / "Maildir")
     make_maildir(root, keys, N)
     journal = os.path.join(root, ".sealgate-rekey.journal")
-    with open(tmp_path / "out", "wb") as o, open(tmp_path / "err", "wb") as e:
-        p = subprocess.Popen(rekey_cmd(keys, root), stdout=o, stderr=e)
-    deadline = time.monotonic() + 60
-    killed = False
-    while time.monotonic() < deadline and p.poll() is None:
-        if os.path.exists(journal) and open(journal).read().count("done ") >= N // 5:
-            os.kill(p.pid, signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.005)
-    p.wait()
-    assert killed, "finished before it could be killed; make N larger"
-    done_first = open(journal).read().count("done ")
+    kill9_after(rekey_cmd(keys, root), journal, N // 5, str(tmp_path))
+    done_first = len(journal_done(journal))
     assert done_first < N
     r = run(rekey_cmd(keys, root), timeout=300)
     assert r.returncode == 0, r.stderr

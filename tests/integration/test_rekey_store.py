@@ -186,3 +186,20 @@ def test_large_message_patched_in_place(sealgate_bin, world):
                 gpg_decrypt(w["old_sec"], out)
     finally:
         kill_agent(rsa_home)
+
+
+def test_store_new_with_secret_key(sealgate_bin, world):
+    """--store-new given the new *secret* key (with --from-store): it is
+    sealed into the store as well, so `unseal` with the store's keys (no
+    --key) opens the re-keyed mail."""
+    w = world
+    r = run([sealgate_bin, "rekey", ADDR, "--from-store", "--new-key", w["new_sec"],
+             "--store-new", "--maildir", w["md"], "--state-dir", w["state"],
+             "--master-key", w["mk"]])
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "(its private key stored sealed)" in err, err
+    for p in maildir_files(w["md"]):
+        u = run([sealgate_bin, "unseal", "--state-dir", w["state"], "--master-key", w["mk"]],
+                input=open(p, "rb").read())
+        assert u.returncode == 0 and b"stored body" in u.stdout, (p, u.stderr)

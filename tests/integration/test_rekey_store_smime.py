@@ -6,12 +6,14 @@ opens every message, the old key opens none, each message has exactly one
 RecipientInfo, and the encryptedContent bytes are unchanged."""
 import base64
 import os
+import re
+import smtplib
 import subprocess
 
 import pytest
 
 from conftest import run
-from deliver_helpers import maildir_files, sealgate_ok
+from deliver_helpers import DeliverGateway, maildir_files, sealgate_ok
 from rekeyhelp import cms_encrypted_parts, recipient_count
 from smime_pki import self_signed
 
@@ -99,3 +101,88 @@ def test_smime_from_store_wrong_master_key(sealgate_bin, world, tmp_path):
              "--maildir", w["md"], "--state-dir", w["state"], "--master-key", other])
     assert r.returncode != 0, r.stderr
     assert {p: open(p, "rb").read() for p in maildir_files(w["md"])} == snapshot
+
+
+def store_fprs(bin, w):
+    """Fingerprints of ADDR's keys in the store (`key list`)."""
+    out = run([bin, "key", "list", ADDR, "--state-dir", w["state"]]).stdout.decode()
+    return set(re.findall(r"\b[0-9A-F]{40,64}\b", out))
+
+
+def unseal_from_store(bin, w, path):
+    """`sealgate unseal` with no --key: the store's sealed secret keys."""
+    r = run([bin, "unseal", "--state-dir", w["state"], "--master-key", w["mk"]],
+            input=open(path, "rb").read())
+    return r.stdout if r.returncode == 0 else None
+
+
+def test_store_new_smime(sealgate_bin, world):
+    """--store-new with a new certificate + private key: the new certificate
+    becomes ADDR's S/MIME key (delivery seals to it) and the new private key
+    its sealed secret (unseal from the store opens re-keyed and new mail).
+    Fails when the store update is skipped: delivery would still seal to the
+    old certificate, and the store could open none of the re-keyed mail."""
+    w = world
+    old_fprs = store_fprs(sealgate_bin, w)
+    assert len(old_fprs) == 1, old_fprs
+    r = run([sealgate_bin, "rekey", ADDR, "--from-store", "--new-key", w["new"].pem, "--store-new",
+             "--maildir", w["md"], "--state-dir", w["state"], "--master-key", w["mk"]])
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert f"{N} done, 0 done earlier, 0 skipped, 0 failed" in err, err
+    assert "the store now seals to S/MIME" in err and "private key stored sealed" in err, err
+    new_fprs = store_fprs(sealgate_bin, w)
+    assert len(new_fprs) == 1 and not new_fprs & old_fprs, (old_fprs, new_fprs)
+    # (a) openssl cms: the new key opens every message, the old key none
+    files = maildir_files(w["md"])
+    assert len(files) == N
+    for p in files:
+        assert b"stored body" in opens(w["new"].crt, w["new"].key, p), p
+        assert opens(w["old_crt"], w["old_key"], p) is None, p
+    # (b) a fresh delivery through the gateway is sealed to the new certificate
+    gw = DeliverGateway(sealgate_bin, w["tmp"], f"deliver_maildir = {w['tmp']}/mail/%n/Maildir\n"
+                        "deliver_format = smime\n")
+    gw.start()
+    try:
+        l = smtplib.LMTP("127.0.0.1", gw.port)
+        try:
+            l.sendmail("bob@b.test", [ADDR], b"From: bob@b.test\r\nTo: " + ADDR.encode() +
+                       b"\r\nSubject: after\r\n\r\nfresh delivery body\r\n")
+        finally:
+            l.close()
+    finally:
+        assert gw.stop() == 0, gw.log()
+    fresh = maildir_files(f"{w['tmp']}/mail/carol/Maildir")
+    assert len(fresh) == 1, gw.log()
+    assert b"application/pkcs7-mime" in open(fresh[0], "rb").read()
+    assert b"fresh delivery body" in opens(w["new"].crt, w["new"].key, fresh[0])
+    assert opens(w["old_crt"], w["old_key"], fresh[0]) is None
+    # (c) unseal with the store's keys opens the re-keyed and the new mail
+    for p in files + fresh:
+        got = unseal_from_store(sealgate_bin, w, p)
+        assert got is not None and b"body" in got, p
+    # a second S/MIME re-key from the store takes the stored new key as the old one
+    newer = self_signed(w["tmp"], "newer", ADDR, "ec")
+    r = run([sealgate_bin, "rekey", ADDR, "--from-store", "--new-key", newer.crt,
+             "--maildir", w["md"], "--state-dir", w["state"], "--master-key", w["mk"]])
+    assert r.returncode == 0 and f"{N} done,".encode() in r.stderr, r.stderr
+    assert all(b"stored body" in opens(newer.crt, newer.key, p) for p in maildir_files(w["md"]))
+
+
+def test_store_new_smime_refusals(sealgate_bin, world):
+    """Checked before the walk, nothing touched: a certificate that does not
+    name ADDR, and a private key that does not match the certificate."""
+    w = world
+    snapshot = {p: open(p, "rb").read() for p in maildir_files(w["md"])}
+    before = store_fprs(sealgate_bin, w)
+    other = self_signed(w["tmp"], "other", "dave@example.test", "rsa")
+    mismatched = os.path.join(w["tmp"], "mismatched.pem")
+    with open(mismatched, "wb") as f:
+        f.write(open(w["new"].crt, "rb").read() + open(other.key, "rb").read())
+    for key, why in ((other.pem, b"does not name <carol@example.test>"),
+                     (mismatched, b"does not match the certificate")):
+        r = run([sealgate_bin, "rekey", ADDR, "--from-store", "--new-key", key, "--store-new",
+                 "--maildir", w["md"], "--state-dir", w["state"], "--master-key", w["mk"]])
+        assert r.returncode == 3 and why in r.stderr, r.stderr
+    assert {p: open(p, "rb").read() for p in maildir_files(w["md"])} == snapshot
+    assert store_fprs(sealgate_bin, w) == before

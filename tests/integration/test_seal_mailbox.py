@@ -10,6 +10,8 @@ import subprocess
 from conftest import run
 from deliver_helpers import gpg_decrypt, outer_headers, pgp_user
 
+JOURNAL = ".sealgate-seal-mailbox.journal"
+
 PLAIN = [
     ("cur", "1600000000.M1P1.host,S=99:2,FS",
      b"From: x@y.test\nTo: alice@example.test\nSubject: old one\n\nold body\n"),
@@ -52,7 +54,7 @@ def test_seal_mailbox_in_place_and_resumable(sealgate_bin, tmp_path):
              "--state-dir", state])
     out = r.stdout.decode()
     assert r.returncode == 1, (out, r.stderr)   # one message could not be sealed
-    assert "3 sealed, 1 skipped (already encrypted), 1 failed" in out, out
+    assert "3 sealed, 0 sealed earlier (journal), 1 skipped (already encrypted), 1 failed" in out, out
     assert re.search(r"failed cur/1600000003\.M4P1\.host:2,S: malformed", out), out
     assert fpr in out
 
@@ -80,25 +82,34 @@ def test_seal_mailbox_in_place_and_resumable(sealgate_bin, tmp_path):
     assert open(os.path.join(md, "cur", "1600000003.M4P1.host:2,S"), "rb").read() == \
         b"this is not a message\n"
 
-    # Resumable: a second run seals nothing more and changes nothing.
+    # Resumable: a run with a failure keeps its journal; the second run
+    # skips the three it sealed without reading them, seals nothing more
+    # and changes nothing.
+    assert os.path.exists(os.path.join(md, JOURNAL))
     before = {n: open(os.path.join(md, s, n), "rb").read() for s in ("new", "cur")
               for n in os.listdir(os.path.join(md, s))}
     r = run([sealgate_bin, "seal-mailbox", "alice@example.test", "--maildir", md,
              "--state-dir", state])
-    assert "0 sealed, 4 skipped (already encrypted), 1 failed" in r.stdout.decode(), r.stdout
+    assert "0 sealed, 3 sealed earlier (journal), 1 skipped (already encrypted), 1 failed" \
+        in r.stdout.decode(), r.stdout
     after = {n: open(os.path.join(md, s, n), "rb").read() for s in ("new", "cur")
              for n in os.listdir(os.path.join(md, s))}
     assert before == after
 
     # A run stopped between its two renames leaves a sealed file with stale
-    # size fields under the original name: the next run puts them right.
+    # size fields under the original name, journalled "begin" but not
+    # "done": the next run reads it, finds it sealed (not sealed twice) and
+    # puts the size fields right.
     name = [n for n in os.listdir(os.path.join(md, "new")) if n.startswith("1600000001.")][0]
     stale = "1600000001.M2P1.host,S=61,W=65"
     os.rename(os.path.join(md, "new", name), os.path.join(md, "new", stale))
+    with open(os.path.join(md, JOURNAL), "a") as f:
+        f.write("begin 1600000001.M2P1.host\n")
     r = run([sealgate_bin, "seal-mailbox", "alice@example.test", "--maildir", md,
              "--state-dir", state])
-    assert "0 sealed, 4 skipped" in r.stdout.decode(), r.stdout
+    assert "0 sealed, 2 sealed earlier (journal), 2 skipped" in r.stdout.decode(), r.stdout
     assert os.listdir(os.path.join(md, "new")) == [name]
+    assert open(os.path.join(md, "new", name), "rb").read() == before[name]
 
 
 def test_seal_mailbox_progress_on_a_tty_and_errors(sealgate_bin, tmp_path):
@@ -148,7 +159,9 @@ def test_seal_mailbox_follows_renames(sealgate_bin, tmp_path):
             pass
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, (out, err)
-    assert b"%d sealed, 0 skipped (already encrypted), 0 failed" % n in out, out
+    assert b"%d sealed, 0 sealed earlier (journal), 0 skipped (already encrypted), 0 failed" % n \
+        in out, out
+    assert not os.path.exists(os.path.join(md, JOURNAL))   # a clean run leaves none
     files = [os.path.join(md, s, f) for s in ("new", "cur") for f in os.listdir(os.path.join(md, s))]
     assert len(files) == n
     bases = set()
