@@ -1,7 +1,7 @@
 /* Unit tests for deliver/journal.c: what a re-run reads back (the last
  * line for a base name counts, names with flags and sizes find their base,
- * a line cut short by a kill is ignored), the lock against a second run,
- * removal after a clean run, and tmp/ leftovers. */
+ * a line cut short by a kill is ignored, Maildir++ folders kept apart), the
+ * lock against a second run, removal after a clean run, and tmp/ leftovers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -42,6 +42,18 @@ static void write_text(const char *dir, const char *name, const char *text)
 	fputs(text, f);
 	fclose(f);
 	free(p);
+}
+
+static char *read_text(const char *dir, const char *name)
+{
+	char *p = sg_asprintf("%s/%s", dir, name);
+	FILE *f = fopen(p, "r");
+	char *text = sg_calloc(1, 4096);
+	assert_non_null(f);
+	(void)!fread(text, 1, 4095, f);
+	fclose(f);
+	free(p);
+	return text;
 }
 
 static bool exists(const char *dir, const char *name)
@@ -115,6 +127,45 @@ static void test_last_line_counts(void **state)
 	}
 }
 
+/* Maildir++ folders: the same base name in the root and in .Sent (Dovecot's
+ * COPY hard-links under the base name) are two entries; a folder name with
+ * a space or '%' is escaped so the line still parses; a journal of an
+ * older version (bare base names) is read as the root folder's. */
+static void test_folders(void **state)
+{
+	const char *dir = *state;
+	struct sg_journal *j = open_ok(dir);
+	int64_t size = 0;
+	sg_journal_begin(j, ".Sent/1.M1P1.host:2,S");
+	sg_journal_done(j, ".Sent/1.M1P1.host:2,S", 11);
+	sg_journal_begin(j, ".Sent Items/2.M2P1.host");
+	sg_journal_done(j, ".Sent Items/2.M2P1.host", 22);
+	sg_journal_begin(j, ".100%/3.M3P1.host");
+	sg_journal_close(&j, false);
+
+	char *text = read_text(dir, NAME);
+	assert_non_null(strstr(text, "done .Sent%20Items/2.M2P1.host 22\n"));
+	assert_non_null(strstr(text, "begin .100%25/3.M3P1.host\n"));
+	free(text);
+	j = open_ok(dir);
+	assert_int_equal(sg_journal_lookup(j, ".Sent/1.M1P1.host,S=5", &size), SG_JOURNAL_DONE);
+	assert_int_equal(size, 11);
+	assert_int_equal(sg_journal_lookup(j, "1.M1P1.host:2,S", &size), SG_JOURNAL_NONE);
+	assert_int_equal(sg_journal_lookup(j, ".Drafts/1.M1P1.host", NULL), SG_JOURNAL_NONE);
+	assert_int_equal(sg_journal_lookup(j, ".Sent Items/2.M2P1.host:2,", &size), SG_JOURNAL_DONE);
+	assert_int_equal(size, 22);
+	assert_int_equal(sg_journal_lookup(j, ".Sent/2.M2P1.host", NULL), SG_JOURNAL_NONE);
+	assert_int_equal(sg_journal_lookup(j, ".100%/3.M3P1.host", NULL), SG_JOURNAL_BEGUN);
+	sg_journal_close(&j, true);
+
+	write_text(dir, NAME, "begin 4.M4P1.host\ndone 4.M4P1.host 44\n");
+	j = open_ok(dir);
+	assert_int_equal(sg_journal_lookup(j, "4.M4P1.host:2,S", &size), SG_JOURNAL_DONE);
+	assert_int_equal(size, 44);
+	assert_int_equal(sg_journal_lookup(j, ".Sent/4.M4P1.host:2,S", NULL), SG_JOURNAL_NONE);
+	sg_journal_close(&j, true);
+}
+
 /* The lock: a second open of the same journal is refused, with the reason. */
 static void test_second_run_refused(void **state)
 {
@@ -152,6 +203,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_last_line_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_folders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_run_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leftovers, setup, teardown),
 	};
