@@ -9,15 +9,12 @@ import imaplib
 import os
 import re
 import shutil
-import signal
-import subprocess
-import time
 
 import pytest
 
 from conftest import run
 from deliver_helpers import Dovecot, gpg_decrypt, pgp_user, smime_user
-from walkhelp import journal_done, kill9_after
+from walkhelp import journal_done, kill9_after, kill9_at_pause
 
 ADDR = "alice@example.test"
 JOURNAL = ".sealgate-seal-mailbox.journal"
@@ -174,17 +171,6 @@ def test_leftovers_cleaned_per_folder(sealgate_bin, mailbox):
     assert open(other, "rb").read() == b"delivery in progress"
 
 
-def wait_stopped(p):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert p.poll() is None, "exited instead of pausing"
-        with open(f"/proc/{p.pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                return
-        time.sleep(0.005)
-    raise AssertionError("did not pause")
-
-
 def test_same_base_in_two_folders_is_two_journal_entries(sealgate_bin, mailbox):
     """Stopped after .Lists.foo's copy of 1600000002 was journalled done;
     then a plaintext of exactly that sealed size appears in the root under
@@ -192,15 +178,7 @@ def test_same_base_in_two_folders_is_two_journal_entries(sealgate_bin, mailbox):
     sealed and skip it unread: keyed by folder, it is sealed."""
     m, md = mailbox, mailbox["md"]
     # listing order: .Drafts, .Lists.foo (1600000002, 1600000006), .Sent, root
-    env = dict(os.environ, SEALGATE_TEST_PAUSE_AT="4")
-    with open(os.path.join(m["tmp"], "out1"), "wb") as o, \
-            open(os.path.join(m["tmp"], "err1"), "wb") as e:
-        p = subprocess.Popen(cmd(sealgate_bin, m), stdout=o, stderr=e, env=env)
-    try:
-        wait_stopped(p)
-    finally:
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+    kill9_at_pause(cmd(sealgate_bin, m), 4, m["tmp"])
     done = journal_done(os.path.join(md, JOURNAL))
     assert ".Lists.foo/1600000002.M2P1.host" in done, done
     sealed = find(md, ".Lists.foo", "cur", "1600000002.M2P1.host")

@@ -14,22 +14,7 @@
 #include "deliver/folders.h"
 #include "util/mem.h"
 
-static int setup(void **state)
-{
-	char tmpl[] = "/tmp/sg-folders-XXXXXX";
-	assert_non_null(mkdtemp(tmpl));
-	*state = sg_strdup(tmpl);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char *cmd = sg_asprintf("rm -rf '%s'", (char *)*state);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(*state);
-	return 0;
-}
+#include "tmpdir.h"
 
 static void mk(const char *root, const char *rel)
 {
@@ -45,14 +30,6 @@ static void touch(const char *root, const char *rel)
 	assert_non_null(f);
 	fclose(f);
 	free(p);
-}
-
-static bool exists(const char *root, const char *rel)
-{
-	char *p = sg_asprintf("%s/%s", root, rel);
-	bool e = access(p, F_OK) == 0;
-	free(p);
-	return e;
 }
 
 static void test_list_all(void **state)
@@ -87,9 +64,9 @@ static void test_list_all(void **state)
 	for (size_t i = 0; i < n; i++)
 		assert_string_equal(rels[i], want[i]);
 	/* each folder's tmp/ cleaned of our leftovers only */
-	assert_false(exists(root, "tmp/9.M9P1.host.sealgate-seal-77"));
-	assert_false(exists(root, ".Sent/tmp/1.M1P1.host.sealgate-seal-77"));
-	assert_true(exists(root, ".Sent/tmp/8.M8P1.otherhost"));
+	assert_false(tmpdir_exists(root, "tmp/9.M9P1.host.sealgate-seal-77"));
+	assert_false(tmpdir_exists(root, ".Sent/tmp/1.M1P1.host.sealgate-seal-77"));
+	assert_true(tmpdir_exists(root, ".Sent/tmp/8.M8P1.otherhost"));
 	sg_maildir_rels_free(&rels, &n);
 	assert_null(rels);
 	assert_int_equal(n, 0);
@@ -139,8 +116,8 @@ static void test_rel_split(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_list_all, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_not_a_maildir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_all, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_not_a_maildir, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test(test_rel_split),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

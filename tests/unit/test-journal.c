@@ -15,24 +15,9 @@
 #include "deliver/journal.h"
 #include "util/mem.h"
 
+#include "tmpdir.h"
+
 #define NAME ".test.journal"
-
-static int setup(void **state)
-{
-	char tmpl[] = "/tmp/sg-journal-XXXXXX";
-	assert_non_null(mkdtemp(tmpl));
-	*state = sg_strdup(tmpl);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char *cmd = sg_asprintf("rm -rf '%s'", (char *)*state);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(*state);
-	return 0;
-}
 
 static void write_text(const char *dir, const char *name, const char *text)
 {
@@ -54,14 +39,6 @@ static char *read_text(const char *dir, const char *name)
 	fclose(f);
 	free(p);
 	return text;
-}
-
-static bool exists(const char *dir, const char *name)
-{
-	char *p = sg_asprintf("%s/%s", dir, name);
-	bool e = access(p, F_OK) == 0;
-	free(p);
-	return e;
 }
 
 static struct sg_journal *open_ok(const char *dir)
@@ -93,7 +70,7 @@ static void test_round_trip(void **state)
 	assert_int_equal(sg_journal_lookup(j, "2.M2P1.host:2,", &size), SG_JOURNAL_BEGUN);
 	assert_int_equal(sg_journal_lookup(j, "3.M3P1.host", NULL), SG_JOURNAL_NONE);
 	sg_journal_close(&j, true);
-	assert_false(exists(dir, NAME));
+	assert_false(tmpdir_exists(dir, NAME));
 }
 
 /* Table: journal text -> state of base "a" (and its size when done). */
@@ -191,21 +168,21 @@ static void test_leftovers(void **state)
 	write_text(dir, "tmp/3.M3P1.mx.sealgate-seal-1a", "a host name with the tag");
 	write_text(dir, "tmp/4.M4P1.host.sealgate-seal-", "no pid");
 	sg_journal_remove_leftovers(dir, ".sealgate-seal-");
-	assert_false(exists(dir, "tmp/1.M1P1.host,S=9:2,S.sealgate-seal-123"));
-	assert_true(exists(dir, "tmp/2.M2P1.host"));
-	assert_true(exists(dir, "tmp/3.M3P1.mx.sealgate-seal-1a"));
-	assert_true(exists(dir, "tmp/4.M4P1.host.sealgate-seal-"));
+	assert_false(tmpdir_exists(dir, "tmp/1.M1P1.host,S=9:2,S.sealgate-seal-123"));
+	assert_true(tmpdir_exists(dir, "tmp/2.M2P1.host"));
+	assert_true(tmpdir_exists(dir, "tmp/3.M3P1.mx.sealgate-seal-1a"));
+	assert_true(tmpdir_exists(dir, "tmp/4.M4P1.host.sealgate-seal-"));
 	free(tmp);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_last_line_counts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_folders, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_second_run_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_leftovers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_round_trip, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_last_line_counts, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_folders, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_second_run_refused, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_leftovers, tmpdir_setup, tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
