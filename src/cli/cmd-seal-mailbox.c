@@ -13,7 +13,6 @@
 #include "util/log.h"
 #include "util/mem.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
