@@ -5,6 +5,7 @@
 #include "crypto/cms-rewrap.h"
 #include "crypto/pgp-rewrap.h"
 #include "crypto/x509-parts.h"
+#include "deliver/folders.h"
 #include "deliver/journal.h"
 #include "deliver/maildir.h"
 #include "keys/keystore.h"
@@ -616,10 +617,15 @@ struct walk {
 	struct timespec t0;
 };
 
-
-static int cmp_str(const void *a, const void *b)
+/* The journal's name for a message: "NAME" in the root folder,
+ * ".Sent/NAME" in a sub-folder (journal.h: equal base names in two
+ * folders are two entries). folder: the full path. Owned. */
+static char *journal_name(const struct walk *w, const char *folder, const char *name)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	size_t rl = strlen(w->root);
+	if (strncmp(folder, w->root, rl) == 0 && folder[rl] == '/')
+		return sg_asprintf("%s/%s", folder + rl + 1, name);
+	return sg_strdup(name);
 }
 
 /* New name: the same base and flags with S= (file size) and W= (size with
@@ -723,6 +729,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 	char *tmp = sg_asprintf("%s/tmp/%s" TMP_TAG "%ld", folder, name, (long)getpid());
 	char *path = sg_asprintf("%s/%s/%s", folder, sub, name);
 	char *cur = NULL, *dir = NULL, *nn = NULL, *npath = NULL;
+	char *jname = journal_name(w, folder, name);
 	struct sg_error err = SG_ERROR_INIT;
 	int ret = -1;
 	struct stat st;
@@ -731,7 +738,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		*why_r = "writing tmp/ file failed";
 		goto out;
 	}
-	sg_journal_begin(w->journal, name);
+	sg_journal_begin(w->journal, jname);
 	int r = sg_maildir_replace(folder, sub, name, tmp, &sub, &cur, &err);
 	if (r <= 0) {
 		*why_r = r == 0 ? "expunged meanwhile" : "replacing the file failed";
@@ -747,10 +754,11 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		goto out;
 	}
 	fsync_dir(dir);
-	sg_journal_done(w->journal, name, len);
+	sg_journal_done(w->journal, jname, len);
 	ret = 1;
 out:
 	sg_error_clear(&err);
+	free(jname);
 	free(tmp);
 	free(path);
 	free(cur);
@@ -802,7 +810,10 @@ static void one_message(struct walk *w, const char *rel)
 	} else if (r == 0) {
 		/* the journal only names it: a re-keyed message is skipped
 		 * anyway, the old key being no recipient any more */
-		if (sg_journal_lookup(w->journal, name, NULL) != SG_JOURNAL_NONE) {
+		char *jname = journal_name(w, folder, name);
+		bool earlier = sg_journal_lookup(w->journal, jname, NULL) != SG_JOURNAL_NONE;
+		free(jname);
+		if (earlier) {
 			w->n_earlier++;
 		} else {
 			w->n_skip++;
@@ -822,46 +833,24 @@ out:
 	free(moved);
 }
 
-static void list_sub(struct walk *w, const char *folder, const char *sub)
+/* The root folder and Maildir++ sub-folders (".Name"), listed by the walk
+ * seal-mailbox shares; the tmp/ leftovers of a killed run in each go. */
+static int list_all(struct walk *w)
 {
-	char *dir = sg_asprintf("%s/%s", folder, sub);
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d != NULL && (de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		w->paths = sg_reallocarray(w->paths, w->n_paths + 1, sizeof(*w->paths));
-		w->paths[w->n_paths++] = sg_asprintf("%s/%s", dir, de->d_name);
-	}
-	if (d != NULL)
-		closedir(d);
-	free(dir);
-}
+	struct sg_error err = SG_ERROR_INIT;
+	char **rels = NULL;
+	size_t n = 0;
+	int ret = sg_maildir_list_all(w->root, TMP_TAG, &rels, &n, &err);
 
-/* The root folder and Maildir++ sub-folders (".Name"); the tmp/ leftovers
- * of a killed run in each go. */
-static void list_all(struct walk *w)
-{
-	sg_journal_remove_leftovers(w->root, TMP_TAG);
-	list_sub(w, w->root, "cur");
-	list_sub(w, w->root, "new");
-	DIR *d = opendir(w->root);
-	struct dirent *de;
-	while (d != NULL && (de = readdir(d)) != NULL) {
-		if (de->d_name[0] != '.' || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		char *f = sg_asprintf("%s/%s", w->root, de->d_name);
-		struct stat st;
-		if (stat(f, &st) == 0 && S_ISDIR(st.st_mode)) {
-			sg_journal_remove_leftovers(f, TMP_TAG);
-			list_sub(w, f, "cur");
-			list_sub(w, f, "new");
-		}
-		free(f);
-	}
-	if (d != NULL)
-		closedir(d);
-	qsort(w->paths, w->n_paths, sizeof(*w->paths), cmp_str);
+	if (ret < 0)
+		fprintf(stderr, "sealgate rekey: %s\n", sg_error_msg(&err));
+	/* one_message() reads "folder/cur/name": the full path */
+	w->paths = sg_reallocarray(NULL, n > 0 ? n : 1, sizeof(*w->paths));
+	for (size_t i = 0; i < n; i++)
+		w->paths[w->n_paths++] = sg_asprintf("%s/%s", w->root, rels[i]);
+	sg_maildir_rels_free(&rels, &n);
+	sg_error_clear(&err);
+	return ret;
 }
 
 static double elapsed(const struct timespec *t0)
@@ -968,7 +957,8 @@ int cmd_rekey(int argc, char **argv)
 		sg_error_clear(&jerr);
 		goto out;
 	}
-	list_all(&w);
+	if (list_all(&w) < 0)
+		goto out;
 	clock_gettime(CLOCK_MONOTONIC, &w.t0);
 	for (size_t i = 0; i < w.n_paths; i++) {
 		progress(&w, i);

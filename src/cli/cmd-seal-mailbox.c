@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "deliver/deliver.h"
+#include "deliver/folders.h"
 #include "deliver/journal.h"
 #include "deliver/maildir.h"
 #include "keys/lookup.h"
@@ -12,7 +13,6 @@
 #include "util/log.h"
 #include "util/mem.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -34,10 +34,11 @@ static const char usage[] =
 	"                             [-c FILE] [--state-dir DIR] [--store SPEC] [--subject TEXT]\n"
 	"                             [--resync-cmd CMD]\n"
 	"\n"
-	"Seal every not yet encrypted message in DIR/new and DIR/cur to ADDR's key\n"
+	"Seal every not yet encrypted message in DIR/new and DIR/cur and in every\n"
+	"Maildir++ sub-folder (DIR/.Sent, DIR/.Lists.foo, ...) to ADDR's key\n"
 	"(--key FILE, else the key store), one message at a time: the sealed copy is\n"
-	"written to DIR/tmp, fsynced and renamed over the original, keeping its base\n"
-	"name and flags (S= and W= are updated). A journal in DIR\n"
+	"written to its folder's tmp/, fsynced and renamed over the original, keeping\n"
+	"its base name and flags (S= and W= are updated). A journal in DIR\n"
 	"(" JOURNAL_NAME ") resumes a run that was stopped: messages it\n"
 	"lists as sealed are skipped without being read, one it lists as begun is\n"
 	"examined (already encrypted ones are skipped); it is removed when a run ends\n"
@@ -52,14 +53,23 @@ struct failure {
 	char *reason;
 };
 
+struct folder_count {
+	char *name;          /* "" the root (INBOX), ".Sent" */
+	size_t done, earlier, skipped_enc, failed;
+};
+
 struct job {
-	const char *maildir;
+	const char *root;    /* the Maildir (--maildir) */
+	const char *maildir; /* the folder of the message at hand: root or root/.Name */
+	const char *folder;  /* its name: "" or ".Name" */
 	struct sg_key *key;
 	struct sg_key *recovery;  /* recovery_key or NULL */
 	const char *subject;
 	const char *resync_cmd;
-	char **paths;        /* sub/name relative to maildir */
+	char **paths;        /* [.Folder/]sub/name relative to root */
 	size_t n_paths;
+	struct folder_count *folders;
+	size_t n_folders;
 	struct sg_journal *journal;
 	size_t done, earlier, skipped_enc, failed;
 	struct failure *fails;
@@ -67,26 +77,11 @@ struct job {
 	bool tty;
 };
 
-static int list_sub(struct job *j, const char *sub)
+/* The journal's name for the message name of the folder at hand:
+ * "NAME" in the root, ".Sent/NAME" in a sub-folder (journal.h). Owned. */
+static char *journal_name(const struct job *j, const char *name)
 {
-	char *dir = sg_asprintf("%s/%s", j->maildir, sub);
-	DIR *d = opendir(dir);
-	struct dirent *e;
-
-	if (d == NULL) {
-		fprintf(stderr, "sealgate seal-mailbox: %s: %s\n", dir, strerror(errno));
-		free(dir);
-		return -1;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.')
-			continue;
-		j->paths = sg_reallocarray(j->paths, j->n_paths + 1, sizeof(*j->paths));
-		j->paths[j->n_paths++] = sg_asprintf("%s/%s", sub, e->d_name);
-	}
-	closedir(d);
-	free(dir);
-	return 1;
+	return j->folder[0] != '\0' ? sg_asprintf("%s/%s", j->folder, name) : sg_strdup(name);
 }
 
 static int read_file(const char *path, struct sg_buf *crlf, struct sg_error *err)
@@ -173,6 +168,7 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 	char *orig = sg_asprintf("%s/%s", j->maildir, rel);
 	char *sub = sg_strndup(rel, (size_t)(slash - rel));
 	char *cur = NULL, *subdir = NULL, *newname = NULL, *from = NULL, *dst = NULL;
+	char *jname = journal_name(j, slash + 1);
 	const char *now_sub = sub;
 	int fd = -1, ret = -1;
 	struct stat st;
@@ -190,7 +186,7 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 		goto out;
 	close(fd);
 	fd = -1;
-	sg_journal_begin(j->journal, slash + 1);
+	sg_journal_begin(j->journal, jname);
 	/* In place of the original under its own name, in one step (the
 	 * plaintext is gone as the sealed copy appears), following it if the
 	 * mailbox server renamed it meanwhile. Then the size fields; a crash
@@ -217,7 +213,7 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 		if (sg_maildir_sync_dir(subdir, err) < 0)
 			goto out;
 	}
-	sg_journal_done(j->journal, slash + 1, sg_maildir_lf_size(data, len));
+	sg_journal_done(j->journal, jname, sg_maildir_lf_size(data, len));
 	ret = 1;
 out:
 	if (fd >= 0)
@@ -225,6 +221,7 @@ out:
 	if (ret < 0)
 		unlink(tmp); /* already gone once replaced */
 	free(base);
+	free(jname);
 	free(tmp);
 	free(orig);
 	free(sub);
@@ -270,7 +267,7 @@ static int fix_sizes(struct job *j, const char *rel, const struct sg_buf *crlf, 
 static void add_failure(struct job *j, const char *rel, const char *reason)
 {
 	j->fails = sg_reallocarray(j->fails, j->failed + 1, sizeof(*j->fails));
-	j->fails[j->failed].name = sg_strdup(rel);
+	j->fails[j->failed].name = journal_name(j, rel); /* relative to the root */
 	j->fails[j->failed++].reason = sg_strdup(reason);
 }
 
@@ -314,7 +311,7 @@ out:
 	return same;
 }
 
-static void seal_one(struct job *j, const char *rel)
+static void seal_in_folder(struct job *j, const char *rel)
 {
 	char *path = sg_asprintf("%s/%s", j->maildir, rel), *moved = NULL;
 	struct sg_buf msg;
@@ -324,7 +321,8 @@ static void seal_one(struct job *j, const char *rel)
 	enum sg_seal_outcome outcome = SG_SEAL_SEALED;
 	enum sg_crypto_status st = SG_CRYPTO_OK;
 	int64_t jsize = -1;
-	enum sg_journal_state js = sg_journal_lookup(j->journal, strchr(rel, '/') + 1, &jsize);
+	char *jname = journal_name(j, strchr(rel, '/') + 1);
+	enum sg_journal_state js = sg_journal_lookup(j->journal, jname, &jsize);
 
 	sg_buf_init(&msg, 2 * MSG_MAX);
 	if (sealed_earlier(j, rel, js, jsize)) {
@@ -361,10 +359,43 @@ failed:
 	add_failure(j, rel, sg_error_msg(&err));
 out:
 	free(sealed);
+	free(jname);
 	free(path);
 	free(moved);
 	sg_buf_free(&msg);
 	sg_error_clear(&err);
+}
+
+static struct folder_count *folder_count(struct job *j, const char *folder)
+{
+	for (size_t i = 0; i < j->n_folders; i++)
+		if (strcmp(j->folders[i].name, folder) == 0)
+			return &j->folders[i];
+	j->folders = sg_reallocarray(j->folders, j->n_folders + 1, sizeof(*j->folders));
+	j->folders[j->n_folders] = (struct folder_count){ sg_strdup(folder), 0, 0, 0, 0 };
+	return &j->folders[j->n_folders++];
+}
+
+/* rel: relative to the root, "cur/NAME" or ".Sent/cur/NAME": sealed in
+ * its folder (its tmp/, its cur/ and new/), counted for the folder too. */
+static void seal_one(struct job *j, const char *rel)
+{
+	char *folder = NULL;
+	const char *inner = sg_maildir_rel_split(rel, &folder);
+	char *dir = folder[0] != '\0' ? sg_asprintf("%s/%s", j->root, folder) : sg_strdup(j->root);
+	size_t done = j->done, earlier = j->earlier, skipped = j->skipped_enc, failed = j->failed;
+
+	j->maildir = dir;
+	j->folder = folder;
+	seal_in_folder(j, inner);
+	struct folder_count *fc = folder_count(j, folder);
+	fc->done += j->done - done;
+	fc->earlier += j->earlier - earlier;
+	fc->skipped_enc += j->skipped_enc - skipped;
+	fc->failed += j->failed - failed;
+	j->maildir = j->folder = NULL;
+	free(dir);
+	free(folder);
 }
 
 static double elapsed(const struct job *j)
@@ -426,6 +457,13 @@ static void summary(const struct job *j)
 	double t = elapsed(j);
 	printf("seal-mailbox: %zu sealed, %zu sealed earlier (journal), %zu skipped (already encrypted), "
 	       "%zu failed, in %.1fs\n", j->done, j->earlier, j->skipped_enc, j->failed, t);
+	/* per folder when there are several (the root is Dovecot's INBOX) */
+	for (size_t i = 0; j->n_folders > 1 && i < j->n_folders; i++) {
+		const struct folder_count *f = &j->folders[i];
+		printf("  %s: %zu sealed, %zu sealed earlier, %zu skipped, %zu failed\n",
+		       f->name[0] != '\0' ? f->name : "INBOX (root)", f->done, f->earlier,
+		       f->skipped_enc, f->failed);
+	}
 	for (size_t i = 0; i < j->failed; i++)
 		printf("  failed %s: %s\n", j->fails[i].name, j->fails[i].reason);
 }
@@ -454,7 +492,7 @@ int cmd_seal_mailbox(int argc, char **argv)
 		if (sg_cli_where_opt(&where, c, optarg))
 			continue;
 		switch (c) {
-		case 'm': j.maildir = optarg; break;
+		case 'm': j.root = optarg; break;
 		case 'k': key_file = optarg; break;
 		case 'j': subject = optarg; break;
 		case 'r': j.resync_cmd = optarg; break;
@@ -462,7 +500,7 @@ int cmd_seal_mailbox(int argc, char **argv)
 		default: fputs(usage, stderr); goto out;
 		}
 	}
-	if (optind + 1 != argc || j.maildir == NULL) {
+	if (optind + 1 != argc || j.root == NULL) {
 		fputs(usage, stderr);
 		goto out;
 	}
@@ -485,17 +523,16 @@ int cmd_seal_mailbox(int argc, char **argv)
 		goto out;
 	}
 	ret = SG_EXIT_FAIL;
-	if (list_sub(&j, "new") < 0 || list_sub(&j, "cur") < 0)
-		goto out;
-	if (sg_journal_open(j.maildir, JOURNAL_NAME, &j.journal, &err) < 0) {
+	/* the journal first: its lock keeps a second run out of the tmp/ clean-up */
+	if (sg_journal_open(j.root, JOURNAL_NAME, &j.journal, &err) < 0 ||
+	    sg_maildir_list_all(j.root, TMP_TAG, &j.paths, &j.n_paths, &err) < 0) {
 		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
 		goto out;
 	}
-	sg_journal_remove_leftovers(j.maildir, TMP_TAG);
 	j.tty = isatty(STDERR_FILENO);
 	clock_gettime(CLOCK_MONOTONIC, &j.start);
-	printf("seal-mailbox: %zu message(s) in %s, key %s\n", j.n_paths, j.maildir,
-	       sg_key_fingerprint(j.key));
+	printf("seal-mailbox: %zu message(s) in %s and its sub-folders, key %s\n", j.n_paths,
+	       j.root, sg_key_fingerprint(j.key));
 	fflush(stdout);
 	for (size_t i = 0; i < j.n_paths; i++) {
 		seal_one(&j, j.paths[i]);
@@ -505,15 +542,16 @@ int cmd_seal_mailbox(int argc, char **argv)
 	ret = j.failed == 0 ? SG_EXIT_OK : SG_EXIT_FAIL;
 	/* complete and clean: nothing to resume; a later run reads everything */
 	sg_journal_close(&j.journal, j.failed == 0);
-	if (j.resync_cmd[0] != '\0' && sg_maildir_resync(j.resync_cmd, argv[optind], j.maildir, &err) < 0) {
+	if (j.resync_cmd[0] != '\0' && sg_maildir_resync(j.resync_cmd, argv[optind], j.root, &err) < 0) {
 		fprintf(stderr, "sealgate seal-mailbox: %s\n", sg_error_msg(&err));
 		ret = SG_EXIT_FAIL;
 	}
 out:
 	sg_journal_close(&j.journal, false);
-	for (size_t i = 0; i < j.n_paths; i++)
-		free(j.paths[i]);
-	free(j.paths);
+	sg_maildir_rels_free(&j.paths, &j.n_paths);
+	for (size_t i = 0; i < j.n_folders; i++)
+		free(j.folders[i].name);
+	free(j.folders);
 	for (size_t i = 0; i < j.failed; i++) {
 		free(j.fails[i].name);
 		free(j.fails[i].reason);

@@ -2,12 +2,15 @@
  * "begin"/"done" lines per message base name, read back sorted for lookups. */
 #include "deliver/journal.h"
 #include "deliver/maildir.h"
+#include "util/buf.h"
+#include "util/log.h"
 #include "util/mem.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,31 @@ static const struct {
 	{ "begin ", SG_JOURNAL_BEGUN },
 	{ "done ", SG_JOURNAL_DONE },
 };
+
+/* The journal key of a message: its base name in the root folder, its
+ * folder and base ("FOLDER/BASE") in a Maildir++ sub-folder, so that the
+ * same base name in two folders (Dovecot's COPY hard-links a message under
+ * its own base name) are two entries. Bytes that would break a line (' ',
+ * control characters) and '%' are written %XX; base names never hold them,
+ * so a journal of an older version (bare base names, root folder) reads the same. */
+static char *key_of(const char *name)
+{
+	const char *slash = strrchr(name, '/');
+	char *base = sg_maildir_base(slash != NULL ? slash + 1 : name);
+	char *raw = slash != NULL ? sg_asprintf("%.*s/%s", (int)(slash - name), name, base)
+				  : sg_strdup(base);
+	struct sg_buf b;
+
+	sg_buf_init(&b, 3 * strlen(raw) + 16);
+	for (const unsigned char *p = (const unsigned char *)raw; *p != '\0'; p++) {
+		bool esc = *p <= ' ' || *p == 0x7f || *p == '%';
+		if (!(esc ? sg_buf_printf(&b, "%%%02X", *p) : sg_buf_append(&b, p, 1)))
+			sg_panic("journal key too long"); /* sized above: cannot happen */
+	}
+	free(raw);
+	free(base);
+	return (char *)sg_buf_steal(&b, NULL);
+}
 
 static int cmp_entry(const void *a, const void *b)
 {
@@ -135,7 +163,7 @@ fail:
 enum sg_journal_state sg_journal_lookup(const struct sg_journal *j, const char *name,
 					int64_t *size_r)
 {
-	struct entry key = { sg_maildir_base(name), 0, SG_JOURNAL_NONE, -1 };
+	struct entry key = { key_of(name), 0, SG_JOURNAL_NONE, -1 };
 	const struct entry *hit = NULL;
 	/* one entry per base: compare by base only */
 	size_t lo = 0, hi = j->n;
@@ -159,7 +187,7 @@ enum sg_journal_state sg_journal_lookup(const struct sg_journal *j, const char *
 
 static void append(struct sg_journal *j, const char *word, const char *name, const char *tail)
 {
-	char *b = sg_maildir_base(name);
+	char *b = key_of(name);
 	fprintf(j->f, "%s %s%s\n", word, b, tail);
 	fflush(j->f);
 	free(b);

@@ -9,9 +9,12 @@
 
 #include "util/error.h"
 
-/* DIR/NAME, one line per step, keyed by the message's base name (the part
- * of a Maildir name before ',' or ':', which survives the mailbox server's
- * renames): "begin BASE" once the new content is whole and fsynced in tmp/,
+/* DIR/NAME (one journal at the Maildir root for all its folders), one line
+ * per step, keyed by the message's base name (the part of a Maildir name
+ * before ',' or ':', which survives the mailbox server's renames) and, in a
+ * Maildir++ sub-folder, its folder: "BASE" or ".Sent/BASE" (' ', '%' and
+ * control characters as %XX). The same base name can be in two folders:
+ * Dovecot's IMAP COPY hard-links a message under its base name. "begin BASE" once the new content is whole and fsynced in tmp/,
  * just before it replaces the message; "done BASE SIZE" once the
  * replacement and its new name are fsynced (SIZE: the file's size then).
  * Lines are flushed, not fsynced: "done" comes after the directory fsync,
@@ -32,13 +35,15 @@ enum sg_journal_state {
 int sg_journal_open(const char *dir, const char *name, struct sg_journal **j_r,
 		    struct sg_error *err) SG_WARN_UNUSED;
 
-/* What earlier runs wrote for the message named name (a Maildir file name,
- * its base is taken). DONE sets *size_r to the size then (-1: not
+/* What earlier runs wrote for the message named name: a Maildir file name
+ * in the root folder, "FOLDER/NAME" in a sub-folder (".Sent/1.M2P3.host:2,S");
+ * its base is taken. DONE sets *size_r to the size then (-1: not
  * recorded, a journal of an older version); size_r may be NULL. */
 enum sg_journal_state sg_journal_lookup(const struct sg_journal *j, const char *name,
 					int64_t *size_r);
 
-/* Append "begin BASE" / "done BASE SIZE" for the message named name. */
+/* Append "begin KEY" / "done KEY SIZE" for the message named name (as in
+ * sg_journal_lookup). */
 void sg_journal_begin(struct sg_journal *j, const char *name);
 void sg_journal_done(struct sg_journal *j, const char *name, uint64_t size);
 

@@ -7,14 +7,13 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
 from conftest import SEALGATE_BIN, run
 from deliver_helpers import pgp_user
 from pgphelp import gpg, kill_agent
-from walkhelp import journal_done, kill9_after
+from walkhelp import journal_done, kill9_after, kill9_at_pause, wait_stopped
 
 ADDR = "alice@example.test"
 JOURNAL = ".sealgate-seal-mailbox.journal"
@@ -106,17 +105,6 @@ def test_kill9_then_resume(user, tmp_path):
     check_sealed_once(u, md, bodies)
 
 
-def wait_stopped(p):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert p.poll() is None, "exited instead of pausing"
-        with open(f"/proc/{p.pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                return
-        time.sleep(0.005)
-    raise AssertionError("did not pause")
-
-
 def test_killed_between_exchange_and_done(user, tmp_path):
     """Killed (at a test hook) right after the 5th sealed copy replaced its
     original, before its size fields and its "done" line: the second run
@@ -126,14 +114,7 @@ def test_killed_between_exchange_and_done(user, tmp_path):
     n, k = 12, 5
     md = str(tmp_path / "Maildir")
     bodies = make_maildir(md, n)
-    env = dict(os.environ, SEALGATE_TEST_PAUSE_AT=str(k))
-    with open(tmp_path / "out1", "wb") as o, open(tmp_path / "err1", "wb") as e:
-        p = subprocess.Popen(cmd(u, md), stdout=o, stderr=e, env=env)
-    try:
-        wait_stopped(p)
-    finally:
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+    kill9_at_pause(cmd(u, md), k, str(tmp_path))
     lines = open(os.path.join(md, JOURNAL)).read().splitlines()
     assert [l.split()[0] for l in lines] == ["begin", "done"] * (k - 1) + ["begin"], lines
     # a copy a killed run left in tmp/ (it may be the exchanged-out plaintext) goes

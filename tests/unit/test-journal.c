@@ -1,7 +1,7 @@
 /* Unit tests for deliver/journal.c: what a re-run reads back (the last
  * line for a base name counts, names with flags and sizes find their base,
- * a line cut short by a kill is ignored), the lock against a second run,
- * removal after a clean run, and tmp/ leftovers. */
+ * a line cut short by a kill is ignored, Maildir++ folders kept apart), the
+ * lock against a second run, removal after a clean run, and tmp/ leftovers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,24 +15,9 @@
 #include "deliver/journal.h"
 #include "util/mem.h"
 
+#include "tmpdir.h"
+
 #define NAME ".test.journal"
-
-static int setup(void **state)
-{
-	char tmpl[] = "/tmp/sg-journal-XXXXXX";
-	assert_non_null(mkdtemp(tmpl));
-	*state = sg_strdup(tmpl);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char *cmd = sg_asprintf("rm -rf '%s'", (char *)*state);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(*state);
-	return 0;
-}
 
 static void write_text(const char *dir, const char *name, const char *text)
 {
@@ -44,12 +29,16 @@ static void write_text(const char *dir, const char *name, const char *text)
 	free(p);
 }
 
-static bool exists(const char *dir, const char *name)
+static char *read_text(const char *dir, const char *name)
 {
 	char *p = sg_asprintf("%s/%s", dir, name);
-	bool e = access(p, F_OK) == 0;
+	FILE *f = fopen(p, "r");
+	char *text = sg_calloc(1, 4096);
+	assert_non_null(f);
+	(void)!fread(text, 1, 4095, f);
+	fclose(f);
 	free(p);
-	return e;
+	return text;
 }
 
 static struct sg_journal *open_ok(const char *dir)
@@ -81,7 +70,7 @@ static void test_round_trip(void **state)
 	assert_int_equal(sg_journal_lookup(j, "2.M2P1.host:2,", &size), SG_JOURNAL_BEGUN);
 	assert_int_equal(sg_journal_lookup(j, "3.M3P1.host", NULL), SG_JOURNAL_NONE);
 	sg_journal_close(&j, true);
-	assert_false(exists(dir, NAME));
+	assert_false(tmpdir_exists(dir, NAME));
 }
 
 /* Table: journal text -> state of base "a" (and its size when done). */
@@ -115,6 +104,45 @@ static void test_last_line_counts(void **state)
 	}
 }
 
+/* Maildir++ folders: the same base name in the root and in .Sent (Dovecot's
+ * COPY hard-links under the base name) are two entries; a folder name with
+ * a space or '%' is escaped so the line still parses; a journal of an
+ * older version (bare base names) is read as the root folder's. */
+static void test_folders(void **state)
+{
+	const char *dir = *state;
+	struct sg_journal *j = open_ok(dir);
+	int64_t size = 0;
+	sg_journal_begin(j, ".Sent/1.M1P1.host:2,S");
+	sg_journal_done(j, ".Sent/1.M1P1.host:2,S", 11);
+	sg_journal_begin(j, ".Sent Items/2.M2P1.host");
+	sg_journal_done(j, ".Sent Items/2.M2P1.host", 22);
+	sg_journal_begin(j, ".100%/3.M3P1.host");
+	sg_journal_close(&j, false);
+
+	char *text = read_text(dir, NAME);
+	assert_non_null(strstr(text, "done .Sent%20Items/2.M2P1.host 22\n"));
+	assert_non_null(strstr(text, "begin .100%25/3.M3P1.host\n"));
+	free(text);
+	j = open_ok(dir);
+	assert_int_equal(sg_journal_lookup(j, ".Sent/1.M1P1.host,S=5", &size), SG_JOURNAL_DONE);
+	assert_int_equal(size, 11);
+	assert_int_equal(sg_journal_lookup(j, "1.M1P1.host:2,S", &size), SG_JOURNAL_NONE);
+	assert_int_equal(sg_journal_lookup(j, ".Drafts/1.M1P1.host", NULL), SG_JOURNAL_NONE);
+	assert_int_equal(sg_journal_lookup(j, ".Sent Items/2.M2P1.host:2,", &size), SG_JOURNAL_DONE);
+	assert_int_equal(size, 22);
+	assert_int_equal(sg_journal_lookup(j, ".Sent/2.M2P1.host", NULL), SG_JOURNAL_NONE);
+	assert_int_equal(sg_journal_lookup(j, ".100%/3.M3P1.host", NULL), SG_JOURNAL_BEGUN);
+	sg_journal_close(&j, true);
+
+	write_text(dir, NAME, "begin 4.M4P1.host\ndone 4.M4P1.host 44\n");
+	j = open_ok(dir);
+	assert_int_equal(sg_journal_lookup(j, "4.M4P1.host:2,S", &size), SG_JOURNAL_DONE);
+	assert_int_equal(size, 44);
+	assert_int_equal(sg_journal_lookup(j, ".Sent/4.M4P1.host:2,S", NULL), SG_JOURNAL_NONE);
+	sg_journal_close(&j, true);
+}
+
 /* The lock: a second open of the same journal is refused, with the reason. */
 static void test_second_run_refused(void **state)
 {
@@ -140,20 +168,21 @@ static void test_leftovers(void **state)
 	write_text(dir, "tmp/3.M3P1.mx.sealgate-seal-1a", "a host name with the tag");
 	write_text(dir, "tmp/4.M4P1.host.sealgate-seal-", "no pid");
 	sg_journal_remove_leftovers(dir, ".sealgate-seal-");
-	assert_false(exists(dir, "tmp/1.M1P1.host,S=9:2,S.sealgate-seal-123"));
-	assert_true(exists(dir, "tmp/2.M2P1.host"));
-	assert_true(exists(dir, "tmp/3.M3P1.mx.sealgate-seal-1a"));
-	assert_true(exists(dir, "tmp/4.M4P1.host.sealgate-seal-"));
+	assert_false(tmpdir_exists(dir, "tmp/1.M1P1.host,S=9:2,S.sealgate-seal-123"));
+	assert_true(tmpdir_exists(dir, "tmp/2.M2P1.host"));
+	assert_true(tmpdir_exists(dir, "tmp/3.M3P1.mx.sealgate-seal-1a"));
+	assert_true(tmpdir_exists(dir, "tmp/4.M4P1.host.sealgate-seal-"));
 	free(tmp);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_last_line_counts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_second_run_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_leftovers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_round_trip, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_last_line_counts, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_folders, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_second_run_refused, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_leftovers, tmpdir_setup, tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
