@@ -718,6 +718,23 @@ static void note(struct walk *w, const char *kind, const char *rel, const char *
 		sg_buf_reset(&w->reasons); /* keep going; counts stay right */
 }
 
+/* dir/name holds data: rename it so that its size fields say so. 1
+ * renamed; 0 they did; -1 the rename failed. The caller fsyncs dir. */
+static int fix_name(const char *dir, const char *name, const unsigned char *data, size_t len)
+{
+	char *nn = fixed_name(name, data, len);
+	int ret = 0;
+
+	if (strcmp(nn, name) != 0) {
+		char *from = sg_asprintf("%s/%s", dir, name), *to = sg_asprintf("%s/%s", dir, nn);
+		ret = rename(from, to) == 0 ? 1 : -1;
+		free(from);
+		free(to);
+	}
+	free(nn);
+	return ret;
+}
+
 /* Replace the message by data: tmp/ file, fsync, exchange with the
  * original (the one atomic step: the message is either old or new, never
  * both or neither), fsync the folder, then the size fields of its name.
@@ -728,7 +745,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 {
 	char *tmp = sg_asprintf("%s/tmp/%s" TMP_TAG "%ld", folder, name, (long)getpid());
 	char *path = sg_asprintf("%s/%s/%s", folder, sub, name);
-	char *cur = NULL, *dir = NULL, *nn = NULL, *npath = NULL;
+	char *cur = NULL, *dir = NULL;
 	char *jname = journal_name(w, folder, name);
 	struct sg_error err = SG_ERROR_INIT;
 	int ret = -1;
@@ -745,11 +762,7 @@ static int replace_msg(struct walk *w, const char *folder, const char *sub, cons
 		goto out;
 	}
 	dir = sg_asprintf("%s/%s", folder, sub);
-	free(path);
-	path = sg_asprintf("%s/%s", dir, cur);
-	nn = fixed_name(cur, data, len);
-	npath = sg_asprintf("%s/%s", dir, nn);
-	if (strcmp(nn, cur) != 0 && rename(path, npath) < 0) {
+	if (fix_name(dir, cur, data, len) < 0) {
 		*why_r = "size fields not fixed (rename failed)";
 		goto out;
 	}
@@ -763,8 +776,6 @@ out:
 	free(path);
 	free(cur);
 	free(dir);
-	free(nn);
-	free(npath);
 	return ret;
 }
 
@@ -814,7 +825,19 @@ static void one_message(struct walk *w, const char *rel)
 		bool earlier = sg_journal_lookup(w->journal, jname, NULL) != SG_JOURNAL_NONE;
 		free(jname);
 		if (earlier) {
-			w->n_earlier++;
+			/* A run killed between the exchange and the size
+			 * fields left the new content under the old name. */
+			char *d = sg_asprintf("%s/%s", folder, sub);
+			int f = fix_name(d, name, in->data, in->len);
+			if (f > 0)
+				fsync_dir(d);
+			free(d);
+			if (f < 0) {
+				w->n_fail++;
+				note(w, "failed", rel, "size fields not fixed (rename failed)");
+			} else {
+				w->n_earlier++;
+			}
 		} else {
 			w->n_skip++;
 			note(w, "skipped", rel, info.skip_reason);

@@ -134,3 +134,26 @@ def test_kill9_then_resume(keys, tmp_path):
     done2, earlier = int(line.split(": ")[2].split(" ")[0]), int(line.split(", ")[1].split(" ")[0])
     assert done2 + earlier == N, line
     check_maildir(root, keys, N)
+
+
+def test_begun_then_resume_fixes_size_fields(keys, tmp_path):
+    """The state a kill -9 between the exchange and the rename leaves: new
+    content under the old name (stale W=), the journal's last line for it
+    "begin". The next run finishes the name and counts it done earlier."""
+    root = str(tmp_path / "Maildir")
+    make_maildir(root, keys, 10)
+    r = run(rekey_cmd(keys, root))
+    assert r.returncode == 0, r.stderr
+    cur = os.path.join(root, "cur")
+    done = sorted(n for n in os.listdir(cur) if ",S=" in n)
+    victim = done[0]
+    base = victim.split(",")[0]
+    stale = victim.split(",W=")[0] + ",W=1:2,S"
+    os.rename(os.path.join(cur, victim), os.path.join(cur, stale))
+    with open(os.path.join(root, ".sealgate-rekey.journal"), "a") as f:
+        f.write(f"begin {base}\n")
+    r = run(rekey_cmd(keys, root))
+    assert r.returncode == 0, r.stderr
+    assert b"0 done, 10 done earlier, 1 skipped, 0 failed" in r.stderr, r.stderr
+    names = os.listdir(cur)
+    assert victim in names and stale not in names, names
