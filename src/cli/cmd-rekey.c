@@ -628,8 +628,6 @@ static char *journal_name(const struct walk *w, const char *folder, const char *
 	return sg_strdup(name);
 }
 
-/* New name: the same base and flags with S= (file size) and W= (size with
- * CRLF line ends, RFC 822 size) rewritten when present. */
 /* Line ends that are a bare LF (each one more octet with CRLF). */
 static size_t bare_lf_count(const unsigned char *data, size_t len)
 {
@@ -637,35 +635,6 @@ static size_t bare_lf_count(const unsigned char *data, size_t len)
 	for (const unsigned char *p = data, *end = data + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
 		n += p == data || p[-1] != '\r';
 	return n;
-}
-
-static char *fixed_name(const char *name, const unsigned char *data, size_t len)
-{
-	struct sg_buf b;
-	sg_buf_init(&b, 4096);
-	const char *p = name;
-	const char *info = strchr(name, ':');
-	const char *end = info ? info : name + strlen(name);
-	while (p < end) {
-		const char *comma = memchr(p, ',', (size_t)(end - p));
-		const char *seg_end = comma ? comma : end;
-		bool ok;
-		if (p != name && seg_end - p > 2 && strncmp(p, "S=", 2) == 0)
-			ok = sg_buf_printf(&b, "S=%zu", len);
-		else if (p != name && seg_end - p > 2 && strncmp(p, "W=", 2) == 0)
-			ok = sg_buf_printf(&b, "W=%zu", len + bare_lf_count(data, len));
-		else
-			ok = sg_buf_append(&b, p, (size_t)(seg_end - p));
-		if (ok && comma)
-			ok = sg_buf_append(&b, ",", 1);
-		if (!ok)
-			sg_panic("maildir name too long");
-		p = comma ? comma + 1 : end;
-	}
-	if (info && !sg_buf_append_str(&b, info))
-		sg_panic("maildir name too long");
-	size_t n;
-	return (char *)sg_buf_steal(&b, &n);
 }
 
 static int fsync_dir(const char *dir)
@@ -722,7 +691,8 @@ static void note(struct walk *w, const char *kind, const char *rel, const char *
  * renamed; 0 they did; -1 the rename failed. The caller fsyncs dir. */
 static int fix_name(const char *dir, const char *name, const unsigned char *data, size_t len)
 {
-	char *nn = fixed_name(name, data, len);
+	/* S= the file size, W= its size with CRLF line ends (RFC 822) */
+	char *nn = sg_maildir_sized_name(name, len, len + bare_lf_count(data, len), false);
 	int ret = 0;
 
 	if (strcmp(nn, name) != 0) {

@@ -120,35 +120,6 @@ out:
 	return ret;
 }
 
-/* "BASE,S=1,W=2,X=y:2,FS" -> "BASE,X=y,S=new,W=new:2,FS" (maildir++ size
- * fields that Dovecot trusts for quota and RFC822.SIZE). */
-static char *rename_for(const char *name, size_t s, size_t w)
-{
-	const char *colon = strchr(name, ':');
-	size_t left = colon != NULL ? (size_t)(colon - name) : strlen(name);
-	struct sg_buf b;
-	const char *p = name, *end = name + left;
-	bool first = true;
-
-	sg_buf_init(&b, left + 64 + (colon != NULL ? strlen(colon) : 0));
-	while (p < end) {
-		const char *c = memchr(p, ',', (size_t)(end - p));
-		size_t n = c != NULL ? (size_t)(c - p) : (size_t)(end - p);
-		bool size_field = !first && n >= 2 && (p[0] == 'S' || p[0] == 'W') && p[1] == '=';
-		if (!size_field && (!sg_buf_append(&b, first ? "" : ",", first ? 0 : 1) ||
-				    !sg_buf_append(&b, p, n)))
-			goto overflow;
-		first = false;
-		p += n + (c != NULL);
-	}
-	if (!sg_buf_printf(&b, ",S=%zu,W=%zu%s", s, w, colon != NULL ? colon : ""))
-		goto overflow;
-	return (char *)sg_buf_steal(&b, NULL);
-overflow:
-	sg_buf_free(&b);
-	return sg_strdup(name);
-}
-
 /* Tests only: SEALGATE_TEST_PAUSE_AT=N stops the process (SIGSTOP) just
  * after the Nth sealed copy took the original's place, before its size
  * fields and its "done" line, so that a test can kill -9 at that point. */
@@ -202,7 +173,7 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 	subdir = sg_asprintf("%s/%s", j->maildir, now_sub);
 	if (sg_maildir_sync_dir(subdir, err) < 0)
 		goto out;
-	newname = rename_for(cur, sg_maildir_lf_size(data, len), len);
+	newname = sg_maildir_sized_name(cur, sg_maildir_lf_size(data, len), len, true);
 	if (strcmp(newname, cur) != 0) {
 		from = sg_asprintf("%s/%s", subdir, cur);
 		dst = sg_asprintf("%s/%s", subdir, newname);
@@ -249,7 +220,7 @@ static int fix_sizes(struct job *j, const char *rel, const struct sg_buf *crlf, 
 
 	if (sfield == NULL ? !ours : (size_t)strtoull(sfield + 3, NULL, 10) == lf)
 		return 0;
-	want = rename_for(name, lf, crlf->len);
+	want = sg_maildir_sized_name(name, lf, crlf->len, true);
 	from = sg_asprintf("%s/%s", j->maildir, rel);
 	to = sg_asprintf("%s/%.*s/%s", j->maildir, (int)(slash - rel), rel, want);
 	if (rename(from, to) < 0) {

@@ -2,6 +2,7 @@
  * (maildir(5); Dovecot's maildir-save.c does the same). */
 #include "deliver/maildir.h"
 #include "util/buf.h"
+#include "util/log.h"
 #include "util/mem.h"
 
 #include <ctype.h>
@@ -178,6 +179,44 @@ size_t sg_maildir_lf_size(const unsigned char *msg, size_t len)
 		if (msg[i] == '\r' && msg[i + 1] == '\n')
 			n--;
 	return n;
+}
+
+char *sg_maildir_sized_name(const char *name, size_t s, size_t w, bool add)
+{
+	const char *info = strchr(name, ':');
+	const char *end = info != NULL ? info : name + strlen(name);
+	const char *p = strchr(name, ',');
+	bool have_s = false, have_w = false;
+	struct sg_buf b;
+	bool ok;
+
+	if (p == NULL || p > end)
+		p = end;
+	sg_buf_init(&b, strlen(name) + 48);
+	ok = sg_buf_append(&b, name, (size_t)(p - name));
+	while (ok && p < end) { /* p at a ',' */
+		const char *f = p + 1, *comma = memchr(f, ',', (size_t)(end - f));
+		const char *fe = comma != NULL ? comma : end;
+		if (fe - f >= 2 && f[0] == 'S' && f[1] == '=') {
+			ok = sg_buf_printf(&b, ",S=%zu", s);
+			have_s = true;
+		} else if (fe - f >= 2 && f[0] == 'W' && f[1] == '=') {
+			ok = sg_buf_printf(&b, ",W=%zu", w);
+			have_w = true;
+		} else {
+			ok = sg_buf_append(&b, p, (size_t)(fe - p));
+		}
+		p = fe;
+	}
+	if (ok && add && !have_s)
+		ok = sg_buf_printf(&b, ",S=%zu", s);
+	if (ok && add && !have_w)
+		ok = sg_buf_printf(&b, ",W=%zu", w);
+	if (ok && info != NULL)
+		ok = sg_buf_append_str(&b, info);
+	if (!ok)
+		sg_panic("maildir: file name too long");
+	return (char *)sg_buf_steal(&b, NULL);
 }
 
 static int write_all(int fd, const unsigned char *p, size_t n, struct sg_error *err)

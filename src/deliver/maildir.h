@@ -4,6 +4,7 @@
 #ifndef SG_DELIVER_MAILDIR_H
 #define SG_DELIVER_MAILDIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "util/error.h"
@@ -44,6 +45,13 @@ int sg_maildir_write_fd(int fd, const unsigned char *msg, size_t len, struct sg_
  * the exit status or signal in err. */
 int sg_maildir_resync(const char *cmd, const char *user, const char *dir, struct sg_error *err)
 	SG_WARN_UNUSED;
+
+/* name with its maildir++ size fields saying s (S=, the file's size) and
+ * w (W=, the size with CRLF line ends, RFC822.SIZE): "BASE,S=1,W=2,X=y:2,FS"
+ * -> "BASE,S=s,W=w,X=y:2,FS"; the base, other fields and flags kept. add:
+ * a missing S= or W= is appended (else a name without them stays so).
+ * Owned. */
+char *sg_maildir_sized_name(const char *name, size_t s, size_t w, bool add);
 
 /* The unique part of a Maildir file name: up to the first ',' or ':'. Owned. */
 char *sg_maildir_base(const char *name);

@@ -124,6 +124,32 @@ static void test_unique(void **state)
 	free(b);
 }
 
+/* Size fields rewritten in place, other fields and flags kept; missing
+ * ones appended only when asked (seal-mailbox), never for rekey. */
+static void test_sized_name(void **state)
+{
+	static const struct {
+		const char *in;
+		bool add;
+		const char *want;
+	} cases[] = {
+		{ "B,S=1,W=2,X=y:2,FS", false, "B,S=10,W=12,X=y:2,FS" },
+		{ "B,X=y,W=2,S=1:2,", true, "B,X=y,W=12,S=10:2," },
+		{ "B:2,S", false, "B:2,S" },
+		{ "B:2,S", true, "B,S=10,W=12:2,S" },
+		{ "B", true, "B,S=10,W=12" },
+		{ "B,S=1", true, "B,S=10,W=12" },
+		{ "B,SIZE=7:2,S", false, "B,SIZE=7:2,S" }, /* not a size field */
+		{ "B:2,S=1", false, "B:2,S=1" },          /* flags, not fields */
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got = sg_maildir_sized_name(cases[i].in, 10, 12, cases[i].add);
+		assert_string_equal(got, cases[i].want);
+		free(got);
+	}
+}
+
 static void test_deliver_ok(void **state)
 {
 	(void)state;
@@ -602,6 +628,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_expand),
 		cmocka_unit_test(test_unique),
+		cmocka_unit_test(test_sized_name),
 		cmocka_unit_test(test_deliver_ok),
 		cmocka_unit_test(test_deliver_concurrent),
 		cmocka_unit_test(test_deliver_fail_leaves_nothing),
