@@ -687,21 +687,14 @@ static void note(struct walk *w, const char *kind, const char *rel, const char *
 		sg_buf_reset(&w->reasons); /* keep going; counts stay right */
 }
 
-/* dir/name holds data: rename it so that its size fields say so. 1
- * renamed; 0 they did; -1 the rename failed. The caller fsyncs dir. */
+/* dir/name holds data: its size fields say so after (rewritten in place
+ * when present; S= the file size, W= its size with CRLF line ends, RFC 822).
+ * 1 renamed; 0 they did; -1 the rename failed. The caller fsyncs dir. */
 static int fix_name(const char *dir, const char *name, const unsigned char *data, size_t len)
 {
-	/* S= the file size, W= its size with CRLF line ends (RFC 822) */
-	char *nn = sg_maildir_sized_name(name, len, len + bare_lf_count(data, len), false);
-	int ret = 0;
-
-	if (strcmp(nn, name) != 0) {
-		char *from = sg_asprintf("%s/%s", dir, name), *to = sg_asprintf("%s/%s", dir, nn);
-		ret = rename(from, to) == 0 ? 1 : -1;
-		free(from);
-		free(to);
-	}
-	free(nn);
+	struct sg_error err = SG_ERROR_INIT;
+	int ret = sg_maildir_fix_sizes(dir, name, len, len + bare_lf_count(data, len), false, &err);
+	sg_error_clear(&err);
 	return ret;
 }
 

@@ -138,7 +138,7 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 	char *tmp = sg_asprintf("%s/tmp/%s" TMP_TAG "%ld", j->maildir, base, (long)getpid());
 	char *orig = sg_asprintf("%s/%s", j->maildir, rel);
 	char *sub = sg_strndup(rel, (size_t)(slash - rel));
-	char *cur = NULL, *subdir = NULL, *newname = NULL, *from = NULL, *dst = NULL;
+	char *cur = NULL, *subdir = NULL;
 	char *jname = journal_name(j, slash + 1);
 	const char *now_sub = sub;
 	int fd = -1, ret = -1;
@@ -173,17 +173,9 @@ static int write_sealed(struct job *j, const char *rel, const unsigned char *dat
 	subdir = sg_asprintf("%s/%s", j->maildir, now_sub);
 	if (sg_maildir_sync_dir(subdir, err) < 0)
 		goto out;
-	newname = sg_maildir_sized_name(cur, sg_maildir_lf_size(data, len), len, true);
-	if (strcmp(newname, cur) != 0) {
-		from = sg_asprintf("%s/%s", subdir, cur);
-		dst = sg_asprintf("%s/%s", subdir, newname);
-		if (rename(from, dst) < 0) {
-			sg_error_set(err, "rename to %s: %s", newname, strerror(errno));
-			goto out;
-		}
-		if (sg_maildir_sync_dir(subdir, err) < 0)
-			goto out;
-	}
+	int renamed = sg_maildir_fix_sizes(subdir, cur, sg_maildir_lf_size(data, len), len, true, err);
+	if (renamed < 0 || (renamed > 0 && sg_maildir_sync_dir(subdir, err) < 0))
+		goto out;
 	sg_journal_done(j->journal, jname, sg_maildir_lf_size(data, len));
 	ret = 1;
 out:
@@ -198,9 +190,6 @@ out:
 	free(sub);
 	free(cur);
 	free(subdir);
-	free(newname);
-	free(from);
-	free(dst);
 	return ret;
 }
 
@@ -215,23 +204,12 @@ static int fix_sizes(struct job *j, const char *rel, const struct sg_buf *crlf, 
 	const char *name = slash + 1;
 	const char *sfield = strstr(name, ",S=");
 	size_t lf = sg_maildir_lf_size(crlf->data, crlf->len);
-	char *want = NULL, *from = NULL, *to = NULL;
-	int ret = 0;
 
 	if (sfield == NULL ? !ours : (size_t)strtoull(sfield + 3, NULL, 10) == lf)
 		return 0;
-	want = sg_maildir_sized_name(name, lf, crlf->len, true);
-	from = sg_asprintf("%s/%s", j->maildir, rel);
-	to = sg_asprintf("%s/%.*s/%s", j->maildir, (int)(slash - rel), rel, want);
-	if (rename(from, to) < 0) {
-		sg_error_set(err, "fixing size fields: %s", strerror(errno));
-		ret = -1;
-	} else {
-		ret = 1;
-	}
-	free(want);
-	free(from);
-	free(to);
+	char *dir = sg_asprintf("%s/%.*s", j->maildir, (int)(slash - rel), rel);
+	int ret = sg_maildir_fix_sizes(dir, name, lf, crlf->len, true, err);
+	free(dir);
 	return ret;
 }
 

@@ -160,26 +160,19 @@ fail:
 	return -1;
 }
 
+static int cmp_key(const void *key, const void *e)
+{
+	return strcmp(key, ((const struct entry *)e)->base);
+}
+
 enum sg_journal_state sg_journal_lookup(const struct sg_journal *j, const char *name,
 					int64_t *size_r)
 {
-	struct entry key = { key_of(name), 0, SG_JOURNAL_NONE, -1 };
-	const struct entry *hit = NULL;
-	/* one entry per base: compare by base only */
-	size_t lo = 0, hi = j->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(key.base, j->e[mid].base);
-		if (c == 0) {
-			hit = &j->e[mid];
-			break;
-		}
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	free(key.base);
+	char *key = key_of(name);
+	/* settle() left one entry per base, sorted by base */
+	const struct entry *hit = j->n > 0 ? bsearch(key, j->e, j->n, sizeof(*j->e), cmp_key) : NULL;
+
+	free(key);
 	if (size_r != NULL)
 		*size_r = hit != NULL ? hit->size : -1;
 	return hit != NULL ? hit->state : SG_JOURNAL_NONE;

@@ -219,6 +219,26 @@ char *sg_maildir_sized_name(const char *name, size_t s, size_t w, bool add)
 	return (char *)sg_buf_steal(&b, NULL);
 }
 
+int sg_maildir_fix_sizes(const char *dir, const char *name, size_t s, size_t w, bool add,
+			 struct sg_error *err)
+{
+	char *want = sg_maildir_sized_name(name, s, w, add);
+	int ret = 0;
+
+	if (strcmp(want, name) != 0) {
+		char *from = sg_asprintf("%s/%s", dir, name), *to = sg_asprintf("%s/%s", dir, want);
+		ret = 1;
+		if (rename(from, to) < 0) {
+			sg_error_set(err, "fixing the size fields of %s: %s", name, strerror(errno));
+			ret = -1;
+		}
+		free(from);
+		free(to);
+	}
+	free(want);
+	return ret;
+}
+
 static int write_all(int fd, const unsigned char *p, size_t n, struct sg_error *err)
 {
 	while (n > 0) {

@@ -53,6 +53,12 @@ int sg_maildir_resync(const char *cmd, const char *user, const char *dir, struct
  * Owned. */
 char *sg_maildir_sized_name(const char *name, size_t s, size_t w, bool add);
 
+/* dir/name holds s bytes (w with CRLF line ends): rename it so that its
+ * size fields say so (sg_maildir_sized_name, add as there). 1 renamed, 0
+ * they did already, -1 with err. The caller fsyncs dir. */
+int sg_maildir_fix_sizes(const char *dir, const char *name, size_t s, size_t w, bool add,
+			 struct sg_error *err) SG_WARN_UNUSED;
+
 /* The unique part of a Maildir file name: up to the first ',' or ':'. Owned. */
 char *sg_maildir_base(const char *name);
 
