@@ -104,15 +104,16 @@ start b
 
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
-# run RCPT -> sets RATE, CPU_A, CPU_B (us per message)
-run() {
+# timed CMD ARGS... (CMD sends N messages) -> sets RATE, CPU_A, CPU_B (us per message)
+timed() {
 	a0=$(cpu "$GW_a"); b0=$(cpu "$GW_b"); t0=$(date +%s.%N)
-	source_run "$N" "$1"
+	"$@"
 	t1=$(date +%s.%N); a1=$(cpu "$GW_a"); b1=$(cpu "$GW_b")
 	RATE=$(echo "$N / ($t1 - $t0)" | bc -l)
 	CPU_A=$(echo "($a1 - $a0) * 1000000 / $TICK / $N" | bc -l)
 	CPU_B=$(echo "($b1 - $b0) * 1000000 / $TICK / $N" | bc -l)
 }
+run() { timed source_run "$N" "$1"; } # RCPT
 # DOMAIN_BENCH_PERF=DIR: perf record (DWARF call graphs) both instances during the domain run
 if [ -n "${DOMAIN_BENCH_PERF:-}" ]; then
 	perf record --call-graph dwarf,16384 -F 4000 -o "$DOMAIN_BENCH_PERF/a.data" -p "$GW_a" >/dev/null 2>&1 & PA=$!
@@ -145,15 +146,14 @@ run bob@b.test; stage_a=$RATE; stage_a_cpu=$CPU_A
 # b alone: the captured sealed copy, N times, into b's inbound listener
 # (SMTP; b opens, verifies and relays to smtp-sink). No replay cache
 # exists, so each copy is opened in full.
+replay_b() {
+	if ! smtp-source -d -s "${DOMAIN_SESSIONS:-16}" -m "$N" -F "$T/sealed.eml" -f a@a.test -t bob@b.test \
+	     127.0.0.1:"$INB" >"$T/source.log" 2>&1; then
+		echo "domain.sh: smtp-source (b stage) failed:" >&2; head -20 "$T/source.log" >&2; exit 1
+	fi
+}
 opened0=$(grep -c ': domain: opened for ' "$T/b/gw.log" || true)
-b0=$(cpu "$GW_b"); t0=$(date +%s.%N)
-if ! smtp-source -d -s "${DOMAIN_SESSIONS:-16}" -m "$N" -F "$T/sealed.eml" -f a@a.test -t bob@b.test \
-     127.0.0.1:"$INB" >"$T/source.log" 2>&1; then
-	echo "domain.sh: smtp-source (b stage) failed:" >&2; head -20 "$T/source.log" >&2; exit 1
-fi
-t1=$(date +%s.%N); b1=$(cpu "$GW_b")
-stage_b=$(echo "$N / ($t1 - $t0)" | bc -l)
-stage_b_cpu=$(echo "($b1 - $b0) * 1000000 / $TICK / $N" | bc -l)
+timed replay_b; stage_b=$RATE; stage_b_cpu=$CPU_B
 opened=$(grep -c ': domain: opened for ' "$T/b/gw.log" || true)
 [ $((opened - opened0)) -eq "$N" ] || { echo "domain.sh: b opened $((opened - opened0)) of the $N replayed copies" >&2; exit 1; }
 
