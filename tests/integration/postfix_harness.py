@@ -60,6 +60,21 @@ def port_open(port):
         return False
 
 
+def smtp_ready(port):
+    """An SMTP server answers on port with its 220 greeting. The kernel
+    completes a connection to Postfix's listening socket before an smtpd
+    serves it, so a bare connect is not enough."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.settimeout(2)
+            if not s.recv(512).startswith(b"220"):
+                return False
+            s.sendall(b"QUIT\r\n")
+            return True
+    except OSError:
+        return False
+
+
 class Daemon:
     """A background process with stdout+stderr in a file, stopped by PID."""
 
@@ -300,7 +315,7 @@ class Postfix:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"postfix start-fg exited {self.proc.returncode}:\n"
                                    + self.maillog()[-3000:])
-            return port_open(self.front_port) and port_open(self.reinject_port)
+            return smtp_ready(self.front_port) and smtp_ready(self.reinject_port)
         wait_for(up, 30, "postfix listeners")
         return self
 
@@ -344,7 +359,7 @@ class Postfix:
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write(self._master_saved)
         self.reload()
-        wait_for(lambda: port_open(self.reinject_port), 20, "reinjection listener back")
+        wait_for(lambda: smtp_ready(self.reinject_port), 20, "reinjection listener back")
 
     def reload(self):
         r = subprocess.run(["postfix", "-c", self.conf, "reload"], capture_output=True, text=True,
